@@ -1,0 +1,31 @@
+"""gpupq: estimate what IVF-PQ compression does to your vectors' memory, recall and speed,
+on CuPy (CUDA GPU) or numpy (CPU) through one code path."""
+
+__version__ = "0.1.0"
+
+from .backends import Backend, CupyBackend, NumpyBackend, get_backends, usable_backends
+from .data import Dataset, hold_out, load_npy, make_synthetic
+from .errors import GpupqError
+from .estimate import BackendResult, EstimateConfig, EstimateResult, estimate
+from .ivf import IVFPQIndex
+from .pq import ProductQuantizer
+
+__all__ = [
+    "Backend",
+    "BackendResult",
+    "CupyBackend",
+    "Dataset",
+    "EstimateConfig",
+    "EstimateResult",
+    "GpupqError",
+    "IVFPQIndex",
+    "NumpyBackend",
+    "ProductQuantizer",
+    "__version__",
+    "estimate",
+    "get_backends",
+    "hold_out",
+    "load_npy",
+    "make_synthetic",
+    "usable_backends",
+]

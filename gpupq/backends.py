@@ -1,0 +1,243 @@
+"""Array backends: one small class per array library, in the style of thinc's ``Ops``.
+
+The IVF-PQ code is written once against ``be.xp`` (numpy or cupy) plus the few methods below,
+which hold only what differs between the two libraries. GPU detection lives in one place,
+:func:`cupy_status`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .errors import GpupqError
+
+Array = Any  # numpy.ndarray or cupy.ndarray, documented by shape and dtype where used
+
+
+class Backend:
+    """Base backend: numpy semantics. Subclasses override only what differs."""
+
+    name: str = "numpy"
+    xp: Any = np
+    #: numpy, for host-side bookkeeping (random draws, small tables) in algorithm modules
+    host: Any = np
+    #: how ``ivf.search`` scans inverted lists on this backend ("lists" or "padded").
+    scan_strategy: str = "lists"
+
+    def device_description(self) -> str:
+        raise NotImplementedError
+
+    def library_version(self) -> str:
+        return str(self.xp.__version__)
+
+    def asarray(self, a: Any, dtype: Any = None) -> Array:
+        """Host (or device) array -> array of this backend."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """The one way back to the host."""
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued work; call before reading a host clock."""
+
+    def free_memory(self) -> int:
+        """Bytes of working memory this backend can reasonably use."""
+        try:
+            pages = os.sysconf("SC_AVPHYS_PAGES")
+            return int(pages * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return 4 << 30
+
+    def work_bytes(self) -> int:
+        """Size to aim for with a chunk's temporary arrays (score matrices and the like)."""
+        return 128 << 20
+
+    def topk(self, d: Array, k: int) -> tuple[Array, Array]:
+        """Smallest ``k`` of each row, sorted ascending.
+
+        d: (n, L) float32. Returns (values (n, k) float32, indices (n, k) int64); ``k`` is
+        clipped to ``L``.
+        """
+        xp = self.xp
+        n, length = d.shape
+        k = min(k, length)
+        if k == 0:
+            return xp.empty((n, 0), xp.float32), xp.empty((n, 0), xp.int64)
+        if k < length:
+            part = xp.argpartition(d, k - 1, axis=1)[:, :k]
+        else:
+            part = xp.broadcast_to(xp.arange(length), (n, length))
+        vals = xp.take_along_axis(d, part, axis=1)
+        order = xp.argsort(vals, axis=1, kind="stable")
+        return xp.take_along_axis(vals, order, axis=1), xp.take_along_axis(part, order, axis=1).astype(xp.int64)
+
+    def scatter_add_rows(self, index: Array, values: Array, nrows: int) -> Array:
+        """out[index[i]] += values[i]. index: (n,) int64; values: (n, d) float32 -> (nrows, d)."""
+        out = self.xp.zeros((nrows, values.shape[1]), dtype=self.xp.float32)
+        self.xp.add.at(out, index, values)
+        return out
+
+    def map_parallel(self, fn: Any, items: list[Any]) -> list[Any]:
+        """Run ``fn`` over ``items``; numpy releases the GIL in the scan, so threads help."""
+        return [fn(it) for it in items]
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    xp = np
+    scan_strategy = "lists"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def device_description(self) -> str:
+        import platform
+
+        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+
+    def scatter_add_rows(self, index: Array, values: Array, nrows: int) -> Array:
+        # A sort + reduceat is several times faster than np.add.at for wide rows, and its
+        # summation order is fixed, so results repeat exactly.
+        order = np.argsort(index, kind="stable")
+        idx_sorted = index[order]
+        counts = np.bincount(idx_sorted, minlength=nrows)
+        out = np.zeros((nrows, values.shape[1]), dtype=np.float32)
+        nonempty = np.flatnonzero(counts)
+        if len(nonempty):
+            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+            out[nonempty] = np.add.reduceat(values[order], starts, axis=0)
+        return out
+
+    def map_parallel(self, fn: Any, items: list[Any]) -> list[Any]:
+        if self.threads <= 1 or len(items) <= 1:
+            return [fn(it) for it in items]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gpupq")
+        return list(self._pool.map(fn, items))
+
+
+class CupyBackend(Backend):
+    """CuPy on one CUDA device. Constructed only when :func:`cupy_status` says it is usable."""
+
+    name = "cupy"
+    # One thread block per (query, probed list) is what a GPU wants; the padded scan
+    # expresses that with fixed shapes and a handful of large kernels.
+    scan_strategy = "padded"
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.xp = cupy
+        self._cupy = cupy
+
+    def device_description(self) -> str:
+        cp = self._cupy
+        dev = cp.cuda.Device()
+        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        total = props["totalGlobalMem"] / 2**30
+        return f"GPU {dev.id}: {name} ({total:.0f} GiB)"
+
+    def asarray(self, a: Any, dtype: Any = None) -> Array:
+        return self._cupy.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        if isinstance(a, np.ndarray):
+            return a
+        return self._cupy.asnumpy(a)
+
+    def synchronize(self) -> None:
+        self._cupy.cuda.Device().synchronize()
+
+    def free_memory(self) -> int:
+        free, _total = self._cupy.cuda.runtime.memGetInfo()
+        # Memory held by CuPy's pool is reusable by us.
+        pool = self._cupy.get_default_memory_pool()
+        return int(free + pool.free_bytes())
+
+    def work_bytes(self) -> int:
+        return int(min(self.free_memory() // 8, 2 << 30))
+
+    def topk(self, d: Array, k: int) -> tuple[Array, Array]:
+        # cupy.argpartition is a full sort in many versions; a sort on the segmented rows is
+        # no worse and keeps one code path.
+        xp = self.xp
+        k = min(k, d.shape[1])
+        order = xp.argsort(d, axis=1)[:, :k]
+        return xp.take_along_axis(d, order, axis=1), order.astype(xp.int64)
+
+    def scatter_add_rows(self, index: Array, values: Array, nrows: int) -> Array:
+        import cupyx
+
+        out = self.xp.zeros((nrows, values.shape[1]), dtype=self.xp.float32)
+        cupyx.scatter_add(out, index, values)  # atomics: summation order varies run to run
+        return out
+
+
+@dataclass(frozen=True)
+class CupyStatus:
+    usable: bool
+    reason: str  # why not, or the device when usable
+    version: str | None
+
+
+@lru_cache(maxsize=1)
+def cupy_status() -> CupyStatus:
+    """Can the CuPy backend run here? Imports CuPy and asks the CUDA runtime, once."""
+    try:
+        import cupy
+    except ImportError as exc:
+        return CupyStatus(False, f"CuPy is not installed ({exc}); pip install 'gpupq[gpu]'", None)
+    except Exception as exc:  # a broken CUDA install can fail at import time
+        return CupyStatus(False, f"CuPy failed to import: {exc}", None)
+    version = str(cupy.__version__)
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return CupyStatus(False, f"CUDA driver error: {str(exc).splitlines()[0]}", version)
+    if count < 1:
+        return CupyStatus(False, "no CUDA device found", version)
+    try:
+        (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
+    except Exception as exc:
+        return CupyStatus(False, f"CUDA device did not answer: {str(exc).splitlines()[0]}", version)
+    return CupyStatus(True, f"{count} CUDA device(s)", version)
+
+
+BACKEND_NAMES = ("auto", "numpy", "cupy", "all")
+
+
+def usable_backends() -> list[Backend]:
+    """Every backend that can run here, numpy first."""
+    out: list[Backend] = [NumpyBackend()]
+    if cupy_status().usable:
+        out.append(CupyBackend())
+    return out
+
+
+def get_backends(name: str) -> list[Backend]:
+    """Backends for ``--backend NAME``: auto, numpy, cupy or all."""
+    name = name.lower()
+    if name == "numpy":
+        return [NumpyBackend()]
+    if name == "cupy":
+        status = cupy_status()
+        if not status.usable:
+            raise GpupqError(f"--backend cupy is not usable here: {status.reason}")
+        return [CupyBackend()]
+    if name == "auto":
+        return [CupyBackend()] if cupy_status().usable else [NumpyBackend()]
+    if name == "all":
+        return usable_backends()
+    raise GpupqError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

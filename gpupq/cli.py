@@ -1,0 +1,213 @@
+"""The ``gpupq`` command: parse, call the library, render. No algorithm lives here."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .backends import CupyBackend, NumpyBackend, cupy_status
+from .data import load_npy, make_synthetic
+from .errors import GpupqError
+from .estimate import EstimateConfig, estimate
+from .report import print_result, to_json
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Estimate what IVF-PQ compression does to your vectors: memory, recall@k and speed.",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class Metric(str, Enum):
+    l2 = "l2"
+    ip = "ip"
+    cosine = "cosine"
+
+
+class BackendChoice(str, Enum):
+    auto = "auto"
+    numpy = "numpy"
+    cupy = "cupy"
+    all = "all"
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def progress_reporter(enabled: bool) -> Iterator[Any]:
+    """A progress(phase, done, total) callback drawing rich bars on stderr (a terminal), or
+    printing each phase once as it starts (a pipe or log)."""
+    if not enabled:
+        yield None
+        return
+    if err.is_terminal:
+        bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        tasks: dict[str, TaskID] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bars.add_task(phase, total=total)
+            bars.update(tasks[phase], completed=done)
+
+        with bars:
+            yield update
+    else:
+        seen: set[str] = set()
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in seen:
+                seen.add(phase)
+                err.print(f"{phase} ...", markup=False, highlight=False)
+
+        yield update
+
+
+@app.command("estimate")
+def estimate_cmd(
+    npy: Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")] = False,
+    n: Annotated[int, typer.Option("--n", help="synthetic: number of vectors")] = 10000,
+    d: Annotated[int, typer.Option("--d", help="synthetic: dimensions")] = 64,
+    m: Annotated[int, typer.Option("--m", help="PQ sub-quantizers (sub-vectors per code)")] = 16,
+    nbits: Annotated[int, typer.Option("--nbits", help="bits per sub-quantizer code, 4 to 8")] = 8,
+    nlist: Annotated[int, typer.Option("--nlist", help="IVF lists (coarse centroids)")] = 128,
+    nprobe: Annotated[int, typer.Option("--nprobe", help="lists probed per query (FAISS's default is 1)")] = 8,
+    rerank: Annotated[int, typer.Option("--rerank", help="candidates re-ranked exactly (0 = no re-rank)")] = 100,
+    k: Annotated[int, typer.Option("-k", help="neighbours returned; recall@k")] = 10,
+    queries: Annotated[int, typer.Option("--queries", help="queries held out of the data")] = 100,
+    metric: Annotated[Metric, typer.Option("--metric", case_sensitive=False, help="distance")] = Metric.l2,
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
+    ] = BackendChoice.auto,
+    seed: Annotated[int, typer.Option("--seed", help="seed for data, split and training")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="queries per search call")] = 1024,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+) -> None:
+    """Build IVF-PQ over your vectors (or synthetic ones) and report recall, memory and speed."""
+    try:
+        if (npy is None) == (not synthetic):
+            fail("give exactly one of --npy PATH or --synthetic")
+        config = EstimateConfig(
+            m=m,
+            nlist=nlist,
+            nprobe=nprobe,
+            nbits=nbits,
+            k=k,
+            rerank=rerank,
+            queries=queries,
+            metric=metric.value,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        config.check()
+        dataset = load_npy(npy, metric.value) if npy is not None else make_synthetic(n, d, seed, metric.value)
+        with progress_reporter(not quiet) as progress:
+            result = estimate(dataset, config, backend.value, progress=progress)
+    except GpupqError as exc:
+        fail(str(exc))
+        return
+    except MemoryError:
+        fail("out of memory; lower --n, --queries or --batch-size")
+        return
+    for w in result.warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    if json_out:
+        sys.stdout.write(to_json(result.to_dict()) + "\n")
+    else:
+        print_result(result, out)
+
+
+@app.command("info")
+def info_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
+) -> None:
+    """Backends usable here, their devices, and library versions."""
+    import numpy
+    import rich
+
+    status = cupy_status()
+    numpy_be = NumpyBackend()
+    rows = [
+        {"backend": "numpy", "usable": True, "device": numpy_be.device_description(), "version": numpy.__version__},
+        {
+            "backend": "cupy",
+            "usable": status.usable,
+            "device": CupyBackend().device_description() if status.usable else status.reason,
+            "version": status.version,
+        },
+    ]
+    libs = {
+        "gpupq": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "typer": typer.__version__,
+        "rich": _version("rich", rich),
+        "cupy": status.version,
+        "faiss": _faiss_version(),
+    }
+    if json_out:
+        sys.stdout.write(to_json({"backends": rows, "libraries": libs}) + "\n")
+        return
+    table = Table(title="Backends", title_justify="left")
+    for col in ("backend", "usable", "device / reason", "version"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["backend"], "yes" if r["usable"] else "no", str(r["device"]), str(r["version"] or "-"))
+    out.print(table)
+    lib_table = Table(title="Libraries", title_justify="left")
+    lib_table.add_column("library")
+    lib_table.add_column("version")
+    for name, v in libs.items():
+        lib_table.add_row(name, v or "not installed")
+    out.print(lib_table)
+
+
+def _version(dist: str, module: Any) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return getattr(module, "__version__", None)
+
+
+def _faiss_version() -> str | None:
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return str(faiss.__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

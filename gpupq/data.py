@@ -1,0 +1,238 @@
+"""Loading, validating and splitting vectors.
+
+A :class:`Dataset` wraps an (n, d) array that may be a read-only memory map of any numeric
+dtype; every read goes through :meth:`Dataset.rows` or :meth:`Dataset.iter_base`, which
+convert to float32 (and L2-normalise under ``cosine``) one chunk at a time, so memory stays
+bounded whatever n is. Input files are opened read-only and never modified.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GpupqError
+
+METRICS = ("l2", "ip", "cosine")
+
+#: rows read per chunk on the host (about 64 MiB of float32 at d=128)
+DEFAULT_CHUNK_BYTES = 64 << 20
+
+
+def chunk_rows(d: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    return max(1024, budget_bytes // (4 * max(d, 1)))
+
+
+@dataclass
+class Dataset:
+    """Vectors to estimate on.
+
+    array: (n, d) numeric, possibly a read-only ``np.memmap``; never written.
+    metric: ``l2``, ``ip`` or ``cosine`` (rows are normalised as they are read).
+    """
+
+    array: np.ndarray
+    source: str
+    metric: str = "l2"
+
+    @property
+    def n(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def dtype(self) -> str:
+        return str(self.array.dtype)
+
+    def _prepare(self, block: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        if self.metric == "cosine":
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / norms  # zero rows were rejected by validate()
+        return x
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` as float32. ids: (b,) int64 -> (b, d) float32."""
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        out = np.empty((len(ids), self.d), dtype=np.float32)
+        # Sorted reads keep a memory map's page accesses sequential.
+        out[order] = self._prepare(self.array[ids[order]])
+        return out
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as float32: (stop - start, d)."""
+        return self._prepare(self.array[start:stop])
+
+    def validate(self, chunk: int | None = None) -> None:
+        """Reject NaN/Inf rows, and zero rows under cosine, scanning in chunks."""
+        chunk = chunk or chunk_rows(self.d)
+        bad_rows = 0
+        zero_rows = 0
+        first_bad = -1
+        floating = np.issubdtype(self.array.dtype, np.floating)
+        for start in range(0, self.n, chunk):
+            block = np.asarray(self.array[start : start + chunk])
+            if floating:
+                finite = np.isfinite(block).all(axis=1)
+                nbad = int(len(finite) - np.count_nonzero(finite))
+                if nbad and first_bad < 0:
+                    first_bad = start + int(np.argmin(finite))
+                bad_rows += nbad
+            if self.metric == "cosine":
+                zero_rows += int(np.count_nonzero(~block.any(axis=1)))
+        if bad_rows:
+            raise GpupqError(
+                f"{self.source}: {bad_rows} of {self.n} rows contain NaN or Inf "
+                f"(first at row {first_bad}); clean or drop them first"
+            )
+        if zero_rows:
+            raise GpupqError(
+                f"{self.source}: {zero_rows} rows are all zeros and have no direction under "
+                "--metric cosine; drop them or use --metric l2"
+            )
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: str | os.PathLike[str], metric: str = "l2") -> Dataset:
+    """Memory-map an ``.npy`` file of shape (n, d), checking it before any use."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise GpupqError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise GpupqError(f"{path}: is a directory, not an .npy file")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(_NPY_MAGIC))
+            if magic != _NPY_MAGIC:
+                raise GpupqError(f"{path}: not an .npy file (no NumPy header)")
+            fh.seek(0)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            header_end = fh.tell()
+    except PermissionError:
+        raise GpupqError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise GpupqError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a broken header
+        raise GpupqError(f"{path}: not a valid .npy file ({str(exc).splitlines()[0]})") from None
+    if dtype.hasobject:
+        raise GpupqError(f"{path}: holds Python objects (a pickled array); gpupq reads numeric arrays only")
+    if dtype.fields is not None or dtype.kind not in "fiu":
+        raise GpupqError(f"{path}: dtype {dtype} is not a real number type (float16/32/64 or integer)")
+    if len(shape) != 2:
+        raise GpupqError(f"{path}: array has shape {tuple(shape)}; expected 2-D (n, d)")
+    n, d = (int(s) for s in shape)
+    if n == 0 or d == 0:
+        raise GpupqError(f"{path}: array of shape ({n}, {d}) is empty")
+    expected = header_end + n * d * dtype.itemsize
+    actual = os.path.getsize(path)
+    if actual < expected:
+        raise GpupqError(f"{path}: truncated: header promises {n}x{d} {dtype} ({expected} bytes), file has {actual}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise GpupqError(f"{path}: cannot map ({str(exc).splitlines()[0]})") from None
+    return Dataset(array=array, source=path, metric=metric)
+
+
+def make_synthetic(n: int, d: int, seed: int = 0, metric: str = "l2") -> Dataset:
+    """Clustered data as in ``pqtool.py``: ``max(n // 250, 2)`` centres of scale 5 plus unit noise.
+
+    Row i belongs to centre ``i % ncentres``. Generated in float32 chunks, with no Python loop per
+    vector. Returns a Dataset over an in-memory (n, d) float32 array.
+    """
+    if n < 2 or d < 1:
+        raise GpupqError(f"--n must be at least 2 and --d at least 1 (got n={n}, d={d})")
+    rng = np.random.default_rng(seed)
+    ncentres = max(n // 250, 2)
+    centres = rng.normal(scale=5.0, size=(ncentres, d)).astype(np.float32)
+    out = np.empty((n, d), dtype=np.float32)
+    step = chunk_rows(d)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        out[start:stop] = rng.standard_normal(size=(stop - start, d), dtype=np.float32)
+        out[start:stop] += centres[np.arange(start, stop) % ncentres]
+    return Dataset(array=out, source="synthetic", metric=metric)
+
+
+@dataclass
+class Split:
+    """Queries held out of the dataset; the base is every other row.
+
+    query_ids: (nq,) int64, sorted row numbers of the held-out queries.
+    Base vectors keep their row numbers as ids, so results map back to the input file.
+    """
+
+    dataset: Dataset
+    query_ids: np.ndarray
+    _queries: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_base(self) -> int:
+        return self.dataset.n - len(self.query_ids)
+
+    @property
+    def queries(self) -> np.ndarray:
+        """(nq, d) float32."""
+        if self._queries is None:
+            self._queries = self.dataset.rows(self.query_ids)
+        return self._queries
+
+    def base_ids(self) -> np.ndarray:
+        """(n_base,) int64 row numbers of the base (allocates n_base ids)."""
+        keep = np.ones(self.dataset.n, dtype=bool)
+        keep[self.query_ids] = False
+        return np.flatnonzero(keep).astype(np.int64)
+
+    def iter_base(self, chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids (b,) int64, x (b, d) float32) over the base, in row order, chunked."""
+        chunk = chunk or chunk_rows(self.dataset.d)
+        qids = self.query_ids
+        for start in range(0, self.dataset.n, chunk):
+            stop = min(self.dataset.n, start + chunk)
+            x = self.dataset.chunk(start, stop)
+            lo, hi = np.searchsorted(qids, [start, stop])
+            ids = np.arange(start, stop, dtype=np.int64)
+            if hi > lo:
+                keep = np.ones(stop - start, dtype=bool)
+                keep[qids[lo:hi] - start] = False
+                ids, x = ids[keep], x[keep]
+            if len(ids):
+                yield ids, x
+
+    def sample_base(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """(min(size, n_base),) int64 base row numbers, a uniform sample without replacement,
+        in random order (so any prefix is itself a uniform sample)."""
+        size = min(size, self.n_base)
+        # Draw positions among base rows, then map positions to row numbers without building
+        # the full id list: row = pos + number of query rows at or before it.
+        pos = rng.choice(self.n_base, size=size, replace=False)
+        qids = self.query_ids
+        shifted = qids - np.arange(len(qids))  # base positions at which each query row sits
+        return (pos + np.searchsorted(shifted, pos, side="right")).astype(np.int64)
+
+
+def hold_out(dataset: Dataset, n_queries: int, seed: int) -> Split:
+    """Draw ``n_queries`` rows as queries and remove them from the base."""
+    if n_queries < 1:
+        raise GpupqError(f"--queries must be at least 1 (got {n_queries})")
+    if n_queries >= dataset.n:
+        raise GpupqError(
+            f"--queries {n_queries} leaves no base: the data has {dataset.n} vectors; "
+            f"use at most {max(dataset.n // 10, 1)}"
+        )
+    rng = np.random.default_rng(seed)
+    qids = np.sort(rng.choice(dataset.n, size=n_queries, replace=False)).astype(np.int64)
+    return Split(dataset=dataset, query_ids=qids)

@@ -1,0 +1,305 @@
+"""One estimate: split, ground truth, train, add, search, measure — per backend.
+
+``estimate(dataset, config)`` returns a plain :class:`EstimateResult` that the CLI renders and
+a notebook can inspect; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .backends import Backend, get_backends
+from .data import Dataset, Split, chunk_rows, hold_out
+from .errors import GpupqError
+from .ivf import IVFPQIndex, rerank
+from .kmeans import MAX_POINTS_PER_CENTROID
+from .knn import exact_knn
+from .metrics import RECALL_DEFINITION, MemoryBill, Recall, memory_bill, recall_at_k
+from .pq import check_pq_params
+
+#: progress(phase, done, total): called as long phases advance.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EstimateConfig:
+    """Index and evaluation settings. Defaults are ``pqtool.py``'s; nprobe 8 (FAISS's default
+    is 1, which rarely gives useful recall)."""
+
+    m: int = 16
+    nlist: int = 128
+    nprobe: int = 8
+    nbits: int = 8
+    k: int = 10
+    rerank: int = 100
+    queries: int = 100
+    metric: str = "l2"
+    seed: int = 0
+    batch_size: int = 1024
+
+    def check(self) -> None:
+        if self.metric not in ("l2", "ip", "cosine"):
+            raise GpupqError(f"--metric {self.metric!r} is not one of l2, ip, cosine")
+        if self.nlist < 1:
+            raise GpupqError(f"--nlist must be at least 1 (got {self.nlist})")
+        if not 1 <= self.nprobe <= self.nlist:
+            raise GpupqError(f"--nprobe {self.nprobe} must be between 1 and --nlist {self.nlist}")
+        if self.k < 1:
+            raise GpupqError(f"-k must be at least 1 (got {self.k})")
+        if self.rerank < 0 or 0 < self.rerank < self.k:
+            raise GpupqError(f"--rerank {self.rerank} must be 0 (off) or at least k={self.k}")
+        if self.batch_size < 1:
+            raise GpupqError(f"--batch-size must be at least 1 (got {self.batch_size})")
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds per phase on one backend (device synchronised before each clock read)."""
+
+    ground_truth_s: float
+    train_s: float
+    add_s: float
+    search_s: float
+    search_rerank_s: float | None
+    add_vectors_per_s: float
+    search_queries_per_s: float
+    search_rerank_queries_per_s: float | None
+    batch_size: int
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    device: str
+    library_version: str
+    recall: Recall
+    recall_rerank: Recall | None
+    memory: MemoryBill
+    lists_probed_fraction: float
+    vectors_scanned_fraction: float
+    vectors_scanned_per_query: float
+    timings: Timings
+    train_points_coarse: int
+    train_points_pq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "library_version": self.library_version,
+            "recall": self.recall.to_dict(),
+            "recall_rerank": self.recall_rerank.to_dict() if self.recall_rerank else None,
+            "memory": self.memory.to_dict(),
+            "scanned": {
+                "lists_probed_fraction": self.lists_probed_fraction,
+                "vectors_scanned_fraction": self.vectors_scanned_fraction,
+                "vectors_scanned_per_query": self.vectors_scanned_per_query,
+            },
+            "timings": asdict(self.timings),
+            "train_points": {"coarse": self.train_points_coarse, "pq": self.train_points_pq},
+        }
+
+
+@dataclass
+class EstimateResult:
+    source: str
+    n: int
+    d: int
+    dtype: str
+    n_base: int
+    n_queries: int
+    config: EstimateConfig
+    results: list[BackendResult]
+    warnings: list[str] = field(default_factory=list)
+    recall_definition: str = RECALL_DEFINITION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpupq_version": __version__,
+            "dataset": {
+                "source": self.source,
+                "n": self.n,
+                "d": self.d,
+                "dtype": self.dtype,
+                "n_base": self.n_base,
+                "n_queries": self.n_queries,
+                "metric": self.config.metric,
+            },
+            "params": asdict(self.config),
+            "recall_definition": self.recall_definition,
+            "results": [r.to_dict() for r in self.results],
+            "warnings": list(self.warnings),
+        }
+
+
+def check_sizes(config: EstimateConfig, n_base: int) -> None:
+    """Settings the base is too small for: one clear error each."""
+    ksub = 1 << config.nbits
+    if config.k > n_base:
+        raise GpupqError(f"-k {config.k} is larger than the base ({n_base} vectors after holding out queries)")
+    if config.rerank > n_base:
+        raise GpupqError(f"--rerank {config.rerank} is larger than the base ({n_base} vectors)")
+    if n_base < config.nlist:
+        raise GpupqError(
+            f"{n_base} training vectors is fewer than --nlist {config.nlist}; lower --nlist or use more data"
+        )
+    if n_base < ksub:
+        raise GpupqError(
+            f"{n_base} training vectors is fewer than the 2^nbits={ksub} PQ centroids; lower --nbits or use more data"
+        )
+
+
+def estimate(
+    dataset: Dataset,
+    config: EstimateConfig | None = None,
+    backends: str | Sequence[Backend] = "auto",
+    progress: Progress | None = None,
+) -> EstimateResult:
+    """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed."""
+    config = config or EstimateConfig()
+    config.check()
+    check_pq_params(dataset.d, config.m, config.nbits)
+    if isinstance(backends, str):
+        backends = get_backends(backends)
+    # The metric decides how rows are read (cosine normalises); the caller's object is untouched.
+    dataset = Dataset(array=dataset.array, source=dataset.source, metric=config.metric)
+    split = hold_out(dataset, config.queries, config.seed)
+    check_sizes(config, split.n_base)
+    dataset.validate()
+
+    ksub = 1 << config.nbits
+    n_coarse = min(split.n_base, MAX_POINTS_PER_CENTROID * config.nlist)
+    n_pq = min(split.n_base, MAX_POINTS_PER_CENTROID * ksub)
+    # One random sample serves both trainings; each takes a prefix, itself a uniform sample.
+    sample_ids = split.sample_base(max(n_coarse, n_pq), np.random.default_rng(config.seed + 1))
+    train_x = dataset.rows(sample_ids)
+
+    results = [_run_backend(be, dataset, split, train_x, n_coarse, n_pq, config, progress) for be in backends]
+    warnings = list(dict.fromkeys(w for r in results for w in r[1]))
+    return EstimateResult(
+        source=dataset.source,
+        n=dataset.n,
+        d=dataset.d,
+        dtype=dataset.dtype,
+        n_base=split.n_base,
+        n_queries=len(split.query_ids),
+        config=config,
+        results=[r[0] for r in results],
+        warnings=warnings,
+    )
+
+
+def _timed(be: Backend, fn: Callable[[], Any]) -> tuple[Any, float]:
+    be.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    be.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def _run_backend(
+    be: Backend,
+    dataset: Dataset,
+    split: Split,
+    train_x: np.ndarray,
+    n_coarse: int,
+    n_pq: int,
+    config: EstimateConfig,
+    progress: Progress | None,
+) -> tuple[BackendResult, list[str]]:
+    xp = be.xp
+    index_metric = "l2" if config.metric == "l2" else "ip"
+    nb = split.n_base
+    tag = f"[{be.name}] "
+
+    def report(phase: str, total: int) -> Callable[[int], None]:
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(tag + phase, done[0], total)
+
+        step(0)
+        return step
+
+    queries = be.asarray(split.queries)
+    nq = queries.shape[0]
+
+    # Ground truth: one pass over the base, (nq, chunk) scores at a time.
+    gt_chunk = max(1024, min(chunk_rows(dataset.d), be.work_bytes() // (8 * max(nq, 1))))
+    gt_step = report("ground truth", nb)
+    (_, gt_ids), t_gt = _timed(
+        be, lambda: exact_knn(be, queries, split.iter_base(gt_chunk), config.k, index_metric, gt_step)
+    )
+    gt_ids = be.to_numpy(gt_ids)
+
+    # Train from the same host sample and the same seed on every backend.
+    index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric)
+    rng = np.random.default_rng(config.seed + 2)
+    if progress is not None:
+        progress(tag + "train", 0, 1)
+    _, t_train = _timed(be, lambda: index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng))
+
+    add_step = report("add", nb)
+
+    def add_all() -> None:
+        for ids, x in split.iter_base():
+            index.add(be.asarray(x), be.asarray(ids))
+            add_step(len(ids))
+        index._build()
+
+    _, t_add = _timed(be, add_all)
+
+    def search_all(want: int, with_rerank: bool) -> tuple[Any, Any]:
+        found, scanned = [], []
+        for s in range(0, nq, config.batch_size):
+            q = queries[s : s + config.batch_size]
+            _, ids, stats = index.search(q, want, config.nprobe)
+            if with_rerank:
+                _, ids = rerank(be, q, ids, lambda u: be.asarray(dataset.rows(u)), config.k, index_metric)
+            found.append(ids)
+            scanned.append(stats.scanned)
+        return xp.concatenate(found), np.concatenate(scanned)
+
+    (found, scanned), t_search = _timed(be, lambda: search_all(config.k, False))
+    recall = recall_at_k(be.to_numpy(found), gt_ids, config.k)
+    recall_rr: Recall | None = None
+    t_rr: float | None = None
+    if config.rerank:
+        (found_rr, _), t_rr = _timed(be, lambda: search_all(config.rerank, True))
+        recall_rr = recall_at_k(be.to_numpy(found_rr), gt_ids, config.k)
+
+    timings = Timings(
+        ground_truth_s=t_gt,
+        train_s=t_train,
+        add_s=t_add,
+        search_s=t_search,
+        search_rerank_s=t_rr,
+        add_vectors_per_s=nb / t_add if t_add > 0 else float("inf"),
+        search_queries_per_s=nq / t_search if t_search > 0 else float("inf"),
+        search_rerank_queries_per_s=(nq / t_rr if t_rr else None),
+        batch_size=min(config.batch_size, nq),
+    )
+    bill = memory_bill(nb, dataset.d, config.nlist, config.m, config.nbits, index_metric, config.rerank > 0)
+    result = BackendResult(
+        backend=be.name,
+        device=be.device_description(),
+        library_version=be.library_version(),
+        recall=recall,
+        recall_rerank=recall_rr,
+        memory=bill,
+        lists_probed_fraction=config.nprobe / config.nlist,
+        vectors_scanned_fraction=float(scanned.mean()) / nb,
+        vectors_scanned_per_query=float(scanned.mean()),
+        timings=timings,
+        train_points_coarse=n_coarse,
+        train_points_pq=n_pq,
+    )
+    return result, index.warnings

@@ -1,0 +1,361 @@
+"""IVF-PQ: a flat coarse quantizer, residual product quantization, inverted lists.
+
+Semantics follow FAISS ``IndexIVFPQ`` (``by_residual``): the coarse k-means runs 10
+iterations on at most 256·nlist points; the PQ trains 25 iterations on the residuals of at
+most 256·ksub points; for the L2 metric the scan uses the decomposition
+
+    ‖x − c − r‖² = ‖x − c‖² + (‖r‖² + 2⟨c, r⟩) − 2⟨x, r⟩
+
+whose middle term is the query-independent precomputed table ``(nlist, m, ksub)``. Inner
+product (``ip``) scores are ⟨x, c⟩ + ⟨x, r⟩, with spherical coarse k-means as FAISS does.
+
+Internally every score is "smaller is better" (inner products are negated); :meth:`search`
+returns FAISS's convention: squared distances ascending for ``l2``, similarities descending for
+``ip``, with id -1 where fewer than k vectors were scanned.
+
+Inverted lists are stored sorted by list, codes sub-quantizer-major: ``codes_t: (m, N) uint8``
+so that list l's codes for sub-quantizer j are the contiguous slice
+``codes_t[j, offsets[l]:offsets[l+1]]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .kmeans import assign, kmeans, sq_norms
+from .pq import ProductQuantizer
+
+if TYPE_CHECKING:
+    import numpy as np  # noqa: TID251 - type hints only
+
+    from .backends import Array, Backend
+
+#: FAISS Level1Quantizer's k-means iterations.
+COARSE_NITER = 10
+#: FAISS uses the precomputed L2 table when it is at most this large.
+PRECOMPUTED_TABLE_MAX_BYTES = 2 << 30
+_INF = float("inf")
+
+
+@dataclass
+class SearchStats:
+    """What one search touched. scanned: (nq,) int64 codes scanned per query (host)."""
+
+    scanned: Any
+
+
+class IVFPQIndex:
+    """An IVF-PQ index on one backend.
+
+    coarse: (nlist, d) float32 centroids; pq.codebooks: (m, ksub, dsub) float32;
+    term2: (nlist, m, ksub) float32 precomputed table or None; codes_t: (m, N) uint8;
+    ids: (N,) int64; offsets: (nlist + 1,) int64 list boundaries (host copy in list_sizes).
+    """
+
+    def __init__(self, be: Backend, d: int, nlist: int, m: int, nbits: int = 8, metric: str = "l2") -> None:
+        if metric not in ("l2", "ip"):
+            raise ValueError(f"index metric must be l2 or ip (cosine is ip on normalised data), not {metric!r}")
+        self.be = be
+        self.d = d
+        self.nlist = nlist
+        self.metric = metric
+        self.pq = ProductQuantizer(d, m, nbits)
+        self.coarse: Array | None = None
+        self.term2: Array | None = None
+        self.warnings: list[str] = []
+        self._pending: list[tuple[Array, Array, Array]] = []
+        self.codes_t: Array | None = None
+        self.ids: Array | None = None
+        self.offsets: Array | None = None
+        self.list_sizes: np.ndarray | None = None  # (nlist,) int64 host
+
+    # ------------------------------------------------------------------ training
+    @property
+    def is_trained(self) -> bool:
+        return self.coarse is not None and self.pq.codebooks is not None
+
+    @property
+    def uses_precomputed_table(self) -> bool:
+        return self.metric == "l2" and self.precomputed_table_bytes <= PRECOMPUTED_TABLE_MAX_BYTES
+
+    @property
+    def precomputed_table_bytes(self) -> int:
+        return self.nlist * self.pq.m * self.pq.ksub * 4
+
+    def train(self, x_coarse: Array, x_pq: Array, rng: np.random.Generator) -> IVFPQIndex:
+        """Train the coarse quantizer on x_coarse (n1, d) and the PQ on residuals of x_pq (n2, d).
+
+        Both float32 on the backend; callers pass FAISS-sized samples (256·nlist and 256·ksub
+        points); larger inputs are subsampled the same way.
+        """
+        be = self.be
+        res = kmeans(
+            be,
+            x_coarse,
+            self.nlist,
+            COARSE_NITER,
+            rng,
+            metric=self.metric,
+            spherical=self.metric == "ip",
+            what="coarse quantizer training",
+        )
+        self.coarse = res.centroids[0]
+        self.coarse_objective = res.objective
+        self.warnings += res.warnings
+        if x_pq.shape[0] > 256 * self.pq.ksub:
+            x_pq = x_pq[be.asarray(rng.permutation(x_pq.shape[0])[: 256 * self.pq.ksub])]
+        self.pq.fit(be, self.residuals(x_pq), rng)
+        self.warnings += self.pq.train_result.warnings
+        if self.uses_precomputed_table:
+            self.term2 = self._list_terms(be.xp.arange(self.nlist))
+        return self
+
+    def coarse_assign(self, x: Array) -> Array:
+        """x: (n, d) float32 -> list numbers (n,) int64."""
+        labels, _ = assign(self.be, x[None], self.coarse[None], self.metric)
+        return labels[0]
+
+    def residuals(self, x: Array, labels: Array | None = None) -> Array:
+        """x: (n, d) float32 -> x − coarse[label]: (n, d) float32."""
+        if labels is None:
+            labels = self.coarse_assign(x)
+        return x - self.coarse[labels]
+
+    def _list_terms(self, lists: Array) -> Array:
+        """‖r‖² + 2⟨c_l, r⟩ for every codeword r of every sub-quantizer, for the given lists.
+
+        lists: (L,) int64 -> (L, m, ksub) float32 (zeros under ip, where the term is absent).
+        """
+        xp = self.be.xp
+        cb = self.pq.codebooks  # (m, ksub, dsub)
+        if self.metric != "l2":
+            return xp.zeros((lists.shape[0], self.pq.m, self.pq.ksub), dtype=xp.float32)
+        if self.term2 is not None:
+            return self.term2[lists]
+        c = self.coarse[lists].reshape(-1, self.pq.m, self.pq.dsub)  # (L, m, dsub)
+        cross = xp.matmul(xp.transpose(c, (1, 0, 2)), xp.transpose(cb, (0, 2, 1)))  # (m, L, ksub)
+        return xp.transpose(2.0 * cross, (1, 0, 2)) + sq_norms(self.be, cb)[None]
+
+    # ------------------------------------------------------------------ adding
+    def add(self, x: Array, ids: Array) -> None:
+        """Encode x: (n, d) float32 with ids: (n,) int64 (both on the backend); the lists are
+        rebuilt once, lazily, before the next search."""
+        labels = self.coarse_assign(x)
+        codes = self.pq.encode(self.be, self.residuals(x, labels))
+        self._pending.append((labels, codes, ids))
+
+    @property
+    def ntotal(self) -> int:
+        built = 0 if self.ids is None else int(self.ids.shape[0])
+        return built + sum(int(p[2].shape[0]) for p in self._pending)
+
+    def _build(self) -> None:
+        if not self._pending:
+            return
+        be, xp = self.be, self.be.xp
+        labels = [p[0] for p in self._pending]
+        codes = [p[1] for p in self._pending]
+        ids = [p[2] for p in self._pending]
+        if self.ids is not None:
+            old_labels = xp.repeat(xp.arange(self.nlist), be.asarray(self.list_sizes))
+            labels.insert(0, old_labels)
+            codes.insert(0, self.codes_t.T)
+            ids.insert(0, self.ids)
+        all_labels = xp.concatenate(labels)
+        order = xp.argsort(all_labels, kind="stable")
+        self.codes_t = xp.ascontiguousarray(xp.concatenate(codes)[order].T)  # (m, N)
+        self.ids = xp.concatenate(ids)[order]
+        sizes = xp.bincount(all_labels, minlength=self.nlist)
+        self.offsets = xp.concatenate([xp.zeros(1, dtype=xp.int64), xp.cumsum(sizes)]).astype(xp.int64)
+        self.list_sizes = be.to_numpy(sizes).astype("int64")
+        self._offsets_host = be.to_numpy(self.offsets)
+        self._pending = []
+
+    # ------------------------------------------------------------------ search
+    def search(self, q: Array, k: int, nprobe: int) -> tuple[Array, Array, SearchStats]:
+        """Approximate k nearest neighbours of q: (nq, d) float32.
+
+        Returns (scores (nq, k) float32, ids (nq, k) int64, stats) in FAISS's convention
+        (see the module docstring); the scan strategy is the backend's.
+        """
+        self._build()
+        be, xp = self.be, self.be.xp
+        nprobe = min(nprobe, self.nlist)
+        # Coarse search: scores (nq, nlist), smaller is better.
+        dots = xp.matmul(q, self.coarse.T)
+        if self.metric == "l2":
+            cscore = sq_norms(be, q)[:, None] - 2.0 * dots + sq_norms(be, self.coarse)[None]
+        else:
+            cscore = -dots
+        coarse_score, probes = be.topk(cscore, nprobe)  # (nq, nprobe)
+        # Query tables, smaller is better: −2⟨q_j, r⟩ (l2) or −⟨q_j, r⟩ (ip).
+        qtab = self.pq.inner_tables(be, q)
+        qtab *= -2.0 if self.metric == "l2" else -1.0
+        if be.scan_strategy == "lists":
+            out_d, out_i = self._scan_lists(qtab, coarse_score, probes, k)
+        else:
+            out_d, out_i = self._scan_padded(qtab, coarse_score, probes, k)
+        nq = q.shape[0]
+        dist, pos = be.topk(out_d.reshape(nq, -1), k)
+        found = xp.take_along_axis(out_i.reshape(nq, -1), pos, axis=1)
+        found = xp.where(xp.isfinite(dist), found, -1)
+        if dist.shape[1] < k:  # fewer candidate slots than k: pad as FAISS does
+            pad = k - dist.shape[1]
+            dist = xp.concatenate([dist, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)
+            found = xp.concatenate([found, xp.full((nq, pad), -1, dtype=xp.int64)], axis=1)
+        if self.metric == "ip":
+            dist = -dist
+        scanned = self.list_sizes[be.to_numpy(probes)].sum(axis=1)
+        return dist, found, SearchStats(scanned=scanned)
+
+    def _scan_lists(self, qtab: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
+        """Scan each probed list once for all the queries that probe it (the CPU strategy).
+
+        qtab: (nq, m, ksub); coarse_score, probes: (nq, nprobe). Returns per-(query, probe)
+        candidates (nq, nprobe, k) scores and ids.
+        """
+        be, xp = self.be, self.be.xp
+        host = be.host
+        nq, nprobe = probes.shape
+        m, ksub = self.pq.m, self.pq.ksub
+        out_d = xp.full((nq, nprobe, k), _INF, dtype=xp.float32)
+        out_i = xp.full((nq, nprobe, k), -1, dtype=xp.int64)
+        probes_h = be.to_numpy(probes).ravel()
+        order = host.argsort(probes_h, kind="stable")
+        lists_sorted = probes_h[order]
+        starts = host.flatnonzero(host.r_[True, lists_sorted[1:] != lists_sorted[:-1]])
+        bounds = host.r_[starts, len(order)]
+        tab_flat = qtab.reshape(nq, m * ksub)
+        sub_offset = (host.arange(m, dtype=host.intp) * ksub)[:, None]
+        offsets = self._offsets_host
+        term2 = self.term2
+
+        def scan_group(group: tuple[int, int]) -> None:
+            for g in range(group[0], group[1]):
+                lo, hi = bounds[g], bounds[g + 1]
+                lst = int(lists_sorted[lo])
+                s, e = int(offsets[lst]), int(offsets[lst + 1])
+                if e == s:
+                    continue
+                flat = order[lo:hi]
+                qs, ranks = flat // nprobe, flat % nprobe
+                idx = self.codes_t[:, s:e] + sub_offset  # (m, n_l) into the flattened tables
+                acc = coarse_score[qs, ranks][:, None] + host.zeros(e - s, dtype=host.float32)[None]
+                if self.metric == "l2":
+                    t2 = (term2[lst] if term2 is not None else self._list_terms(xp.asarray([lst]))[0]).reshape(-1)
+                    acc += host.take(t2, idx).sum(axis=0, dtype=host.float32)[None]
+                tab = tab_flat[qs]  # (nQ, m*ksub)
+                for j in range(m):
+                    acc += host.take(tab, idx[j], axis=1)
+                vals, pos = be.topk(acc, k)
+                kk = vals.shape[1]
+                out_d[qs, ranks, :kk] = vals
+                out_i[qs, ranks, :kk] = self.ids[s + pos]
+
+        ngroups = len(starts)
+        nchunks = min(ngroups, 8 * getattr(be, "threads", 1))
+        edges = [round(i * ngroups / nchunks) for i in range(nchunks + 1)] if nchunks else [0]
+        be.map_parallel(scan_group, list(itertools.pairwise(edges)))
+        return out_d, out_i
+
+    def _scan_padded(self, qtab: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
+        """Scan one probed list per query at a time, padded to the longest list (the GPU
+        strategy: fixed shapes, a few large kernels per probe rank, no per-list loop).
+
+        Shapes as in :meth:`_scan_lists`.
+        """
+        be, xp = self.be, self.be.xp
+        nq, nprobe = probes.shape
+        m = self.pq.m
+        maxlen = int(self.list_sizes.max()) if self.nlist else 0
+        kk = min(k, max(maxlen, 1))
+        out_d = xp.full((nq, nprobe, k), _INF, dtype=xp.float32)
+        out_i = xp.full((nq, nprobe, k), -1, dtype=xp.int64)
+        if maxlen == 0:
+            return out_d, out_i
+        # (B, maxlen) int64 positions + float32 scores + gathered codes per query row.
+        batch = max(1, be.work_bytes() // (maxlen * 24))
+        col = xp.arange(maxlen, dtype=xp.int64)[None]
+        sizes = self.offsets[1:] - self.offsets[:-1]
+        for b0 in range(0, nq, batch):
+            b1 = min(nq, b0 + batch)
+            for p in range(nprobe):
+                lists = probes[b0:b1, p]
+                lens = sizes[lists]
+                valid = col < lens[:, None]
+                pos = xp.where(valid, self.offsets[lists][:, None] + col, 0)  # (B, maxlen)
+                lut = qtab[b0:b1] + self._list_terms(lists)  # (B, m, ksub)
+                acc = xp.broadcast_to(coarse_score[b0:b1, p][:, None], pos.shape).copy()
+                for j in range(m):
+                    codes = self.codes_t[j][pos].astype(xp.int64)
+                    acc += xp.take_along_axis(lut[:, j, :], codes, axis=1)
+                acc = xp.where(valid, acc, _INF)
+                vals, idx = be.topk(acc, kk)
+                out_d[b0:b1, p, :kk] = vals
+                out_i[b0:b1, p, :kk] = self.ids[xp.take_along_axis(pos, idx, axis=1)]
+        return out_d, out_i
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def code_size(self) -> int:
+        return self.pq.code_size
+
+
+def rerank(be: Backend, q: Array, candidates: Array, fetch: Any, k: int, metric: str) -> tuple[Array, Array]:
+    """Exact re-ranking of candidate ids with the original vectors.
+
+    q: (nq, d) float32; candidates: (nq, R) int64 with -1 for none; fetch(ids) returns the
+    stored vectors (len(ids), d) float32 on the backend for host ids (r,) int64.
+    Returns (scores (nq, k), ids (nq, k)) in FAISS's convention for ``metric`` (l2 or ip).
+    """
+    xp = be.xp
+    nq, r = candidates.shape
+    cand_h = be.to_numpy(candidates)
+    valid = cand_h >= 0
+    uniq, inverse = be.host.unique(cand_h[valid], return_inverse=True)
+    vecs = fetch(uniq)  # (u, d)
+    slot = be.host.full(cand_h.shape, -1, dtype="int64")
+    slot[valid] = inverse
+    slot_d = be.asarray(slot)
+    # Chunk queries so the (b, R, d) gather stays within the work budget.
+    step = max(1, be.work_bytes() // max(1, r * q.shape[1] * 4 * 2))
+    out_d, out_i = [], []
+    for s in range(0, nq, step):
+        sl = slot_d[s : s + step]
+        x = vecs[xp.maximum(sl, 0)]  # (b, R, d)
+        qs = q[s : s + step]
+        if metric == "l2":
+            diff = x - qs[:, None, :]
+            score = xp.einsum("brd,brd->br", diff, diff)
+        else:
+            score = -xp.einsum("brd,bd->br", x, qs)
+        score = xp.where(sl >= 0, score, _INF)
+        vals, pos = be.topk(score, k)
+        ids = xp.take_along_axis(candidates[s : s + step], pos, axis=1)
+        out_d.append(vals)
+        out_i.append(xp.where(xp.isfinite(vals), ids, -1))
+    d = xp.concatenate(out_d)
+    i = xp.concatenate(out_i)
+    if d.shape[1] < k:
+        pad = k - d.shape[1]
+        d = xp.concatenate([d, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)
+        i = xp.concatenate([i, xp.full((nq, pad), -1, dtype=xp.int64)], axis=1)
+    return (-d if metric == "ip" else d), i
+
+
+def index_memory_terms(n: int, d: int, nlist: int, m: int, nbits: int, metric: str) -> dict[str, int]:
+    """Bytes of each part of an IVF-PQ index with a flat coarse quantizer (see metrics)."""
+    code_size = math.ceil(m * nbits / 8)
+    ksub = 1 << nbits
+    table = nlist * m * ksub * 4
+    return {
+        "codes": n * code_size,
+        "ids": n * 8,
+        "coarse_centroids": nlist * d * 4,
+        "pq_codebooks": ksub * d * 4,
+        "list_sizes": nlist * 8,
+        "precomputed_table": table if metric == "l2" and table <= PRECOMPUTED_TABLE_MAX_BYTES else 0,
+    }

@@ -1,0 +1,164 @@
+"""k-means through matrix products, batched over independent sub-problems.
+
+One call clusters B independent point sets at once, ``x: (B, n, d)``: the coarse quantizer is
+B = 1, and product quantization clusters its m sub-spaces as B = m in the same kernels.
+Semantics follow FAISS ``Clustering``: initial centroids are a random subset of the points
+(drawn on the host, so every backend starts from the same ones), at most
+``max_points_per_centroid * k`` points are used, empty clusters are re-seeded by splitting a
+large cluster, and ``spherical`` re-normalises centroids (FAISS does so for inner-product IVF).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import GpupqError
+
+if TYPE_CHECKING:
+    import numpy as np  # noqa: TID251 - type hints only
+
+    from .backends import Array, Backend
+
+#: FAISS's symmetric perturbation when an empty cluster takes half of another.
+_SPLIT_EPS = 1.0 / 1024.0
+#: FAISS warns below this many training points per centroid.
+MIN_POINTS_PER_CENTROID = 39
+MAX_POINTS_PER_CENTROID = 256
+
+
+@dataclass
+class KMeansResult:
+    """centroids: (B, k, d) float32 on the backend; objective: per iteration, summed over B
+    (sum of squared distances for l2, minus the sum of inner products for ip)."""
+
+    centroids: Array
+    objective: list[float] = field(default_factory=list)
+    n_points: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def sq_norms(be: Backend, x: Array) -> Array:
+    """Squared L2 norms along the last axis: (..., d) float32 -> (...) float32."""
+    return be.xp.einsum("...d,...d->...", x, x)
+
+
+def assign(
+    be: Backend, x: Array, centroids: Array, metric: str = "l2", c_norms: Array | None = None
+) -> tuple[Array, Array]:
+    """Nearest centroid of each point, chunked so at most ~work_bytes of scores exist at once.
+
+    x: (B, n, d) float32; centroids: (B, k, d) float32.
+    Returns (labels (B, n) int64, score (B, n) float32) where score is the squared distance
+    (l2) or minus the inner product (ip): smaller is better for both.
+    """
+    xp = be.xp
+    nb, n, _ = x.shape
+    k = centroids.shape[1]
+    if metric == "l2" and c_norms is None:
+        c_norms = sq_norms(be, centroids)  # (B, k)
+    ct = xp.transpose(centroids, (0, 2, 1))  # (B, d, k)
+    step = max(1, be.work_bytes() // (4 * nb * max(k, 1) * 2))
+    labels = xp.empty((nb, n), dtype=xp.int64)
+    score = xp.empty((nb, n), dtype=xp.float32)
+    for start in range(0, n, step):
+        xs = x[:, start : start + step]
+        dots = xp.matmul(xs, ct)  # (B, s, k)
+        if metric == "l2":
+            dots *= -2.0
+            dots += c_norms[:, None, :]
+        else:
+            xp.negative(dots, out=dots)
+        lab = xp.argmin(dots, axis=2)
+        best = xp.take_along_axis(dots, lab[:, :, None], axis=2)[:, :, 0]
+        if metric == "l2":
+            best = xp.maximum(best + sq_norms(be, xs), 0.0)
+        labels[:, start : start + step] = lab
+        score[:, start : start + step] = best
+    return labels, score
+
+
+def kmeans(
+    be: Backend,
+    x: Array,
+    k: int,
+    niter: int,
+    rng: np.random.Generator,
+    metric: str = "l2",
+    spherical: bool = False,
+    max_points_per_centroid: int = MAX_POINTS_PER_CENTROID,
+    what: str = "k-means",
+) -> KMeansResult:
+    """Cluster each of B point sets into k centroids.
+
+    x: (B, n, d) or (n, d) float32 on the backend. Returns centroids (B, k, d) float32.
+    Raises GpupqError with fewer than k points; warns (in the result) below 39 points per
+    centroid, as FAISS does.
+    """
+    xp = be.xp
+    if x.ndim == 2:
+        x = x[None]
+    nb, n, d = x.shape
+    warnings: list[str] = []
+    if n < k:
+        raise GpupqError(f"{what}: {n} training points is fewer than the {k} centroids to train")
+    if n < MIN_POINTS_PER_CENTROID * k:
+        warnings.append(
+            f"{what}: {n} training points for {k} centroids; FAISS advises at least "
+            f"{MIN_POINTS_PER_CENTROID * k} ({MIN_POINTS_PER_CENTROID} per centroid)"
+        )
+    if n > max_points_per_centroid * k:
+        keep = be.asarray(rng.permutation(n)[: max_points_per_centroid * k])
+        x = x[:, keep]
+        n = x.shape[1]
+    init = be.asarray(rng.permutation(n)[:k])
+    centroids = xp.ascontiguousarray(x[:, init])
+    if spherical:
+        centroids = _normalise(be, centroids)
+    flat_x = x.reshape(nb * n, d)
+    batch_offset = (xp.arange(nb, dtype=xp.int64) * k)[:, None]  # (B, 1)
+    objective: list[float] = []
+    for _ in range(niter):
+        labels, score = assign(be, x, centroids, metric)
+        objective.append(score.sum(dtype=xp.float64))
+        flat_labels = (labels + batch_offset).reshape(-1)
+        sums = be.scatter_add_rows(flat_labels, flat_x, nb * k)
+        counts = xp.bincount(flat_labels, minlength=nb * k).astype(xp.float32)
+        centroids = (sums / xp.maximum(counts, 1.0)[:, None]).reshape(nb, k, d)
+        counts_host = be.to_numpy(counts).reshape(nb, k)  # one small read per iteration
+        if (counts_host == 0).any():
+            centroids = _split_empty(be, centroids, counts_host, rng)
+        if spherical:
+            centroids = _normalise(be, centroids)
+    # Scalars are read once, at the end, to avoid a sync per iteration.
+    objective_host = [float(v) for v in be.to_numpy(xp.stack(objective))] if objective else []
+    return KMeansResult(centroids=centroids, objective=objective_host, n_points=n, warnings=warnings)
+
+
+def _normalise(be: Backend, c: Array) -> Array:
+    norms = be.xp.sqrt(sq_norms(be, c))[..., None]
+    return c / be.xp.maximum(norms, 1e-30)
+
+
+def _split_empty(be: Backend, centroids: Array, counts: Any, rng: np.random.Generator) -> Array:
+    """Give each empty cluster half of a populous one, as FAISS ``split_clusters`` does.
+
+    centroids: (B, k, d) on the backend; counts: (B, k) host array (modified copy).
+    The donor is drawn with probability proportional to (size - 1); the two centroids are
+    pushed apart by a symmetric relative perturbation of 1/1024.
+    """
+    nb, k, d = centroids.shape
+    host = be.to_numpy(centroids).copy()
+    counts = counts.astype("float64").copy()
+    sign = 1.0 - 2.0 * (be.host.arange(d) % 2)  # +1, -1, +1, ...
+    for b in range(nb):
+        for ci in (counts[b] == 0).nonzero()[0]:
+            weights = (counts[b] - 1.0).clip(min=0.0)
+            if weights.sum() <= 0:
+                break
+            cj = int(rng.choice(k, p=weights / weights.sum()))
+            host[b, ci] = host[b, cj] * (1.0 + _SPLIT_EPS * sign)
+            host[b, cj] = host[b, cj] * (1.0 - _SPLIT_EPS * sign)
+            counts[b, ci] = counts[b, cj] // 2
+            counts[b, cj] -= counts[b, ci]
+    return be.asarray(host)

@@ -1,0 +1,87 @@
+"""Product quantization: m sub-quantizers of ksub = 2**nbits centroids each.
+
+Names follow Jégou et al. and nanopq: ``m`` sub-vectors of ``dsub = d / m`` dimensions, each
+quantized to one of ``ksub`` codewords; ``codebooks: (m, ksub, dsub) float32``. Codes are held
+one byte per sub-quantizer for fast lookups; a real index packs them into
+``ceil(m * nbits / 8)`` bytes, which is what :attr:`code_size` reports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import GpupqError
+from .kmeans import assign, kmeans
+
+if TYPE_CHECKING:
+    import numpy as np  # noqa: TID251 - type hints only
+
+    from .backends import Array, Backend
+
+NBITS_RANGE = (4, 8)
+#: FAISS ProductQuantizer's k-means iterations.
+PQ_NITER = 25
+
+
+def valid_m(d: int) -> list[int]:
+    """Values of m that divide d (the usable sub-quantizer counts), ascending."""
+    return [m for m in range(1, d + 1) if d % m == 0]
+
+
+def check_pq_params(d: int, m: int, nbits: int) -> None:
+    if not NBITS_RANGE[0] <= nbits <= NBITS_RANGE[1]:
+        raise GpupqError(f"--nbits {nbits} is out of range; use {NBITS_RANGE[0]} to {NBITS_RANGE[1]}")
+    if m < 1:
+        raise GpupqError(f"--m must be at least 1 (got {m})")
+    if d % m != 0:
+        options = [v for v in valid_m(d) if v <= 256]
+        raise GpupqError(f"dimension {d} is not divisible by --m {m}; valid m: {', '.join(map(str, options))}")
+
+
+class ProductQuantizer:
+    """m sub-quantizers of 2**nbits codewords over d-dimensional vectors."""
+
+    def __init__(self, d: int, m: int, nbits: int = 8) -> None:
+        check_pq_params(d, m, nbits)
+        self.d = d
+        self.m = m
+        self.nbits = nbits
+        self.ksub = 1 << nbits
+        self.dsub = d // m
+        self.codebooks: Array | None = None  # (m, ksub, dsub) float32
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per packed code, as a real index stores it."""
+        return (self.m * self.nbits + 7) // 8
+
+    def _split(self, be: Backend, x: Array) -> Array:
+        """(n, d) -> (m, n, dsub), the batched layout of the sub-problems."""
+        return be.xp.ascontiguousarray(x.reshape(x.shape[0], self.m, self.dsub).transpose(1, 0, 2))
+
+    def fit(self, be: Backend, x: Array, rng: np.random.Generator, niter: int = PQ_NITER) -> ProductQuantizer:
+        """Train the codebooks on x: (n, d) float32 (residuals, for IVF-PQ). Returns self."""
+        res = kmeans(be, self._split(be, x), self.ksub, niter, rng, what="PQ training")
+        self.codebooks = res.centroids
+        self.train_result = res
+        return self
+
+    def encode(self, be: Backend, x: Array) -> Array:
+        """x: (n, d) float32 -> codes (n, m) uint8, the nearest codeword per sub-vector."""
+        labels, _ = assign(be, self._split(be, x), self.codebooks)
+        return labels.T.astype(be.xp.uint8)
+
+    def decode(self, be: Backend, codes: Array) -> Array:
+        """codes: (n, m) uint8 -> reconstructions (n, d) float32."""
+        xp = be.xp
+        parts = [self.codebooks[j][codes[:, j].astype(xp.int64)] for j in range(self.m)]
+        return xp.concatenate(parts, axis=1)
+
+    def inner_tables(self, be: Backend, q: Array) -> Array:
+        """Inner products of query sub-vectors with every codeword.
+
+        q: (nq, d) float32 -> (nq, m, ksub) float32, table[i, j, c] = <q_i[j], codebooks[j, c]>.
+        """
+        xp = be.xp
+        prod = xp.matmul(self._split(be, q), xp.transpose(self.codebooks, (0, 2, 1)))  # (m, nq, ksub)
+        return xp.ascontiguousarray(xp.transpose(prod, (1, 0, 2)))

@@ -1,0 +1,135 @@
+"""Rendering an :class:`EstimateResult` as rich tables (stdout) or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .estimate import EstimateResult
+from .metrics import Recall
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000.0
+    return f"{n:.2f} TB"
+
+
+def human_rate(x: float | None, unit: str) -> str:
+    if x is None:
+        return "-"
+    if math.isinf(x):
+        return f"> 1e9 {unit}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.2f} {suffix}{unit}"
+    return f"{x:.1f} {unit}"
+
+
+def _recall_cell(r: Recall | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r.mean:.3f}  [{r.ci95_low:.3f}, {r.ci95_high:.3f}]"
+
+
+def _ratio(full: int, part: int) -> str:
+    return f"{full / part:.1f}x smaller" if part else "-"
+
+
+def render(result: EstimateResult) -> Group:
+    cfg = result.config
+    backends = result.results
+    title = Text.assemble(
+        (f"{result.source}", "bold"),
+        f": {result.n:,} x {result.d} {result.dtype}, metric {cfg.metric}; "
+        f"base {result.n_base:,} vectors, {result.n_queries:,} held-out queries\n",
+        (f"IVF{cfg.nlist},PQ{cfg.m}x{cfg.nbits}", "bold"),
+        f"  nprobe={cfg.nprobe}  k={cfg.k}  rerank={cfg.rerank}  seed={cfg.seed}",
+    )
+
+    recall = Table(title=f"Recall@{cfg.k} (mean [95% interval])", title_justify="left")
+    recall.add_column("")
+    for r in backends:
+        recall.add_column(r.backend, justify="right")
+    recall.add_row(f"raw (PQ distances, top {cfg.k})", *[_recall_cell(r.recall) for r in backends])
+    if cfg.rerank:
+        recall.add_row(f"+ exact re-rank of top {cfg.rerank}", *[_recall_cell(r.recall_rerank) for r in backends])
+
+    mem = backends[0].memory  # the same index layout on every backend
+    memory = Table(title="Memory", title_justify="left")
+    memory.add_column("")
+    memory.add_column("bytes", justify="right")
+    memory.add_column("vs float32 vectors", justify="right")
+    full = mem.vectors_fp32
+    memory.add_row("float32 vectors (uncompressed)", human_bytes(full), "1.0x")
+    memory.add_row(f"PQ codes ({mem.code_size} B/vector)", human_bytes(mem.codes), _ratio(full, mem.codes))
+    memory.add_row("ids (int64)", human_bytes(mem.ids), "")
+    memory.add_row("coarse centroids", human_bytes(mem.coarse_centroids), "")
+    memory.add_row("PQ codebooks", human_bytes(mem.pq_codebooks), "")
+    memory.add_row("inverted-list sizes", human_bytes(mem.list_sizes), "")
+    memory.add_row(
+        "[bold]index, serialized[/bold]", human_bytes(mem.index_serialized), _ratio(full, mem.index_serialized)
+    )
+    if mem.precomputed_table:
+        memory.add_row("precomputed L2 table (search)", human_bytes(mem.precomputed_table), "")
+    memory.add_row("[bold]index in memory[/bold]", human_bytes(mem.index_in_memory), _ratio(full, mem.index_in_memory))
+    if mem.rerank_store:
+        memory.add_row("re-rank store (float32 vectors)", human_bytes(mem.rerank_store), "")
+        memory.add_row(
+            "[bold]index + re-rank store[/bold]", human_bytes(mem.with_rerank), _ratio(full, mem.with_rerank)
+        )
+
+    speed = Table(title="Work and speed", title_justify="left")
+    speed.add_column("")
+    for r in backends:
+        speed.add_column(f"{r.backend}\n{r.device}", justify="right")
+    speed.add_row("lists probed", *[f"{r.lists_probed_fraction:.2%}" for r in backends])
+    speed.add_row(
+        "vectors scanned / query",
+        *[f"{r.vectors_scanned_fraction:.2%} ({r.vectors_scanned_per_query:,.0f})" for r in backends],
+    )
+    speed.add_row("ground truth", *[f"{r.timings.ground_truth_s:.3f} s" for r in backends])
+    speed.add_row(
+        f"train ({backends[0].train_points_coarse:,} + {backends[0].train_points_pq:,} pts)",
+        *[f"{r.timings.train_s:.3f} s" for r in backends],
+    )
+    speed.add_row(
+        "add",
+        *[f"{r.timings.add_s:.3f} s ({human_rate(r.timings.add_vectors_per_s, 'vec/s')})" for r in backends],
+    )
+    speed.add_row(
+        f"search (batch {backends[0].timings.batch_size})",
+        *[human_rate(r.timings.search_queries_per_s, "q/s") for r in backends],
+    )
+    if cfg.rerank:
+        speed.add_row(
+            f"search + re-rank {cfg.rerank}",
+            *[human_rate(r.timings.search_rerank_queries_per_s, "q/s") for r in backends],
+        )
+    note = Text(f"recall: {result.recall_definition}", style="dim")
+    return Group(title, recall, memory, speed, note)
+
+
+def print_result(result: EstimateResult, console: Console) -> None:
+    console.print(render(result))
+
+
+def to_json(obj: dict[str, Any]) -> str:
+    def clean(v: Any) -> Any:
+        # JSON has no Infinity; a rate too fast to time is reported as null.
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2)

@@ -8,8 +8,6 @@ which hold only what differs between the two libraries. GPU detection lives in o
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -28,7 +26,8 @@ class Backend:
     xp: Any = np
     #: numpy, for host-side bookkeeping (random draws, small tables) in algorithm modules
     host: Any = np
-    #: how ``ivf.search`` scans inverted lists on this backend ("lists" or "padded").
+    #: how ``IVFPQIndex.search`` scans inverted lists here: "lists" (each list once for all
+    #: queries probing it; few large host calls) or "padded" (fixed shapes, for the GPU).
     scan_strategy: str = "lists"
 
     def device_description(self) -> str:
@@ -60,8 +59,13 @@ class Backend:
         """Size to aim for with a chunk's temporary arrays (score matrices and the like)."""
         return 128 << 20
 
-    def topk(self, d: Array, k: int) -> tuple[Array, Array]:
-        """Smallest ``k`` of each row, sorted ascending.
+    def block_bytes(self) -> int:
+        """Size of one block of scores in k-means assignment: a cache-sized block on a CPU,
+        so the argmin reads what the GEMM just wrote while it is still in cache."""
+        return 16 << 20
+
+    def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
+        """Smallest ``k`` of each row, ascending (in no particular order when ``sort`` is False).
 
         d: (n, L) float32. Returns (values (n, k) float32, indices (n, k) int64); ``k`` is
         clipped to ``L``.
@@ -69,25 +73,26 @@ class Backend:
         xp = self.xp
         n, length = d.shape
         k = min(k, length)
-        if k == 0:
-            return xp.empty((n, 0), xp.float32), xp.empty((n, 0), xp.int64)
+        rows = xp.arange(n)[:, None]
         if k < length:
             part = xp.argpartition(d, k - 1, axis=1)[:, :k]
         else:
             part = xp.broadcast_to(xp.arange(length), (n, length))
-        vals = xp.take_along_axis(d, part, axis=1)
-        order = xp.argsort(vals, axis=1, kind="stable")
-        return xp.take_along_axis(vals, order, axis=1), xp.take_along_axis(part, order, axis=1).astype(xp.int64)
+        vals = d[rows, part]
+        if sort and k > 1:
+            order = xp.argsort(vals, axis=1, kind="stable")
+            part, vals = part[rows, order], vals[rows, order]
+        return vals, part.astype(xp.int64, copy=False)
 
-    def scatter_add_rows(self, index: Array, values: Array, nrows: int) -> Array:
-        """out[index[i]] += values[i]. index: (n,) int64; values: (n, d) float32 -> (nrows, d)."""
-        out = self.xp.zeros((nrows, values.shape[1]), dtype=self.xp.float32)
-        self.xp.add.at(out, index, values)
-        return out
+    def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
+        """Sum of the rows of each label: out[l] = sum of values[i] where labels[i] == l.
 
-    def map_parallel(self, fn: Any, items: list[Any]) -> list[Any]:
-        """Run ``fn`` over ``items``; numpy releases the GIL in the scan, so threads help."""
-        return [fn(it) for it in items]
+        labels: (n,) int64 in [0, nrows); values_t: (d, n) float32, the values transposed
+        (k-means transposes its points once, not every iteration). Returns (nrows, d) float32.
+        """
+        out = self.xp.zeros((values_t.shape[0], nrows), dtype=self.xp.float32)
+        self.xp.add.at(out, (slice(None), labels), values_t)
+        return self.xp.ascontiguousarray(out.T)
 
 
 class NumpyBackend(Backend):
@@ -95,36 +100,18 @@ class NumpyBackend(Backend):
     xp = np
     scan_strategy = "lists"
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or os.cpu_count() or 1
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
     def device_description(self) -> str:
         import platform
 
         return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
 
-    def scatter_add_rows(self, index: Array, values: Array, nrows: int) -> Array:
-        # A sort + reduceat is several times faster than np.add.at for wide rows, and its
-        # summation order is fixed, so results repeat exactly.
-        order = np.argsort(index, kind="stable")
-        idx_sorted = index[order]
-        counts = np.bincount(idx_sorted, minlength=nrows)
-        out = np.zeros((nrows, values.shape[1]), dtype=np.float32)
-        nonempty = np.flatnonzero(counts)
-        if len(nonempty):
-            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-            out[nonempty] = np.add.reduceat(values[order], starts, axis=0)
-        return out
-
-    def map_parallel(self, fn: Any, items: list[Any]) -> list[Any]:
-        if self.threads <= 1 or len(items) <= 1:
-            return [fn(it) for it in items]
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gpupq")
-        return list(self._pool.map(fn, items))
+    def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
+        # One bincount per column: contiguous passes, float64 accumulation, a fixed summation
+        # order (results repeat exactly), and many times faster than np.add.at.
+        out = np.empty((values_t.shape[0], nrows), dtype=np.float32)
+        for j in range(values_t.shape[0]):
+            out[j] = np.bincount(labels, weights=values_t[j], minlength=nrows)
+        return np.ascontiguousarray(out.T)
 
 
 class CupyBackend(Backend):
@@ -169,7 +156,10 @@ class CupyBackend(Backend):
     def work_bytes(self) -> int:
         return int(min(self.free_memory() // 8, 2 << 30))
 
-    def topk(self, d: Array, k: int) -> tuple[Array, Array]:
+    def block_bytes(self) -> int:
+        return self.work_bytes() // 2
+
+    def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
         # cupy.argpartition is a full sort in many versions; a sort on the segmented rows is
         # no worse and keeps one code path.
         xp = self.xp
@@ -177,12 +167,13 @@ class CupyBackend(Backend):
         order = xp.argsort(d, axis=1)[:, :k]
         return xp.take_along_axis(d, order, axis=1), order.astype(xp.int64)
 
-    def scatter_add_rows(self, index: Array, values: Array, nrows: int) -> Array:
+    def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
         import cupyx
 
-        out = self.xp.zeros((nrows, values.shape[1]), dtype=self.xp.float32)
-        cupyx.scatter_add(out, index, values)  # atomics: summation order varies run to run
-        return out
+        out = self.xp.zeros((values_t.shape[0], nrows), dtype=self.xp.float32)
+        # Atomics: the summation order, and so the last bits, vary run to run.
+        cupyx.scatter_add(out, (slice(None), labels), values_t)
+        return self.xp.ascontiguousarray(out.T)
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,13 @@ Internally every score is "smaller is better" (inner products are negated); :met
 returns FAISS's convention: squared distances ascending for ``l2``, similarities descending for
 ``ip``, with id -1 where fewer than k vectors were scanned.
 
-Inverted lists are stored sorted by list, codes sub-quantizer-major: ``codes_t: (m, N) uint8``
-so that list l's codes for sub-quantizer j are the contiguous slice
-``codes_t[j, offsets[l]:offsets[l+1]]``.
+Inverted lists are stored as one array sorted by list: ``codes: (N, m) uint8`` and
+``ids: (N,) int64``, list l being the rows ``offsets[l]:offsets[l+1]``. Codes are held one
+byte per sub-quantizer; the memory bill counts them packed, as a real index stores them.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,7 +50,7 @@ class IVFPQIndex:
     """An IVF-PQ index on one backend.
 
     coarse: (nlist, d) float32 centroids; pq.codebooks: (m, ksub, dsub) float32;
-    term2: (nlist, m, ksub) float32 precomputed table or None; codes_t: (m, N) uint8;
+    term2: (nlist, m, ksub) float32 precomputed table or None; codes: (N, m) uint8;
     ids: (N,) int64; offsets: (nlist + 1,) int64 list boundaries (host copy in list_sizes).
     """
 
@@ -67,10 +66,11 @@ class IVFPQIndex:
         self.term2: Array | None = None
         self.warnings: list[str] = []
         self._pending: list[tuple[Array, Array, Array]] = []
-        self.codes_t: Array | None = None
+        self.codes: Array | None = None
         self.ids: Array | None = None
         self.offsets: Array | None = None
         self.list_sizes: np.ndarray | None = None  # (nlist,) int64 host
+        self._base_cache: Array | None = None  # see _base_terms
 
     # ------------------------------------------------------------------ training
     @property
@@ -162,17 +162,18 @@ class IVFPQIndex:
         if self.ids is not None:
             old_labels = xp.repeat(xp.arange(self.nlist), be.asarray(self.list_sizes))
             labels.insert(0, old_labels)
-            codes.insert(0, self.codes_t.T)
+            codes.insert(0, self.codes)
             ids.insert(0, self.ids)
         all_labels = xp.concatenate(labels)
         order = xp.argsort(all_labels, kind="stable")
-        self.codes_t = xp.ascontiguousarray(xp.concatenate(codes)[order].T)  # (m, N)
+        self.codes = xp.concatenate(codes)[order]  # (N, m)
         self.ids = xp.concatenate(ids)[order]
         sizes = xp.bincount(all_labels, minlength=self.nlist)
         self.offsets = xp.concatenate([xp.zeros(1, dtype=xp.int64), xp.cumsum(sizes)]).astype(xp.int64)
         self.list_sizes = be.to_numpy(sizes).astype("int64")
         self._offsets_host = be.to_numpy(self.offsets)
         self._pending = []
+        self._base_cache = None
 
     # ------------------------------------------------------------------ search
     def search(self, q: Array, k: int, nprobe: int) -> tuple[Array, Array, SearchStats]:
@@ -191,11 +192,12 @@ class IVFPQIndex:
         else:
             cscore = -dots
         coarse_score, probes = be.topk(cscore, nprobe)  # (nq, nprobe)
-        # Query tables, smaller is better: −2⟨q_j, r⟩ (l2) or −⟨q_j, r⟩ (ip).
-        qtab = self.pq.inner_tables(be, q)
-        qtab *= -2.0 if self.metric == "l2" else -1.0
+        if be.scan_strategy == "padded":
+            # Query tables, smaller is better: −2⟨q_j, r⟩ (l2) or −⟨q_j, r⟩ (ip).
+            qtab = self.pq.inner_tables(be, q)
+            qtab *= -2.0 if self.metric == "l2" else -1.0
         if be.scan_strategy == "lists":
-            out_d, out_i = self._scan_lists(qtab, coarse_score, probes, k)
+            out_d, out_i = self._scan_lists(q, coarse_score, probes, k)
         else:
             out_d, out_i = self._scan_padded(qtab, coarse_score, probes, k)
         nq = q.shape[0]
@@ -211,55 +213,76 @@ class IVFPQIndex:
         scanned = self.list_sizes[be.to_numpy(probes)].sum(axis=1)
         return dist, found, SearchStats(scanned=scanned)
 
-    def _scan_lists(self, qtab: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
+    def _scan_lists(self, q: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
         """Scan each probed list once for all the queries that probe it (the CPU strategy).
 
-        qtab: (nq, m, ksub); coarse_score, probes: (nq, nprobe). Returns per-(query, probe)
-        candidates (nq, nprobe, k) scores and ids.
+        Each list's codes are decoded once into residuals r: (n_l, d), and the queries that
+        probe it are scored in one small GEMM, using the same decomposition as the tables:
+        ‖q − c − r‖² = ‖q − c‖² + (‖r‖² + 2⟨c, r⟩) − 2⟨q, r⟩. Per code this is d multiply-adds
+        instead of m table lookups, but BLAS does them at full speed and numpy's per-call
+        overhead is paid once per list rather than once per sub-quantizer.
+
+        q: (nq, d); coarse_score, probes: (nq, nprobe). Returns per-(query, probe) candidates:
+        scores (nq, nprobe, k) float32 and ids (nq, nprobe, k) int64.
         """
-        be, xp = self.be, self.be.xp
+        be = self.be
         host = be.host
         nq, nprobe = probes.shape
         m, ksub = self.pq.m, self.pq.ksub
-        out_d = xp.full((nq, nprobe, k), _INF, dtype=xp.float32)
-        out_i = xp.full((nq, nprobe, k), -1, dtype=xp.int64)
-        probes_h = be.to_numpy(probes).ravel()
-        order = host.argsort(probes_h, kind="stable")
-        lists_sorted = probes_h[order]
+        out_d = host.full((nq, nprobe, k), _INF, dtype=host.float32)
+        out_i = host.full((nq, nprobe, k), -1, dtype=host.int64)
+        probes_flat = probes.ravel()
+        order = host.argsort(probes_flat, kind="stable")
+        lists_sorted = probes_flat[order]
         starts = host.flatnonzero(host.r_[True, lists_sorted[1:] != lists_sorted[:-1]])
         bounds = host.r_[starts, len(order)]
-        tab_flat = qtab.reshape(nq, m * ksub)
-        sub_offset = (host.arange(m, dtype=host.intp) * ksub)[:, None]
+        codebooks_flat = self.pq.codebooks.reshape(m * ksub, self.pq.dsub)
+        sub_offset = host.arange(m, dtype=host.intp) * ksub
         offsets = self._offsets_host
-        term2 = self.term2
+        q_scaled = q * (-2.0 if self.metric == "l2" else -1.0)
+        q_of, rank_of = order // nprobe, order % nprobe
+        base_terms = self._base_terms() if self.metric == "l2" else None
 
-        def scan_group(group: tuple[int, int]) -> None:
-            for g in range(group[0], group[1]):
-                lo, hi = bounds[g], bounds[g + 1]
-                lst = int(lists_sorted[lo])
-                s, e = int(offsets[lst]), int(offsets[lst + 1])
-                if e == s:
-                    continue
-                flat = order[lo:hi]
-                qs, ranks = flat // nprobe, flat % nprobe
-                idx = self.codes_t[:, s:e] + sub_offset  # (m, n_l) into the flattened tables
-                acc = coarse_score[qs, ranks][:, None] + host.zeros(e - s, dtype=host.float32)[None]
-                if self.metric == "l2":
-                    t2 = (term2[lst] if term2 is not None else self._list_terms(xp.asarray([lst]))[0]).reshape(-1)
-                    acc += host.take(t2, idx).sum(axis=0, dtype=host.float32)[None]
-                tab = tab_flat[qs]  # (nQ, m*ksub)
-                for j in range(m):
-                    acc += host.take(tab, idx[j], axis=1)
-                vals, pos = be.topk(acc, k)
-                kk = vals.shape[1]
-                out_d[qs, ranks, :kk] = vals
-                out_i[qs, ranks, :kk] = self.ids[s + pos]
-
-        ngroups = len(starts)
-        nchunks = min(ngroups, 8 * getattr(be, "threads", 1))
-        edges = [round(i * ngroups / nchunks) for i in range(nchunks + 1)] if nchunks else [0]
-        be.map_parallel(scan_group, list(itertools.pairwise(edges)))
+        # One Python loop over lists: threads were measured not to help, as each list's work
+        # is a few small numpy calls that hold the GIL.
+        for g in range(len(starts)):
+            lo, hi = bounds[g], bounds[g + 1]
+            lst = int(lists_sorted[lo])
+            s, e = int(offsets[lst]), int(offsets[lst + 1])
+            if e == s:
+                continue
+            qs, ranks = q_of[lo:hi], rank_of[lo:hi]
+            # codes (n_l, m) -> residuals (n_l, d): one gather from the flattened codebooks
+            r = codebooks_flat[self.codes[s:e] + sub_offset].reshape(e - s, self.d)
+            acc = q_scaled[qs] @ r.T  # (nQ, n_l)
+            acc += coarse_score[qs, ranks][:, None]
+            if base_terms is not None:
+                acc += base_terms[s:e]
+            vals, pos = be.topk(acc, k, sort=False)  # merged and sorted once, at the end
+            kk = vals.shape[1]
+            out_d[qs, ranks, :kk] = vals
+            out_i[qs, ranks, :kk] = self.ids[s + pos]
         return out_d, out_i
+
+    def _base_terms(self) -> Array:
+        """‖r‖² + 2⟨c, r⟩ of every stored vector: (N,) float32, query-independent.
+
+        The lists strategy's stand-in for the precomputed table: one float per vector, computed
+        once per built index (decoded in chunks) and cached in this process. The memory bill
+        still reports FAISS's precomputed table, which is what a deployment holds.
+        """
+        if self._base_cache is None:
+            xp = self.be.xp
+            out = xp.empty(self.codes.shape[0], dtype=xp.float32)
+            sizes = self.be.asarray(self.list_sizes)
+            labels = xp.repeat(xp.arange(self.nlist), sizes)
+            step = max(1024, self.be.work_bytes() // (8 * self.d))
+            for s in range(0, out.shape[0], step):
+                r = self.pq.decode(self.be, self.codes[s : s + step])
+                c = self.coarse[labels[s : s + step]]
+                out[s : s + step] = sq_norms(self.be, r) + 2.0 * xp.einsum("id,id->i", r, c)
+            self._base_cache = out
+        return self._base_cache
 
     def _scan_padded(self, qtab: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
         """Scan one probed list per query at a time, padded to the longest list (the GPU
@@ -289,9 +312,9 @@ class IVFPQIndex:
                 pos = xp.where(valid, self.offsets[lists][:, None] + col, 0)  # (B, maxlen)
                 lut = qtab[b0:b1] + self._list_terms(lists)  # (B, m, ksub)
                 acc = xp.broadcast_to(coarse_score[b0:b1, p][:, None], pos.shape).copy()
+                codes = self.codes[pos].astype(xp.int64)  # (B, maxlen, m)
                 for j in range(m):
-                    codes = self.codes_t[j][pos].astype(xp.int64)
-                    acc += xp.take_along_axis(lut[:, j, :], codes, axis=1)
+                    acc += xp.take_along_axis(lut[:, j, :], codes[:, :, j], axis=1)
                 acc = xp.where(valid, acc, _INF)
                 vals, idx = be.topk(acc, kk)
                 out_d[b0:b1, p, :kk] = vals

@@ -43,38 +43,40 @@ def sq_norms(be: Backend, x: Array) -> Array:
     return be.xp.einsum("...d,...d->...", x, x)
 
 
-def assign(
-    be: Backend, x: Array, centroids: Array, metric: str = "l2", c_norms: Array | None = None
-) -> tuple[Array, Array]:
-    """Nearest centroid of each point, chunked so at most ~work_bytes of scores exist at once.
+def assign(be: Backend, x: Array, centroids: Array, metric: str = "l2") -> tuple[Array, Array]:
+    """Nearest centroid of each point, in blocks of about ``be.block_bytes()`` of scores.
 
     x: (B, n, d) float32; centroids: (B, k, d) float32.
     Returns (labels (B, n) int64, score (B, n) float32) where score is the squared distance
     (l2) or minus the inner product (ip): smaller is better for both.
     """
     xp = be.xp
-    nb, n, _ = x.shape
+    nb, n, d = x.shape
     k = centroids.shape[1]
-    if metric == "l2" and c_norms is None:
-        c_norms = sq_norms(be, centroids)  # (B, k)
-    ct = xp.transpose(centroids, (0, 2, 1))  # (B, d, k)
-    step = max(1, be.work_bytes() // (4 * nb * max(k, 1) * 2))
+    # One GEMM gives the whole score: [x, 1] · [−2c, ‖c‖²]ᵀ = ‖c‖² − 2⟨x, c⟩ (l2), or
+    # [x, 0] · [−c, 0]ᵀ (ip); no extra passes over the score block.
+    caug = xp.empty((nb, d + 1, k), dtype=xp.float32)
+    if metric == "l2":
+        caug[:, :d] = xp.transpose(centroids, (0, 2, 1)) * -2.0
+        caug[:, d] = sq_norms(be, centroids)
+    else:
+        caug[:, :d] = -xp.transpose(centroids, (0, 2, 1))
+        caug[:, d] = 0.0
+    step = max(1, be.block_bytes() // (4 * nb * max(k, 1)))
     labels = xp.empty((nb, n), dtype=xp.int64)
     score = xp.empty((nb, n), dtype=xp.float32)
+    xaug = xp.ones((nb, min(step, n), d + 1), dtype=xp.float32)
     for start in range(0, n, step):
-        xs = x[:, start : start + step]
-        dots = xp.matmul(xs, ct)  # (B, s, k)
-        if metric == "l2":
-            dots *= -2.0
-            dots += c_norms[:, None, :]
-        else:
-            xp.negative(dots, out=dots)
+        stop = min(n, start + step)
+        xa = xaug[:, : stop - start]
+        xa[:, :, :d] = x[:, start:stop]
+        dots = xp.matmul(xa, caug)  # (B, s, k)
         lab = xp.argmin(dots, axis=2)
         best = xp.take_along_axis(dots, lab[:, :, None], axis=2)[:, :, 0]
         if metric == "l2":
-            best = xp.maximum(best + sq_norms(be, xs), 0.0)
-        labels[:, start : start + step] = lab
-        score[:, start : start + step] = best
+            best = xp.maximum(best + sq_norms(be, x[:, start:stop]), 0.0)
+        labels[:, start:stop] = lab
+        score[:, start:stop] = best
     return labels, score
 
 
@@ -115,14 +117,15 @@ def kmeans(
     centroids = xp.ascontiguousarray(x[:, init])
     if spherical:
         centroids = _normalise(be, centroids)
-    flat_x = x.reshape(nb * n, d)
+    # Transposed once: the centroid update sums columns of the same points every iteration.
+    x_t = xp.ascontiguousarray(x.reshape(nb * n, d).T)  # (d, B·n)
     batch_offset = (xp.arange(nb, dtype=xp.int64) * k)[:, None]  # (B, 1)
     objective: list[float] = []
     for _ in range(niter):
         labels, score = assign(be, x, centroids, metric)
         objective.append(score.sum(dtype=xp.float64))
         flat_labels = (labels + batch_offset).reshape(-1)
-        sums = be.scatter_add_rows(flat_labels, flat_x, nb * k)
+        sums = be.sum_rows_by_label(flat_labels, x_t, nb * k)
         counts = xp.bincount(flat_labels, minlength=nb * k).astype(xp.float32)
         centroids = (sums / xp.maximum(counts, 1.0)[:, None]).reshape(nb, k, d)
         counts_host = be.to_numpy(counts).reshape(nb, k)  # one small read per iteration

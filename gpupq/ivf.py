@@ -160,7 +160,7 @@ class IVFPQIndex:
         codes = [p[1] for p in self._pending]
         ids = [p[2] for p in self._pending]
         if self.ids is not None:
-            old_labels = xp.repeat(xp.arange(self.nlist), be.asarray(self.list_sizes))
+            old_labels = self._row_lists()
             labels.insert(0, old_labels)
             codes.insert(0, self.codes)
             ids.insert(0, self.ids)
@@ -264,6 +264,11 @@ class IVFPQIndex:
             out_i[qs, ranks, :kk] = self.ids[s + pos]
         return out_d, out_i
 
+    def _row_lists(self) -> Array:
+        """List number of every stored row: (N,) int64 (cupy.repeat takes no array counts)."""
+        xp = self.be.xp
+        return xp.searchsorted(self.offsets[1:], xp.arange(self.codes.shape[0]), side="right")
+
     def _base_terms(self) -> Array:
         """‖r‖² + 2⟨c, r⟩ of every stored vector: (N,) float32, query-independent.
 
@@ -274,8 +279,7 @@ class IVFPQIndex:
         if self._base_cache is None:
             xp = self.be.xp
             out = xp.empty(self.codes.shape[0], dtype=xp.float32)
-            sizes = self.be.asarray(self.list_sizes)
-            labels = xp.repeat(xp.arange(self.nlist), sizes)
+            labels = self._row_lists()
             step = max(1024, self.be.work_bytes() // (8 * self.d))
             for s in range(0, out.shape[0], step):
                 r = self.pq.decode(self.be, self.codes[s : s + step])
@@ -299,8 +303,8 @@ class IVFPQIndex:
         out_i = xp.full((nq, nprobe, k), -1, dtype=xp.int64)
         if maxlen == 0:
             return out_d, out_i
-        # (B, maxlen) int64 positions + float32 scores + gathered codes per query row.
-        batch = max(1, be.work_bytes() // (maxlen * 24))
+        # Per query row: (maxlen,) int64 positions and codes, float32 scores, bool mask.
+        batch = max(1, be.work_bytes() // (maxlen * 32))
         col = xp.arange(maxlen, dtype=xp.int64)[None]
         sizes = self.offsets[1:] - self.offsets[:-1]
         for b0 in range(0, nq, batch):
@@ -312,9 +316,9 @@ class IVFPQIndex:
                 pos = xp.where(valid, self.offsets[lists][:, None] + col, 0)  # (B, maxlen)
                 lut = qtab[b0:b1] + self._list_terms(lists)  # (B, m, ksub)
                 acc = xp.broadcast_to(coarse_score[b0:b1, p][:, None], pos.shape).copy()
-                codes = self.codes[pos].astype(xp.int64)  # (B, maxlen, m)
                 for j in range(m):
-                    acc += xp.take_along_axis(lut[:, j, :], codes[:, :, j], axis=1)
+                    codes = self.codes[pos, j].astype(xp.int64)  # (B, maxlen)
+                    acc += xp.take_along_axis(lut[:, j, :], codes, axis=1)
                 acc = xp.where(valid, acc, _INF)
                 vals, idx = be.topk(acc, kk)
                 out_d[b0:b1, p, :kk] = vals

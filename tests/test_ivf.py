@@ -56,7 +56,7 @@ def test_search_scores_are_adc_distances(backend):
     """Returned l2 scores equal ‖q − c − r‖² of the decoded vectors, in ascending order."""
     x = clustered(2000, 16, seed=5)
     q = clustered(20, 16, seed=6)
-    index, ids = _build(backend, x, nlist=8, m=4, nbits=6)
+    index, _ids = _build(backend, x, nlist=8, m=4, nbits=6)
     dist, found, _ = index.search(backend.asarray(q), 10, nprobe=3)
     dist, found = backend.to_numpy(dist), backend.to_numpy(found)
     pos = {int(i): p for p, i in enumerate(backend.to_numpy(index.ids))}

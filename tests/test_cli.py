@@ -1,0 +1,153 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gpupq.backends import cupy_status
+from gpupq.cli import app
+
+from .conftest import clustered
+
+runner = CliRunner()
+FAST = ["--m", "4", "--nlist", "16", "--nprobe", "4", "--nbits", "6", "--queries", "40", "-q"]
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_estimate_synthetic_json():
+    res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", *FAST, "--rerank", "30", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)  # stdout is exactly one JSON object
+    assert out["dataset"] == {
+        "source": "synthetic",
+        "n": 3000,
+        "d": 16,
+        "dtype": "float32",
+        "n_base": 2960,
+        "n_queries": 40,
+        "metric": "l2",
+    }
+    assert out["params"]["m"] == 4 and out["params"]["nbits"] == 6 and out["params"]["rerank"] == 30
+    r = out["results"][0]
+    assert r["backend"] == "numpy"
+    assert set(r) >= {"recall", "recall_rerank", "memory", "scanned", "timings", "device", "train_points"}
+    assert 0 <= r["recall"]["ci95_low"] <= r["recall"]["mean"] <= r["recall"]["ci95_high"] <= 1
+    assert r["memory"]["codes"] == 2960 * 3
+    assert "intersection" in out["recall_definition"]
+
+
+def test_estimate_table_output():
+    res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", *FAST)
+    assert res.exit_code == 0, res.stderr
+    for text in (
+        "Recall@10",
+        "+ exact re-rank of top 100",
+        "Memory",
+        "PQ codes",
+        "index in memory",
+        "vectors scanned",
+        "search",
+        "intersection",
+    ):
+        assert text in res.stdout, text
+
+
+def test_estimate_npy_and_progress(tmp_path):
+    path = tmp_path / "emb.npy"
+    np.save(path, clustered(3000, 16).astype(np.float16))
+    res = run("estimate", "--npy", str(path), "--m", "4", "--nlist", "16", "--nbits", "6", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["dataset"]["source"] == str(path) and out["dataset"]["dtype"] == "float16"
+    assert "ground truth" in res.stderr  # progress goes to stderr, never stdout
+
+
+def test_cosine_and_ip(tmp_path):
+    for metric in ("ip", "cosine"):
+        res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", *FAST, "--metric", metric, "--json")
+        assert res.exit_code == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["dataset"]["metric"] == metric
+        assert out["results"][0]["memory"]["precomputed_table"] == 0  # FAISS uses none for IP
+
+
+def test_info():
+    res = run("info", "--json")
+    assert res.exit_code == 0
+    info = json.loads(res.stdout)
+    assert [b["backend"] for b in info["backends"]] == ["numpy", "cupy"]
+    assert info["backends"][0]["usable"] is True
+    assert info["libraries"]["numpy"] == np.__version__
+    res = run("info")
+    assert res.exit_code == 0 and "Backends" in res.stdout
+
+
+def _bad_npy(tmp_path, arr, **kw):
+    path = tmp_path / "bad.npy"
+    np.save(path, arr, **kw)
+    return str(path)
+
+
+def _with_nan(tmp_path):
+    x = clustered(2000, 16)
+    x[[1, 2, 3], 0] = np.nan
+    return _bad_npy(tmp_path, x)
+
+
+def _with_zeros(tmp_path):
+    x = clustered(2000, 16)
+    x[5] = 0
+    return _bad_npy(tmp_path, x)
+
+
+def _text_file(tmp_path):
+    path = tmp_path / "x.npy"
+    path.write_text("id,vector\n1,0.5\n")
+    return str(path)
+
+
+BAD = [
+    (lambda p: ["--npy", str(p / "nope.npy")], "no such file"),
+    (lambda p: ["--npy", str(p)], "is a directory"),
+    (lambda p: ["--npy", _text_file(p)], "not an .npy file"),
+    (lambda p: ["--npy", _bad_npy(p, np.array([1, "a", None], dtype=object), allow_pickle=True)], "pickled"),
+    (lambda p: ["--npy", _bad_npy(p, np.zeros(100, np.float32))], "expected 2-D"),
+    (lambda p: ["--npy", _bad_npy(p, np.zeros((10, 10, 10), np.float32))], "expected 2-D"),
+    (lambda p: ["--npy", _with_nan(p)], "3 of 2000 rows contain NaN or Inf"),
+    (lambda p: ["--npy", _with_zeros(p), "--metric", "cosine", "--m", "4"], "1 rows are all zeros"),
+    (lambda p: ["--synthetic", "--d", "30", "--m", "4"], "valid m: 1, 2, 3, 5, 6, 10, 15, 30"),
+    (lambda p: ["--synthetic", "--n", "500", "--nlist", "1000", "--nprobe", "8"], "fewer than --nlist 1000"),
+    (lambda p: ["--synthetic", "--n", "200", "--nlist", "8", "--queries", "10"], "2^nbits=256"),
+    (
+        lambda p: ["--synthetic", "--n", "300", "-k", "400", "--rerank", "0", "--nlist", "4", "--nprobe", "2"],
+        "-k 400 is larger",
+    ),
+    (lambda p: ["--synthetic", "--n", "300", "--queries", "300"], "leaves no base"),
+    (lambda p: ["--synthetic", "--nlist", "16", "--nprobe", "32"], "--nprobe 32 must be between 1 and --nlist 16"),
+    (lambda p: ["--synthetic", "--nbits", "12"], "--nbits 12 is out of range; use 4 to 8"),
+    (lambda p: ["--synthetic", "--nbits", "3"], "--nbits 3 is out of range"),
+    (lambda p: ["--synthetic", "--rerank", "5"], "--rerank 5 must be 0"),
+    (lambda p: [], "give exactly one of --npy PATH or --synthetic"),
+    (lambda p: ["--synthetic", "--npy", "x.npy"], "give exactly one of"),
+]
+
+
+@pytest.mark.parametrize("make,message", BAD, ids=[m for _, m in BAD])
+def test_bad_input_one_line_exit_2(tmp_path, make, message):
+    res = run("estimate", *make(tmp_path), "-q")
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+@pytest.mark.skipif(cupy_status().usable, reason="a GPU is present")
+def test_cupy_backend_without_gpu():
+    res = run("estimate", "--synthetic", "--backend", "cupy", "-q")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: --backend cupy is not usable here: ")
+    assert len(res.stderr.strip().splitlines()) == 1

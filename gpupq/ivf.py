@@ -115,7 +115,7 @@ class IVFPQIndex:
 
     def coarse_assign(self, x: Array) -> Array:
         """x: (n, d) float32 -> list numbers (n,) int64."""
-        labels, _ = assign(self.be, x[None], self.coarse[None], self.metric)
+        labels, _ = assign(self.be, x[None], self.coarse[None], self.metric, with_score=False)
         return labels[0]
 
     def residuals(self, x: Array, labels: Array | None = None) -> Array:
@@ -272,19 +272,26 @@ class IVFPQIndex:
     def _base_terms(self) -> Array:
         """‖r‖² + 2⟨c, r⟩ of every stored vector: (N,) float32, query-independent.
 
-        The lists strategy's stand-in for the precomputed table: one float per vector, computed
-        once per built index (decoded in chunks) and cached in this process. The memory bill
-        still reports FAISS's precomputed table, which is what a deployment holds.
+        The lists strategy's form of the precomputed table: summed once per stored vector (m
+        lookups each) when the index is first searched, and cached in this process. The memory
+        bill still reports FAISS's precomputed table, which is what a deployment holds.
         """
         if self._base_cache is None:
             xp = self.be.xp
+            m = self.pq.m
             out = xp.empty(self.codes.shape[0], dtype=xp.float32)
             labels = self._row_lists()
-            step = max(1024, self.be.work_bytes() // (8 * self.d))
+            step = max(1024, self.be.work_bytes() // (16 * m))
+            sub = xp.arange(m)[None]
             for s in range(0, out.shape[0], step):
-                r = self.pq.decode(self.be, self.codes[s : s + step])
-                c = self.coarse[labels[s : s + step]]
-                out[s : s + step] = sq_norms(self.be, r) + 2.0 * xp.einsum("id,id->i", r, c)
+                lists = labels[s : s + step]
+                if self.term2 is not None:
+                    terms = self.term2[lists[:, None], sub, self.codes[s : s + step]]  # (b, m)
+                else:  # table too large to keep: decode instead
+                    r = self.pq.decode(self.be, self.codes[s : s + step])
+                    terms = sq_norms(self.be, r) + 2.0 * (r * self.coarse[lists]).sum(axis=1)
+                    terms = terms[:, None]
+                out[s : s + step] = terms.sum(axis=1)
             self._base_cache = out
         return self._base_cache
 

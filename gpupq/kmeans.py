@@ -40,43 +40,60 @@ class KMeansResult:
 
 def sq_norms(be: Backend, x: Array) -> Array:
     """Squared L2 norms along the last axis: (..., d) float32 -> (...) float32."""
-    return (x * x).sum(axis=-1)
+    return be.xp.einsum("...d,...d->...", x, x)  # no (..., d) temporary
 
 
-def assign(be: Backend, x: Array, centroids: Array, metric: str = "l2") -> tuple[Array, Array]:
+def score_operands(be: Backend, y: Array, metric: str) -> Array:
+    """Targets y: (B, k, d) float32 -> (B, d + 1, k) float32 such that ``[x, 1] @ result`` is the
+    score of every x against every target, smaller is better: ‖y‖² − 2⟨x, y⟩ for l2 (the squared
+    distance less ‖x‖²), −⟨x, y⟩ for ip. One GEMM then gives the whole score block, with no
+    extra passes over it."""
+    xp = be.xp
+    nb, k, d = y.shape
+    out = xp.empty((nb, d + 1, k), dtype=xp.float32)
+    if metric == "l2":
+        out[:, :d] = xp.transpose(y, (0, 2, 1)) * -2.0
+        out[:, d] = sq_norms(be, y)
+    else:
+        out[:, :d] = -xp.transpose(y, (0, 2, 1))
+        out[:, d] = 0.0
+    return out
+
+
+def with_ones(be: Backend, x: Array) -> Array:
+    """x: (..., n, d) float32 -> (..., n, d + 1) float32 with a last column of ones."""
+    xp = be.xp
+    out = xp.ones((*x.shape[:-1], x.shape[-1] + 1), dtype=xp.float32)
+    out[..., :-1] = x
+    return out
+
+
+def assign(
+    be: Backend, x: Array, centroids: Array, metric: str = "l2", with_score: bool = True
+) -> tuple[Array, Array | None]:
     """Nearest centroid of each point, in blocks of about ``be.block_bytes()`` of scores.
 
     x: (B, n, d) float32; centroids: (B, k, d) float32.
-    Returns (labels (B, n) int64, score (B, n) float32) where score is the squared distance
-    (l2) or minus the inner product (ip): smaller is better for both.
+    Returns (labels (B, n) int64, score (B, n) float32 or None unless ``with_score``) where score
+    is the squared distance (l2) or minus the inner product (ip): smaller is better for both.
     """
     xp = be.xp
-    nb, n, d = x.shape
+    nb, n, _ = x.shape
     k = centroids.shape[1]
-    # One GEMM gives the whole score: [x, 1] · [−2c, ‖c‖²]ᵀ = ‖c‖² − 2⟨x, c⟩ (l2), or
-    # [x, 0] · [−c, 0]ᵀ (ip); no extra passes over the score block.
-    caug = xp.empty((nb, d + 1, k), dtype=xp.float32)
-    if metric == "l2":
-        caug[:, :d] = xp.transpose(centroids, (0, 2, 1)) * -2.0
-        caug[:, d] = sq_norms(be, centroids)
-    else:
-        caug[:, :d] = -xp.transpose(centroids, (0, 2, 1))
-        caug[:, d] = 0.0
+    targets = score_operands(be, centroids, metric)
     step = max(1, be.block_bytes() // (4 * nb * max(k, 1)))
     labels = xp.empty((nb, n), dtype=xp.int64)
-    score = xp.empty((nb, n), dtype=xp.float32)
-    xaug = xp.ones((nb, min(step, n), d + 1), dtype=xp.float32)
+    score = xp.empty((nb, n), dtype=xp.float32) if with_score else None
     for start in range(0, n, step):
         stop = min(n, start + step)
-        xa = xaug[:, : stop - start]
-        xa[:, :, :d] = x[:, start:stop]
-        dots = xp.matmul(xa, caug)  # (B, s, k)
+        dots = xp.matmul(with_ones(be, x[:, start:stop]), targets)  # (B, s, k)
         lab = xp.argmin(dots, axis=2)
-        best = xp.take_along_axis(dots, lab[:, :, None], axis=2)[:, :, 0]
-        if metric == "l2":
-            best = xp.maximum(best + sq_norms(be, x[:, start:stop]), 0.0)
         labels[:, start:stop] = lab
-        score[:, start:stop] = best
+        if score is not None:
+            best = xp.take_along_axis(dots, lab[:, :, None], axis=2)[:, :, 0]
+            if metric == "l2":
+                best = xp.maximum(best + sq_norms(be, x[:, start:stop]), 0.0)
+            score[:, start:stop] = best
     return labels, score
 
 

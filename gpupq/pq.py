@@ -68,7 +68,7 @@ class ProductQuantizer:
 
     def encode(self, be: Backend, x: Array) -> Array:
         """x: (n, d) float32 -> codes (n, m) uint8, the nearest codeword per sub-vector."""
-        labels, _ = assign(be, self._split(be, x), self.codebooks)
+        labels, _ = assign(be, self._split(be, x), self.codebooks, with_score=False)
         return labels.T.astype(be.xp.uint8)
 
     def decode(self, be: Backend, codes: Array) -> Array:

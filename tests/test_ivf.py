@@ -111,3 +111,19 @@ def test_add_after_search_merges_lists(numpy_backend):
     index.search(x[:3], 5, 2)
     assert index.list_sizes.sum() == 3000
     assert sorted(index.ids.tolist()) == sorted([i * 3 + 7 for i in range(2000)] + list(range(2000, 3000)))
+
+
+def test_without_precomputed_table_same_results(backend, monkeypatch):
+    """Above FAISS's 2 GiB limit the table is not kept; search must give the same answers."""
+    import gpupq.ivf
+
+    x = clustered(3000, 16, seed=12)
+    q = clustered(20, 16, seed=13)
+    with_table, _ = _build(backend, x)
+    monkeypatch.setattr(gpupq.ivf, "PRECOMPUTED_TABLE_MAX_BYTES", 0)
+    without, _ = _build(backend, x)
+    assert with_table.term2 is not None and without.term2 is None
+    da, ia, _ = with_table.search(backend.asarray(q), 10, 4)
+    db, ib, _ = without.search(backend.asarray(q), 10, 4)
+    assert (backend.to_numpy(ia) == backend.to_numpy(ib)).mean() > 0.98
+    np.testing.assert_allclose(backend.to_numpy(da), backend.to_numpy(db), rtol=1e-3, atol=1e-2)

@@ -73,15 +73,17 @@ class Backend:
         xp = self.xp
         n, length = d.shape
         k = min(k, length)
-        rows = xp.arange(n)[:, None]
         if k < length:
             part = xp.argpartition(d, k - 1, axis=1)[:, :k]
+            # take on flat indices: far less per-call overhead than take_along_axis
+            vals = xp.take(d, part + (xp.arange(n) * length)[:, None])
         else:
             part = xp.broadcast_to(xp.arange(length), (n, length))
-        vals = d[rows, part]
+            vals = d
         if sort and k > 1:
             order = xp.argsort(vals, axis=1, kind="stable")
-            part, vals = part[rows, order], vals[rows, order]
+            flat = order + (xp.arange(n) * k)[:, None]
+            part, vals = xp.take(part, flat), xp.take(vals, flat)
         return vals, part.astype(xp.int64, copy=False)
 
     def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .backends import Backend, get_backends
-from .data import Dataset, Split, chunk_rows, hold_out
+from .data import Dataset, Split, hold_out
 from .errors import GpupqError
 from .ivf import IVFPQIndex, rerank
 from .kmeans import MAX_POINTS_PER_CENTROID
@@ -232,11 +232,10 @@ def _run_backend(
     queries = be.asarray(split.queries)
     nq = queries.shape[0]
 
-    # Ground truth: one pass over the base, (nq, chunk) scores at a time.
-    gt_chunk = max(1024, min(chunk_rows(dataset.d), be.work_bytes() // (8 * max(nq, 1))))
+    # Ground truth: one pass over the base.
     gt_step = report("ground truth", nb)
     (_, gt_ids), t_gt = _timed(
-        be, lambda: exact_knn(be, queries, split.iter_base(gt_chunk), config.k, index_metric, gt_step)
+        be, lambda: exact_knn(be, queries, split.iter_base(), config.k, index_metric, gt_step)
     )
     gt_ids = be.to_numpy(gt_ids)
 

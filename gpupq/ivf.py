@@ -229,8 +229,8 @@ class IVFPQIndex:
         host = be.host
         nq, nprobe = probes.shape
         m, ksub = self.pq.m, self.pq.ksub
-        out_d = host.full((nq, nprobe, k), _INF, dtype=host.float32)
-        out_i = host.full((nq, nprobe, k), -1, dtype=host.int64)
+        out_d = host.full((nq * nprobe, k), _INF, dtype=host.float32)  # row = query·nprobe + rank
+        out_i = host.full((nq * nprobe, k), -1, dtype=host.int64)
         probes_flat = probes.ravel()
         order = host.argsort(probes_flat, kind="stable")
         lists_sorted = probes_flat[order]
@@ -240,7 +240,8 @@ class IVFPQIndex:
         sub_offset = host.arange(m, dtype=host.intp) * ksub
         offsets = self._offsets_host
         q_scaled = q * (-2.0 if self.metric == "l2" else -1.0)
-        q_of, rank_of = order // nprobe, order % nprobe
+        q_of = order // nprobe
+        coarse_flat = coarse_score.ravel()
         base_terms = self._base_terms() if self.metric == "l2" else None
 
         # One Python loop over lists: threads were measured not to help, as each list's work
@@ -251,18 +252,18 @@ class IVFPQIndex:
             s, e = int(offsets[lst]), int(offsets[lst + 1])
             if e == s:
                 continue
-            qs, ranks = q_of[lo:hi], rank_of[lo:hi]
+            pair, qs = order[lo:hi], q_of[lo:hi]
             # codes (n_l, m) -> residuals (n_l, d): one gather from the flattened codebooks
-            r = codebooks_flat[self.codes[s:e] + sub_offset].reshape(e - s, self.d)
-            acc = q_scaled[qs] @ r.T  # (nQ, n_l)
-            acc += coarse_score[qs, ranks][:, None]
+            r = host.take(codebooks_flat, self.codes[s:e] + sub_offset, axis=0).reshape(e - s, self.d)
+            acc = host.take(q_scaled, qs, axis=0) @ r.T  # (nQ, n_l)
+            acc += host.take(coarse_flat, pair)[:, None]
             if base_terms is not None:
                 acc += base_terms[s:e]
             vals, pos = be.topk(acc, k, sort=False)  # merged and sorted once, at the end
             kk = vals.shape[1]
-            out_d[qs, ranks, :kk] = vals
-            out_i[qs, ranks, :kk] = self.ids[s + pos]
-        return out_d, out_i
+            out_d[pair, :kk] = vals
+            out_i[pair, :kk] = host.take(self.ids, s + pos)
+        return out_d.reshape(nq, nprobe, k), out_i.reshape(nq, nprobe, k)
 
     def _row_lists(self) -> Array:
         """List number of every stored row: (N,) int64 (cupy.repeat takes no array counts)."""

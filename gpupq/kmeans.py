@@ -44,19 +44,15 @@ def sq_norms(be: Backend, x: Array) -> Array:
 
 
 def score_operands(be: Backend, y: Array, metric: str) -> Array:
-    """Targets y: (B, k, d) float32 -> (B, d + 1, k) float32 such that ``[x, 1] @ result`` is the
-    score of every x against every target, smaller is better: ‖y‖² − 2⟨x, y⟩ for l2 (the squared
-    distance less ‖x‖²), −⟨x, y⟩ for ip. One GEMM then gives the whole score block, with no
-    extra passes over it."""
+    """Targets y: (B, k, d) float32 -> (B, k, d + 1) float32 such that ``[x, 1] @ result.T`` is
+    the score of every x against every target, smaller is better: ‖y‖² − 2⟨x, y⟩ for l2 (the
+    squared distance less ‖x‖²), −⟨x, y⟩ for ip. One GEMM (BLAS takes the transposed view as
+    is) then gives the whole score block, with no extra passes over it."""
     xp = be.xp
     nb, k, d = y.shape
-    out = xp.empty((nb, d + 1, k), dtype=xp.float32)
-    if metric == "l2":
-        out[:, :d] = xp.transpose(y, (0, 2, 1)) * -2.0
-        out[:, d] = sq_norms(be, y)
-    else:
-        out[:, :d] = -xp.transpose(y, (0, 2, 1))
-        out[:, d] = 0.0
+    out = xp.empty((nb, k, d + 1), dtype=xp.float32)
+    xp.multiply(y, -2.0 if metric == "l2" else -1.0, out=out[:, :, :d])
+    out[:, :, d] = sq_norms(be, y) if metric == "l2" else 0.0
     return out
 
 
@@ -86,7 +82,7 @@ def assign(
     score = xp.empty((nb, n), dtype=xp.float32) if with_score else None
     for start in range(0, n, step):
         stop = min(n, start + step)
-        dots = xp.matmul(with_ones(be, x[:, start:stop]), targets)  # (B, s, k)
+        dots = xp.matmul(with_ones(be, x[:, start:stop]), xp.transpose(targets, (0, 2, 1)))  # (B, s, k)
         lab = xp.argmin(dots, axis=2)
         labels[:, start:stop] = lab
         if score is not None:

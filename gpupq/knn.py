@@ -33,14 +33,17 @@ def exact_knn(
     best_d = xp.full((nq, k), float("inf"), dtype=xp.float32)
     best_i = xp.full((nq, k), -1, dtype=xp.int64)
     q_aug = with_ones(be, queries)
-    # Split the queries when even a thin base chunk would make too large a score matrix.
+    # Score blocks of about block_bytes: cache-sized on a CPU, so the merge reads what the GEMM
+    # just wrote; queries are split too when there are very many.
     q_step = max(1, be.work_bytes() // (4 * 4096))
+    col_step = max(8 * _BLOCK, be.block_bytes() // (4 * min(nq, q_step)))
     for ids, x in base_chunks:
-        targets = score_operands(be, be.asarray(x)[None], metric)[0]  # (d + 1, b)
+        targets = score_operands(be, be.asarray(x)[None], metric)[0].T  # (d + 1, b), a view
         ids_d = be.asarray(ids)
-        for s in range(0, nq, q_step):
-            score = q_aug[s : s + q_step] @ targets  # (b_q, b): distance less ‖q‖², or −⟨q, x⟩
-            _merge(be, best_d[s : s + q_step], best_i[s : s + q_step], score, ids_d, k)
+        for c in range(0, targets.shape[1], col_step):
+            for s in range(0, nq, q_step):
+                score = q_aug[s : s + q_step] @ targets[:, c : c + col_step]  # ‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩
+                _merge(be, best_d[s : s + q_step], best_i[s : s + q_step], score, ids_d[c : c + col_step], k)
         if progress is not None:
             progress(len(ids))
     if metric == "l2":
@@ -48,29 +51,42 @@ def exact_knn(
     return -best_d, best_i
 
 
+#: columns per group in the merge's filter: one min per group, then only the groups that can
+#: still improve a row are read again
+_BLOCK = 32
+
+
 def _merge(be: Backend, best_d: Array, best_i: Array, score: Array, ids: Array, k: int) -> None:
     """Fold a score block into the running top-k (best_d/best_i: (b, k), sorted, updated in place).
 
-    Only scores below a row's current k-th best can enter, and once the first chunks are in
-    those are few: one comparison pass replaces a selection over the whole block.
+    Once the first chunks are in, only a few scores per row beat the row's current k-th best.
+    The columns are dealt into groups of 32 (column j goes to group j mod L/32, so the minimum
+    is an element-wise min of 32 contiguous slices, which vectorises); a group whose minimum
+    beats the threshold is gathered, the others are never read again.
     score: (b, L) float32; ids: (L,) int64.
     """
     xp = be.xp
-    better = score < best_d[:, -1:]
-    counts = better.sum(axis=1)
-    widest = int(counts.max()) if counts.shape[0] else 0  # one scalar read per block
-    if widest == 0:
-        return
-    if widest * 4 > score.shape[1]:  # dense (the first blocks): select directly
+    b, width = score.shape
+    main = width - width % _BLOCK
+    nblk = main // _BLOCK
+    groups = score[:, :main].reshape(b, _BLOCK, nblk)  # group g = columns g, g + nblk, ...
+    hit = groups.min(axis=1) < best_d[:, -1:]  # (b, nblk)
+    counts = xp.count_nonzero(hit, axis=1)
+    widest = int(counts.max()) if b else 0  # one scalar read per block
+    if widest * _BLOCK * 4 > width:  # dense (the first chunks): select directly
         cand_d, pos = be.topk(score, k, sort=False)
         cand_i = ids[pos]
-    else:  # sparse: pack each row's few survivors into a (b, widest) block
-        rows, cols = xp.nonzero(better)
+    else:  # sparse: pack each row's hit groups into a (b, widest·32) block, then the tail
+        rows, blk = xp.nonzero(hit)
         slot = xp.arange(rows.shape[0]) - (xp.cumsum(counts) - counts)[rows]
-        cand_d = xp.full((score.shape[0], widest), float("inf"), dtype=xp.float32)
-        cand_i = xp.full((score.shape[0], widest), -1, dtype=xp.int64)
-        cand_d[rows, slot] = score[rows, cols]
-        cand_i[rows, slot] = ids[cols]
+        cand_d = xp.full((b, widest, _BLOCK), float("inf"), dtype=xp.float32)
+        cand_i = xp.full((b, widest, _BLOCK), -1, dtype=xp.int64)
+        cand_d[rows, slot] = groups[rows, :, blk]
+        cand_i[rows, slot] = ids[:main].reshape(_BLOCK, nblk).T[blk]
+        cand_d = xp.concatenate([cand_d.reshape(b, -1), score[:, main:]], axis=1)
+        cand_i = xp.concatenate([cand_i.reshape(b, -1), xp.broadcast_to(ids[main:], (b, width - main))], axis=1)
+        if cand_d.shape[1] == 0:
+            return
     merged_d = xp.concatenate([best_d, cand_d], axis=1)
     merged_i = xp.concatenate([best_i, cand_i], axis=1)
     vals, pos = be.topk(merged_d, k)

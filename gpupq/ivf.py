@@ -173,7 +173,11 @@ class IVFPQIndex:
         self.list_sizes = be.to_numpy(sizes).astype("int64")
         self._offsets_host = be.to_numpy(self.offsets)
         self._pending = []
+        # The lists scan needs one query-independent term per vector: computing it here makes
+        # it part of building the index (as FAISS builds its table in train), not of a search.
         self._base_cache = None
+        if self.metric == "l2" and be.scan_strategy == "lists":
+            self._base_terms()
 
     # ------------------------------------------------------------------ search
     def search(self, q: Array, k: int, nprobe: int) -> tuple[Array, Array, SearchStats]:
@@ -274,8 +278,8 @@ class IVFPQIndex:
         """‖r‖² + 2⟨c, r⟩ of every stored vector: (N,) float32, query-independent.
 
         The lists strategy's form of the precomputed table: summed once per stored vector (m
-        lookups each) when the index is first searched, and cached in this process. The memory
-        bill still reports FAISS's precomputed table, which is what a deployment holds.
+        lookups each) when the lists are built, and cached in this process. The memory bill
+        still reports FAISS's precomputed table, which is what a deployment holds.
         """
         if self._base_cache is None:
             xp = self.be.xp

@@ -65,11 +65,17 @@ def with_ones(be: Backend, x: Array) -> Array:
 
 
 def assign(
-    be: Backend, x: Array, centroids: Array, metric: str = "l2", with_score: bool = True
+    be: Backend,
+    x: Array,
+    centroids: Array,
+    metric: str = "l2",
+    with_score: bool = True,
+    x_norms: Array | None = None,
 ) -> tuple[Array, Array | None]:
     """Nearest centroid of each point, in blocks of about ``be.block_bytes()`` of scores.
 
-    x: (B, n, d) float32; centroids: (B, k, d) float32.
+    x: (B, n, d) float32; centroids: (B, k, d) float32; x_norms: (B, n) float32 squared norms of
+    x when the caller has them (k-means computes them once, not every iteration).
     Returns (labels (B, n) int64, score (B, n) float32 or None unless ``with_score``) where score
     is the squared distance (l2) or minus the inner product (ip): smaller is better for both.
     """
@@ -86,9 +92,11 @@ def assign(
         lab = xp.argmin(dots, axis=2)
         labels[:, start:stop] = lab
         if score is not None:
-            best = xp.take_along_axis(dots, lab[:, :, None], axis=2)[:, :, 0]
+            # a flat take: much less overhead than take_along_axis on a 3-D block
+            best = xp.take(dots, lab + xp.arange(lab.size).reshape(lab.shape) * k)
             if metric == "l2":
-                best = xp.maximum(best + sq_norms(be, x[:, start:stop]), 0.0)
+                norms = x_norms[:, start:stop] if x_norms is not None else sq_norms(be, x[:, start:stop])
+                best = xp.maximum(best + norms, 0.0)
             score[:, start:stop] = best
     return labels, score
 
@@ -132,10 +140,11 @@ def kmeans(
         centroids = _normalise(be, centroids)
     # Transposed once: the centroid update sums columns of the same points every iteration.
     x_t = xp.ascontiguousarray(x.reshape(nb * n, d).T)  # (d, B·n)
+    x_norms = sq_norms(be, x) if metric == "l2" else None
     batch_offset = (xp.arange(nb, dtype=xp.int64) * k)[:, None]  # (B, 1)
     objective: list[float] = []
     for _ in range(niter):
-        labels, score = assign(be, x, centroids, metric)
+        labels, score = assign(be, x, centroids, metric, x_norms=x_norms)
         objective.append(score.sum(dtype=xp.float64))
         flat_labels = (labels + batch_offset).reshape(-1)
         sums = be.sum_rows_by_label(flat_labels, x_t, nb * k)

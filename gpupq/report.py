@@ -40,7 +40,9 @@ def _recall_cell(r: Recall | None) -> str:
 
 
 def _ratio(full: int, part: int) -> str:
-    return f"{full / part:.1f}x smaller" if part else "-"
+    if not part:
+        return "-"
+    return f"{full / part:.1f}x smaller" if part <= full else f"{part / full:.1f}x larger"
 
 
 def render(result: EstimateResult) -> Group:

@@ -55,6 +55,11 @@ class Backend:
         except (ValueError, OSError, AttributeError):
             return 4 << 30
 
+    def argsort_stable(self, a: Array) -> Array:
+        """Stable argsort of a 1-D array: (n,) -> (n,) int64 (CuPy's sort is always stable and
+        takes no ``kind``)."""
+        return self.xp.argsort(a, kind="stable")
+
     def work_bytes(self) -> int:
         """Size to aim for with a chunk's temporary arrays (score matrices and the like)."""
         return 128 << 20
@@ -154,6 +159,9 @@ class CupyBackend(Backend):
         # Memory held by CuPy's pool is reusable by us.
         pool = self._cupy.get_default_memory_pool()
         return int(free + pool.free_bytes())
+
+    def argsort_stable(self, a: Array) -> Array:
+        return self.xp.argsort(a)
 
     def work_bytes(self) -> int:
         return int(min(self.free_memory() // 8, 2 << 30))

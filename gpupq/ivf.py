@@ -165,7 +165,7 @@ class IVFPQIndex:
             codes.insert(0, self.codes)
             ids.insert(0, self.ids)
         all_labels = xp.concatenate(labels)
-        order = xp.argsort(all_labels, kind="stable")
+        order = be.argsort_stable(all_labels)
         self.codes = xp.concatenate(codes)[order]  # (N, m)
         self.ids = xp.concatenate(ids)[order]
         sizes = xp.bincount(all_labels, minlength=self.nlist)

@@ -51,7 +51,7 @@ def score_operands(be: Backend, y: Array, metric: str) -> Array:
     xp = be.xp
     nb, k, d = y.shape
     out = xp.empty((nb, k, d + 1), dtype=xp.float32)
-    xp.multiply(y, -2.0 if metric == "l2" else -1.0, out=out[:, :, :d])
+    out[:, :, :d] = y * (-2.0 if metric == "l2" else -1.0)
     out[:, :, d] = sq_norms(be, y) if metric == "l2" else 0.0
     return out
 

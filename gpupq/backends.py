@@ -20,7 +20,8 @@ Array = Any  # numpy.ndarray or cupy.ndarray, documented by shape and dtype wher
 
 
 class Backend:
-    """Base backend: numpy semantics. Subclasses override only what differs."""
+    """Base backend: numpy semantics. :class:`NumpyBackend` is this; :class:`CupyBackend`
+    overrides only what differs."""
 
     name: str = "numpy"
     xp: Any = np
@@ -62,7 +63,7 @@ class Backend:
 
     def work_bytes(self) -> int:
         """Size to aim for with a chunk's temporary arrays (score matrices and the like)."""
-        return 128 << 20
+        return int(min(128 << 20, self.free_memory() // 8))
 
     def block_bytes(self) -> int:
         """Size of one block of scores in k-means assignment: a cache-sized block on a CPU,
@@ -97,28 +98,21 @@ class Backend:
         labels: (n,) int64 in [0, nrows); values_t: (d, n) float32, the values transposed
         (k-means transposes its points once, not every iteration). Returns (nrows, d) float32.
         """
-        out = self.xp.zeros((values_t.shape[0], nrows), dtype=self.xp.float32)
-        self.xp.add.at(out, (slice(None), labels), values_t)
-        return self.xp.ascontiguousarray(out.T)
-
-
-class NumpyBackend(Backend):
-    name = "numpy"
-    xp = np
-    scan_strategy = "lists"
-
-    def device_description(self) -> str:
-        import platform
-
-        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-
-    def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
         # One bincount per column: contiguous passes, float64 accumulation, a fixed summation
         # order (results repeat exactly), and many times faster than np.add.at.
         out = np.empty((values_t.shape[0], nrows), dtype=np.float32)
         for j in range(values_t.shape[0]):
             out[j] = np.bincount(labels, weights=values_t[j], minlength=nrows)
         return np.ascontiguousarray(out.T)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+
+    def device_description(self) -> str:
+        import platform
+
+        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
 
 
 class CupyBackend(Backend):

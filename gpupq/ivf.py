@@ -41,9 +41,9 @@ _INF = float("inf")
 
 @dataclass
 class SearchStats:
-    """What one search touched. scanned: (nq,) int64 codes scanned per query (host)."""
+    """What one search touched."""
 
-    scanned: Any
+    scanned: np.ndarray  # (nq,) int64 on the host: codes scanned per query
 
 
 class IVFPQIndex:
@@ -70,7 +70,9 @@ class IVFPQIndex:
         self.ids: Array | None = None
         self.offsets: Array | None = None
         self.list_sizes: np.ndarray | None = None  # (nlist,) int64 host
+        self._offsets_host: np.ndarray | None = None  # (nlist + 1,) int64 host copy of offsets
         self._base_cache: Array | None = None  # see _base_terms
+        self.coarse_objective: list[float] = []
 
     # ------------------------------------------------------------------ training
     @property
@@ -196,22 +198,18 @@ class IVFPQIndex:
         else:
             cscore = -dots
         coarse_score, probes = be.topk(cscore, nprobe)  # (nq, nprobe)
-        if be.scan_strategy == "padded":
-            # Query tables, smaller is better: −2⟨q_j, r⟩ (l2) or −⟨q_j, r⟩ (ip).
-            qtab = self.pq.inner_tables(be, q)
-            qtab *= -2.0 if self.metric == "l2" else -1.0
         if be.scan_strategy == "lists":
             out_d, out_i = self._scan_lists(q, coarse_score, probes, k)
         else:
+            # Query tables, smaller is better: −2⟨q_j, r⟩ (l2) or −⟨q_j, r⟩ (ip).
+            qtab = self.pq.inner_tables(be, q)
+            qtab *= -2.0 if self.metric == "l2" else -1.0
             out_d, out_i = self._scan_padded(qtab, coarse_score, probes, k)
+        # nprobe·k candidate slots per query, so k of them always exist; empty ones are inf.
         nq = q.shape[0]
         dist, pos = be.topk(out_d.reshape(nq, -1), k)
         found = xp.take_along_axis(out_i.reshape(nq, -1), pos, axis=1)
         found = xp.where(xp.isfinite(dist), found, -1)
-        if dist.shape[1] < k:  # fewer candidate slots than k: pad as FAISS does
-            pad = k - dist.shape[1]
-            dist = xp.concatenate([dist, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)
-            found = xp.concatenate([found, xp.full((nq, pad), -1, dtype=xp.int64)], axis=1)
         if self.metric == "ip":
             dist = -dist
         scanned = self.list_sizes[be.to_numpy(probes)].sum(axis=1)

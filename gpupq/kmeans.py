@@ -155,7 +155,7 @@ def kmeans(
             centroids = _split_empty(be, centroids, counts_host, rng)
         if spherical:
             centroids = _normalise(be, centroids)
-    # Scalars are read once, at the end, to avoid a sync per iteration.
+    # The objective stays on the device until the end: one transfer, not one per iteration.
     objective_host = [float(v) for v in be.to_numpy(xp.stack(objective))] if objective else []
     return KMeansResult(centroids=centroids, objective=objective_host, n_points=n, warnings=warnings)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -71,7 +72,7 @@ def progress_reporter(enabled: bool) -> Iterator[Any]:
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
+                tasks[phase] = bars.add_task(escape(phase), total=total)
             bars.update(tasks[phase], completed=done)
 
         with bars:
@@ -178,7 +179,7 @@ def info_cmd(
     for col in ("backend", "usable", "device / reason", "version"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["backend"], "yes" if r["usable"] else "no", str(r["device"]), str(r["version"] or "-"))
+        table.add_row(r["backend"], "yes" if r["usable"] else "no", escape(str(r["device"])), str(r["version"] or "-"))
     out.print(table)
     lib_table = Table(title="Libraries", title_justify="left")
     lib_table.add_column("library")

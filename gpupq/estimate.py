@@ -234,9 +234,7 @@ def _run_backend(
 
     # Ground truth: one pass over the base.
     gt_step = report("ground truth", nb)
-    (_, gt_ids), t_gt = _timed(
-        be, lambda: exact_knn(be, queries, split.iter_base(), config.k, index_metric, gt_step)
-    )
+    (_, gt_ids), t_gt = _timed(be, lambda: exact_knn(be, queries, split.iter_base(), config.k, index_metric, gt_step))
     gt_ids = be.to_numpy(gt_ids)
 
     # Train from the same host sample and the same seed on every backend.

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -59,7 +60,7 @@ def render(result: EstimateResult) -> Group:
     recall = Table(title=f"Recall@{cfg.k} (mean [95% interval])", title_justify="left")
     recall.add_column("")
     for r in backends:
-        recall.add_column(r.backend, justify="right")
+        recall.add_column(escape(r.backend), justify="right")
     recall.add_row(f"raw (PQ distances, top {cfg.k})", *[_recall_cell(r.recall) for r in backends])
     if cfg.rerank:
         recall.add_row(f"+ exact re-rank of top {cfg.rerank}", *[_recall_cell(r.recall_rerank) for r in backends])
@@ -91,7 +92,7 @@ def render(result: EstimateResult) -> Group:
     speed = Table(title="Work and speed", title_justify="left")
     speed.add_column("")
     for r in backends:
-        speed.add_column(f"{r.backend}\n{r.device}", justify="right")
+        speed.add_column(escape(f"{r.backend}\n{r.device}"), justify="right")
     speed.add_row("lists probed", *[f"{r.lists_probed_fraction:.2%}" for r in backends])
     speed.add_row(
         "vectors scanned / query",

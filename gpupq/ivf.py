@@ -191,6 +191,16 @@ class IVFPQIndex:
         self._build()
         be, xp = self.be, self.be.xp
         nprobe = min(nprobe, self.nlist)
+        # Candidate buffers hold nq·nprobe·k scores and ids (12 bytes each): split the queries
+        # when that outgrows the work budget (a large k for re-ranking, a wide probe).
+        step = max(1, be.work_bytes() // (nprobe * k * 12))
+        if q.shape[0] > step:
+            parts = [self.search(q[s : s + step], k, nprobe) for s in range(0, q.shape[0], step)]
+            return (
+                xp.concatenate([p[0] for p in parts]),
+                xp.concatenate([p[1] for p in parts]),
+                SearchStats(scanned=be.host.concatenate([p[2].scanned for p in parts])),
+            )
         # Coarse search: scores (nq, nlist), smaller is better.
         dots = xp.matmul(q, self.coarse.T)
         if self.metric == "l2":
@@ -348,20 +358,20 @@ def rerank(be: Backend, q: Array, candidates: Array, fetch: Any, k: int, metric:
     stored vectors (len(ids), d) float32 on the backend for host ids (r,) int64.
     Returns (scores (nq, k), ids (nq, k)) in FAISS's convention for ``metric`` (l2 or ip).
     """
-    xp = be.xp
+    xp, host = be.xp, be.host
     nq, r = candidates.shape
-    cand_h = be.to_numpy(candidates)
-    valid = cand_h >= 0
-    uniq, inverse = be.host.unique(cand_h[valid], return_inverse=True)
-    vecs = fetch(uniq)  # (u, d)
-    slot = be.host.full(cand_h.shape, -1, dtype="int64")
-    slot[valid] = inverse
-    slot_d = be.asarray(slot)
-    # Chunk queries so the (b, R, d) gather stays within the work budget.
-    step = max(1, be.work_bytes() // max(1, r * q.shape[1] * 4 * 2))
+    # Queries in chunks, so the fetched vectors and the (b, R, d) gather stay within budget.
+    step = max(1, be.work_bytes() // max(1, r * q.shape[1] * 4 * 3))
     out_d, out_i = [], []
     for s in range(0, nq, step):
-        sl = slot_d[s : s + step]
+        cand = candidates[s : s + step]
+        cand_h = be.to_numpy(cand)
+        valid = cand_h >= 0
+        uniq, inverse = host.unique(cand_h[valid], return_inverse=True)
+        vecs = fetch(uniq)  # (u, d)
+        slot = host.full(cand_h.shape, -1, dtype="int64")
+        slot[valid] = inverse
+        sl = be.asarray(slot)
         x = vecs[xp.maximum(sl, 0)]  # (b, R, d)
         qs = q[s : s + step]
         if metric == "l2":
@@ -371,7 +381,7 @@ def rerank(be: Backend, q: Array, candidates: Array, fetch: Any, k: int, metric:
             score = -xp.einsum("brd,bd->br", x, qs)
         score = xp.where(sl >= 0, score, _INF)
         vals, pos = be.topk(score, k)
-        ids = xp.take_along_axis(candidates[s : s + step], pos, axis=1)
+        ids = xp.take_along_axis(cand, pos, axis=1)
         out_d.append(vals)
         out_i.append(xp.where(xp.isfinite(vals), ids, -1))
     d = xp.concatenate(out_d)

@@ -22,8 +22,10 @@ METRICS = ("l2", "ip", "cosine")
 DEFAULT_CHUNK_BYTES = 64 << 20
 
 
-def chunk_rows(d: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    return max(1024, budget_bytes // (4 * max(d, 1)))
+def chunk_rows(d: int, budget_bytes: int | None = None) -> int:
+    """Rows of d float32 values per chunk of a pass over the base."""
+    budget = DEFAULT_CHUNK_BYTES if budget_bytes is None else budget_bytes
+    return max(256, budget // (4 * max(d, 1)))
 
 
 @dataclass

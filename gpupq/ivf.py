@@ -291,20 +291,19 @@ class IVFPQIndex:
         """
         if self._base_cache is None:
             xp = self.be.xp
-            m = self.pq.m
+            m, ksub = self.pq.m, self.pq.ksub
             out = xp.empty(self.codes.shape[0], dtype=xp.float32)
             labels = self._row_lists()
             step = max(1024, self.be.work_bytes() // (16 * m))
-            sub = xp.arange(m)[None]
+            sub = xp.arange(m) * ksub
             for s in range(0, out.shape[0], step):
                 lists = labels[s : s + step]
-                if self.term2 is not None:
-                    terms = self.term2[lists[:, None], sub, self.codes[s : s + step]]  # (b, m)
+                if self.term2 is not None:  # a flat take: (list·m + j)·ksub + code
+                    flat = (lists * (m * ksub))[:, None] + sub + self.codes[s : s + step]
+                    out[s : s + step] = xp.take(self.term2, flat).sum(axis=1)
                 else:  # table too large to keep: decode instead
                     r = self.pq.decode(self.be, self.codes[s : s + step])
-                    terms = sq_norms(self.be, r) + 2.0 * (r * self.coarse[lists]).sum(axis=1)
-                    terms = terms[:, None]
-                out[s : s + step] = terms.sum(axis=1)
+                    out[s : s + step] = sq_norms(self.be, r) + 2.0 * (r * self.coarse[lists]).sum(axis=1)
             self._base_cache = out
         return self._base_cache
 

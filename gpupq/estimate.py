@@ -240,9 +240,9 @@ def _run_backend(
     # Train from the same host sample and the same seed on every backend.
     index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric)
     rng = np.random.default_rng(config.seed + 2)
-    if progress is not None:
-        progress(tag + "train", 0, 1)
+    train_step = report("train", 1)
     _, t_train = _timed(be, lambda: index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng))
+    train_step(1)
 
     add_step = report("add", nb)
 
@@ -250,7 +250,7 @@ def _run_backend(
         for ids, x in split.iter_base():
             index.add(be.asarray(x), be.asarray(ids))
             add_step(len(ids))
-        index._build()
+        index.build()
 
     _, t_add = _timed(be, add_all)
 
@@ -267,14 +267,15 @@ def _run_backend(
 
     # One untimed call on a few queries first: the timings are of a warm index, as deployed.
     index.search(queries[: min(nq, 8)], config.k, config.nprobe)
-    if progress is not None:
-        progress(tag + "search", 0, 1)
+    search_step = report("search", 2 if config.rerank else 1)
     (found, scanned), t_search = _timed(be, lambda: search_all(config.k, False))
+    search_step(1)
     recall = recall_at_k(be.to_numpy(found), gt_ids, config.k)
     recall_rr: Recall | None = None
     t_rr: float | None = None
     if config.rerank:
         (found_rr, _), t_rr = _timed(be, lambda: search_all(config.rerank, True))
+        search_step(1)
         recall_rr = recall_at_k(be.to_numpy(found_rr), gt_ids, config.k)
 
     timings = Timings(

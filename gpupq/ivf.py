@@ -144,7 +144,7 @@ class IVFPQIndex:
     # ------------------------------------------------------------------ adding
     def add(self, x: Array, ids: Array) -> None:
         """Encode x: (n, d) float32 with ids: (n,) int64 (both on the backend); the lists are
-        rebuilt once, lazily, before the next search."""
+        rebuilt once, by :meth:`build` or the next search."""
         labels = self.coarse_assign(x)
         codes = self.pq.encode(self.be, self.residuals(x, labels))
         self._pending.append((labels, codes, ids))
@@ -154,7 +154,8 @@ class IVFPQIndex:
         built = 0 if self.ids is None else int(self.ids.shape[0])
         return built + sum(int(p[2].shape[0]) for p in self._pending)
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """Merge what was added into the sorted inverted lists (search calls this itself)."""
         if not self._pending:
             return
         be, xp = self.be, self.be.xp
@@ -188,7 +189,7 @@ class IVFPQIndex:
         Returns (scores (nq, k) float32, ids (nq, k) int64, stats) in FAISS's convention
         (see the module docstring); the scan strategy is the backend's.
         """
-        self._build()
+        self.build()
         be, xp = self.be, self.be.xp
         nprobe = min(nprobe, self.nlist)
         # Candidate buffers hold nq·nprobe·k scores and ids (12 bytes each): split the queries

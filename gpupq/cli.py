@@ -136,6 +136,9 @@ def estimate_cmd(
     except MemoryError:
         fail("out of memory; lower --n, --queries or --batch-size")
         return
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if json_out:

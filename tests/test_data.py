@@ -128,3 +128,20 @@ def test_zero_rows_under_cosine(tmp_path):
     with pytest.raises(GpupqError, match="2 rows are all zeros"):
         ds.validate(chunk=100)
     load_npy(_save(tmp_path, x)).validate()  # fine under l2
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    """Permission errors (not reproducible as root with chmod) get their own message."""
+    import builtins
+
+    path = _save(tmp_path, np.zeros((10, 4), np.float32))
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(GpupqError, match="permission denied"):
+        load_npy(path)

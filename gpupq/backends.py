@@ -112,7 +112,12 @@ class NumpyBackend(Backend):
     def device_description(self) -> str:
         import platform
 
-        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+            memory = f", {total:.0f} GiB"
+        except (ValueError, OSError, AttributeError):
+            memory = ""
+        return f"CPU ({platform.machine()}, {os.cpu_count()} cores{memory})"
 
 
 class CupyBackend(Backend):

@@ -4,9 +4,10 @@ on CuPy (CUDA GPU) or numpy (CPU) through one code path."""
 __version__ = "0.1.0"
 
 from .backends import Backend, CupyBackend, NumpyBackend, get_backends, usable_backends
-from .data import Dataset, hold_out, load_npy, make_synthetic
+from .data import Dataset, hold_out, make_synthetic
 from .errors import GpupqError
 from .estimate import BackendResult, EstimateConfig, EstimateResult, estimate
+from .formats import load_npy, load_vectors
 from .ivf import IVFPQIndex
 from .pq import ProductQuantizer
 
@@ -26,6 +27,7 @@ __all__ = [
     "get_backends",
     "hold_out",
     "load_npy",
+    "load_vectors",
     "make_synthetic",
     "usable_backends",
 ]

@@ -18,9 +18,10 @@ from rich.table import Table
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
-from .data import load_npy, make_synthetic
+from .data import make_synthetic
 from .errors import GpupqError
 from .estimate import EstimateConfig, estimate
+from .formats import FORMATS, load_vectors
 from .report import print_result, to_json
 
 app = typer.Typer(
@@ -91,6 +92,12 @@ def progress_reporter(enabled: bool) -> Iterator[Any]:
 @app.command("estimate")
 def estimate_cmd(
     npy: Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help=f"vectors in any supported format, by extension: {', '.join(FORMATS)}"),
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="override the format the extension implies")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="the array to read from an .npz file")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")] = False,
     n: Annotated[int, typer.Option("--n", help="synthetic: number of vectors")] = 10000,
     d: Annotated[int, typer.Option("--d", help="synthetic: dimensions")] = 64,
@@ -112,8 +119,10 @@ def estimate_cmd(
 ) -> None:
     """Build IVF-PQ over your vectors (or synthetic ones) and report recall, memory and speed."""
     try:
-        if (npy is None) == (not synthetic):
-            fail("give exactly one of --npy PATH or --synthetic")
+        if sum((npy is not None, data is not None, synthetic)) != 1:
+            fail("give exactly one of --data PATH, --npy PATH or --synthetic")
+        if npy is not None:  # pqtool.py's flag: always an .npy file
+            data, fmt = npy, "npy"
         config = EstimateConfig(
             m=m,
             nlist=nlist,
@@ -127,7 +136,10 @@ def estimate_cmd(
             batch_size=batch_size,
         )
         config.check()
-        dataset = load_npy(npy, metric.value) if npy is not None else make_synthetic(n, d, seed, metric.value)
+        if data is not None:
+            dataset = load_vectors(data, fmt, name, metric.value)
+        else:
+            dataset = make_synthetic(n, d, seed, metric.value)
         with progress_reporter(not quiet) as progress:
             result = estimate(dataset, config, backend.value, progress=progress)
     except GpupqError as exc:

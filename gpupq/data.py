@@ -8,7 +8,6 @@ bounded whatever n is. Input files are opened read-only and never modified.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -99,54 +98,6 @@ class Dataset:
                 f"{self.source}: {zero_rows} rows are all zeros and have no direction under "
                 "--metric cosine; drop them or use --metric l2"
             )
-
-
-_NPY_MAGIC = b"\x93NUMPY"
-
-
-def load_npy(path: str | os.PathLike[str], metric: str = "l2") -> Dataset:
-    """Memory-map an ``.npy`` file of shape (n, d), checking it before any use."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise GpupqError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise GpupqError(f"{path}: is a directory, not an .npy file")
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(len(_NPY_MAGIC))
-            if magic != _NPY_MAGIC:
-                raise GpupqError(f"{path}: not an .npy file (no NumPy header)")
-            fh.seek(0)
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            header_end = fh.tell()
-    except PermissionError:
-        raise GpupqError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise GpupqError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:  # a broken header
-        raise GpupqError(f"{path}: not a valid .npy file ({str(exc).splitlines()[0]})") from None
-    if dtype.hasobject:
-        raise GpupqError(f"{path}: holds Python objects (a pickled array); gpupq reads numeric arrays only")
-    if dtype.fields is not None or dtype.kind not in "fiu":
-        raise GpupqError(f"{path}: dtype {dtype} is not a real number type (float16/32/64 or integer)")
-    if len(shape) != 2:
-        raise GpupqError(f"{path}: array has shape {tuple(shape)}; expected 2-D (n, d)")
-    n, d = (int(s) for s in shape)
-    if n == 0 or d == 0:
-        raise GpupqError(f"{path}: array of shape ({n}, {d}) is empty")
-    expected = header_end + n * d * dtype.itemsize
-    actual = os.path.getsize(path)
-    if actual < expected:
-        raise GpupqError(f"{path}: truncated: header promises {n}x{d} {dtype} ({expected} bytes), file has {actual}")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise GpupqError(f"{path}: cannot map ({str(exc).splitlines()[0]})") from None
-    return Dataset(array=array, source=path, metric=metric)
 
 
 def make_synthetic(n: int, d: int, seed: int = 0, metric: str = "l2") -> Dataset:

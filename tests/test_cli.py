@@ -130,7 +130,7 @@ BAD = [
     (lambda p: ["--synthetic", "--nbits", "12"], "--nbits 12 is out of range; use 4 to 8"),
     (lambda p: ["--synthetic", "--nbits", "3"], "--nbits 3 is out of range"),
     (lambda p: ["--synthetic", "--rerank", "5"], "--rerank 5 must be 0"),
-    (lambda p: [], "give exactly one of --npy PATH or --synthetic"),
+    (lambda p: [], "give exactly one of --data PATH, --npy PATH or --synthetic"),
     (lambda p: ["--synthetic", "--npy", "x.npy"], "give exactly one of"),
 ]
 

@@ -3,8 +3,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from gpupq.data import Dataset, hold_out, load_npy, make_synthetic
+from gpupq.data import Dataset, hold_out, make_synthetic
 from gpupq.errors import GpupqError
+from gpupq.formats import load_npy
 
 from .conftest import clustered
 

@@ -1,0 +1,157 @@
+"""Readers: round trips through small files written here, and broken files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gpupq.cli import app
+from gpupq.errors import GpupqError
+from gpupq.formats import FORMATS, detect_format, load_vectors
+
+from .conftest import clustered
+
+
+def write_vecs(path, x: np.ndarray, dtype: str) -> None:
+    """TEXMEX: per row, int32 d then d values."""
+    n, d = x.shape
+    values = x.astype(dtype)
+    rows = np.empty((n, 4 + d * values.itemsize), dtype=np.uint8)
+    rows[:, :4] = np.full((n, 1), d, dtype="<i4").view(np.uint8)
+    rows[:, 4:] = values.view(np.uint8).reshape(n, -1)
+    rows.tofile(path)
+
+
+def write_bin(path, x: np.ndarray, dtype: str) -> None:
+    """big-ann-benchmarks: uint32 n, uint32 d, then the values."""
+    with open(path, "wb") as fh:
+        fh.write(np.array(x.shape, dtype="<u4").tobytes())
+        fh.write(x.astype(dtype).tobytes())
+
+
+X = (clustered(500, 12, seed=1) * 8).clip(-120, 120)
+CASES = {
+    "fvecs": (lambda p: write_vecs(p, X, "<f4"), X.astype(np.float32)),
+    "ivecs": (lambda p: write_vecs(p, X, "<i4"), X.astype(np.int32).astype(np.float32)),
+    "bvecs": (lambda p: write_vecs(p, np.abs(X), "u1"), np.abs(X).astype(np.uint8).astype(np.float32)),
+    "fbin": (lambda p: write_bin(p, X, "<f4"), X.astype(np.float32)),
+    "u8bin": (lambda p: write_bin(p, np.abs(X), "u1"), np.abs(X).astype(np.uint8).astype(np.float32)),
+    "i8bin": (lambda p: write_bin(p, X, "i1"), X.astype(np.int8).astype(np.float32)),
+    "ibin": (lambda p: write_bin(p, X, "<i4"), X.astype(np.int32).astype(np.float32)),
+    "npy": (lambda p: np.save(p, X), X.astype(np.float32)),
+    "npz": (lambda p: np.savez(p, emb=X), X.astype(np.float32)),
+}
+
+
+@pytest.mark.parametrize("fmt", list(CASES))
+def test_round_trip(tmp_path, fmt):
+    write, expect = CASES[fmt]
+    path = tmp_path / f"x.{fmt}"
+    write(path)
+    ds = load_vectors(path)
+    assert (ds.n, ds.d) == (500, 12)
+    np.testing.assert_array_equal(ds.chunk(0, 500), expect)
+    ids = np.array([499, 3, 250, 0])
+    np.testing.assert_array_equal(ds.rows(ids), expect[ids])
+    assert not ds.array.flags.writeable  # read-only map
+
+
+def test_every_format_has_a_round_trip():
+    assert set(FORMATS) == set(CASES)
+
+
+def test_format_override(tmp_path):
+    path = tmp_path / "sift_base.dat"
+    write_vecs(path, X, "<f4")
+    with pytest.raises(GpupqError, match="--format"):
+        load_vectors(path)
+    np.testing.assert_array_equal(load_vectors(path, "fvecs").chunk(0, 5), X[:5].astype(np.float32))
+    with pytest.raises(GpupqError, match="--format 'hdf9' is not one of"):
+        detect_format(str(path), "hdf9")
+
+
+def test_npz_compressed_and_named(tmp_path):
+    path = tmp_path / "two.npz"
+    np.savez_compressed(path, base=X, extra=X[:10])
+    with pytest.raises(GpupqError, match="holds arrays base, extra; pick one with --name"):
+        load_vectors(path)
+    with pytest.raises(GpupqError, match="has no array 'nope'"):
+        load_vectors(path, name="nope")
+    ds = load_vectors(path, name="base")
+    assert ds.source.endswith("two.npz:base")
+    np.testing.assert_array_equal(ds.chunk(0, 500), X.astype(np.float32))
+    np.testing.assert_array_equal(load_vectors(path, name="extra").chunk(0, 10), X[:10].astype(np.float32))
+
+
+def test_npz_pickled_member_refused(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, emb=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(GpupqError, match="pickled"):
+        load_vectors(path)
+
+
+def test_name_only_for_npz(tmp_path):
+    path = tmp_path / "x.fvecs"
+    write_vecs(path, X, "<f4")
+    with pytest.raises(GpupqError, match=r"--name picks an array inside an \.npz"):
+        load_vectors(path, name="emb")
+
+
+@pytest.mark.parametrize("fmt", ["fvecs", "bvecs", "ivecs"])
+def test_vecs_truncated(tmp_path, fmt):
+    path = tmp_path / f"x.{fmt}"
+    CASES[fmt][0](path)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(GpupqError, match="not a whole number of rows"):
+        load_vectors(path)
+
+
+def test_vecs_mixed_dimensions(tmp_path):
+    path = tmp_path / "x.fvecs"
+    write_vecs(path, X, "<f4")
+    raw = bytearray(path.read_bytes())
+    row = 4 + 12 * 4
+    raw[7 * row : 7 * row + 4] = np.array([11], dtype="<i4").tobytes()  # row 7 claims d=11
+    path.write_bytes(bytes(raw))
+    with pytest.raises(GpupqError, match="row 7 declares dimension 11, row 0 declares 12"):
+        load_vectors(path)
+
+
+@pytest.mark.parametrize("cut,message", [(-5, "truncated"), (7, "bytes past the")])
+def test_bin_size_must_match_header(tmp_path, cut, message):
+    path = tmp_path / "x.fbin"
+    write_bin(path, X, "<f4")
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut < 0 else data + b"\0" * cut)
+    with pytest.raises(GpupqError, match=message):
+        load_vectors(path)
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_bytes(b"not a zip at all")
+    with pytest.raises(GpupqError, match=r"not an \.npz file"):
+        load_vectors(path)
+
+
+def test_cli_data_flag(tmp_path):
+    path = tmp_path / "base.bvecs"
+    write_vecs(path, np.abs(clustered(3000, 16, seed=2) * 6).clip(0, 255), "u1")
+    res = CliRunner().invoke(
+        app, ["estimate", "--data", str(path), "--m", "4", "--nlist", "16", "--nbits", "6", "--json", "-q"]
+    )
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["dataset"]["dtype"] == "uint8" and out["dataset"]["d"] == 16
+    assert 0 < out["results"][0]["recall"]["mean"] <= 1
+
+
+def test_cli_format_error_is_one_line(tmp_path):
+    path = tmp_path / "x.vec"
+    path.write_bytes(b"\0" * 64)
+    res = CliRunner().invoke(app, ["estimate", "--data", str(path), "-q"])
+    assert res.exit_code == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "--format" in res.stderr

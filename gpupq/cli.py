@@ -107,7 +107,17 @@ def estimate_cmd(
     nprobe: Annotated[int, typer.Option("--nprobe", help="lists probed per query (FAISS's default is 1)")] = 8,
     rerank: Annotated[int, typer.Option("--rerank", help="candidates re-ranked exactly (0 = no re-rank)")] = 100,
     k: Annotated[int, typer.Option("-k", help="neighbours returned; recall@k")] = 10,
-    queries: Annotated[int, typer.Option("--queries", help="queries held out of the data")] = 100,
+    queries: Annotated[
+        int | None,
+        typer.Option(
+            "--queries",
+            help="queries held out of the data (default 100); with --queries-file, its first N rows (default all)",
+        ),
+    ] = None,
+    queries_file: Annotated[
+        Path | None,
+        typer.Option("--queries-file", help="your own queries (any supported format); nothing is then held out"),
+    ] = None,
     metric: Annotated[Metric, typer.Option("--metric", case_sensitive=False, help="distance")] = Metric.l2,
     backend: Annotated[
         BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
@@ -130,18 +140,21 @@ def estimate_cmd(
             nbits=nbits,
             k=k,
             rerank=rerank,
-            queries=queries,
+            queries=queries if queries is not None else 100,
             metric=metric.value,
             seed=seed,
             batch_size=batch_size,
         )
+        query_set = load_vectors(queries_file, metric=metric.value) if queries_file is not None else None
+        if query_set is not None and queries is None:
+            config.queries = query_set.n
         config.check()
         if data is not None:
             dataset = load_vectors(data, fmt, name, metric.value)
         else:
             dataset = make_synthetic(n, d, seed, metric.value)
         with progress_reporter(not quiet) as progress:
-            result = estimate(dataset, config, backend.value, progress=progress)
+            result = estimate(dataset, config, backend.value, progress=progress, queries=query_set)
     except GpupqError as exc:
         fail(str(exc))
         return

@@ -122,19 +122,25 @@ def make_synthetic(n: int, d: int, seed: int = 0, metric: str = "l2") -> Dataset
 
 @dataclass
 class Split:
-    """Queries held out of the dataset; the base is every other row.
+    """Queries and base. Either queries held out of the dataset (the base is every other row),
+    or a separate query set (``query_source``; the base is every row).
 
-    query_ids: (nq,) int64, sorted row numbers of the held-out queries.
+    query_ids: (nq,) int64, sorted row numbers of the held-out queries (empty for a query file).
     Base vectors keep their row numbers as ids, so results map back to the input file.
     """
 
     dataset: Dataset
     query_ids: np.ndarray
     _queries: np.ndarray | None = field(default=None, repr=False)
+    query_source: str | None = None  # the query file, or None when held out
 
     @property
     def n_base(self) -> int:
         return self.dataset.n - len(self.query_ids)
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.query_ids) if self.query_source is None else len(self.queries)
 
     @property
     def queries(self) -> np.ndarray:
@@ -189,3 +195,21 @@ def hold_out(dataset: Dataset, n_queries: int, seed: int) -> Split:
     rng = np.random.default_rng(seed)
     qids = np.sort(rng.choice(dataset.n, size=n_queries, replace=False)).astype(np.int64)
     return Split(dataset=dataset, query_ids=qids)
+
+
+def with_query_file(dataset: Dataset, queries: Dataset, n_queries: int | None = None) -> Split:
+    """Use the first ``n_queries`` rows of a separate query set (all by default); nothing is
+    held out of the base. The queries are read like the base (normalised under cosine)."""
+    if queries.d != dataset.d:
+        raise GpupqError(f"{queries.source}: queries have d={queries.d} but the data has d={dataset.d}")
+    count = queries.n if n_queries is None else n_queries
+    if not 1 <= count <= queries.n:
+        raise GpupqError(f"--queries {count}: the query file {queries.source} has {queries.n} rows")
+    q = Dataset(array=queries.array[:count], source=queries.source, metric=dataset.metric)
+    q.validate()
+    return Split(
+        dataset=dataset,
+        query_ids=np.empty(0, dtype=np.int64),
+        _queries=q.chunk(0, count),
+        query_source=queries.source,
+    )

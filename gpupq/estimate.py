@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .backends import Backend, get_backends
-from .data import Dataset, Split, hold_out
+from .data import Dataset, Split, hold_out, with_query_file
 from .errors import GpupqError
 from .ivf import IVFPQIndex, rerank
 from .kmeans import MAX_POINTS_PER_CENTROID
@@ -114,6 +114,7 @@ class EstimateResult:
     dtype: str
     n_base: int
     n_queries: int
+    queries_source: str | None  # a query file, or None for queries held out of the data
     config: EstimateConfig
     results: list[BackendResult]
     warnings: list[str] = field(default_factory=list)
@@ -129,6 +130,7 @@ class EstimateResult:
                 "dtype": self.dtype,
                 "n_base": self.n_base,
                 "n_queries": self.n_queries,
+                "queries_source": self.queries_source or "held out",
                 "metric": self.config.metric,
             },
             "params": asdict(self.config),
@@ -160,8 +162,13 @@ def estimate(
     config: EstimateConfig | None = None,
     backends: str | Sequence[Backend] = "auto",
     progress: Progress | None = None,
+    queries: Dataset | None = None,
 ) -> EstimateResult:
-    """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed."""
+    """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
+
+    Queries are ``config.queries`` rows held out of the dataset, or, given ``queries``, the first
+    ``config.queries`` rows of that separate set (then the whole dataset is the base).
+    """
     config = config or EstimateConfig()
     config.check()
     check_pq_params(dataset.d, config.m, config.nbits)
@@ -169,7 +176,10 @@ def estimate(
         backends = get_backends(backends)
     # The metric decides how rows are read (cosine normalises); the caller's object is untouched.
     dataset = Dataset(array=dataset.array, source=dataset.source, metric=config.metric)
-    split = hold_out(dataset, config.queries, config.seed)
+    if queries is not None:
+        split = with_query_file(dataset, queries, config.queries)
+    else:
+        split = hold_out(dataset, config.queries, config.seed)
     check_sizes(config, split.n_base)
     dataset.validate()
 
@@ -188,7 +198,8 @@ def estimate(
         d=dataset.d,
         dtype=dataset.dtype,
         n_base=split.n_base,
-        n_queries=len(split.query_ids),
+        n_queries=split.n_queries,
+        queries_source=split.query_source,
         config=config,
         results=[r[0] for r in results],
         warnings=warnings,

@@ -52,7 +52,8 @@ def render(result: EstimateResult) -> Group:
     title = Text.assemble(
         (f"{result.source}", "bold"),
         f": {result.n:,} x {result.d} {result.dtype}, metric {cfg.metric}; "
-        f"base {result.n_base:,} vectors, {result.n_queries:,} held-out queries\n",
+        f"base {result.n_base:,} vectors, {result.n_queries:,} "
+        + (f"queries from {result.queries_source}\n" if result.queries_source else "held-out queries\n"),
         (f"IVF{cfg.nlist},PQ{cfg.m}x{cfg.nbits}", "bold"),
         f"  nprobe={cfg.nprobe}  k={cfg.k}  rerank={cfg.rerank}  seed={cfg.seed}",
     )

@@ -28,6 +28,7 @@ def test_estimate_synthetic_json():
         "dtype": "float32",
         "n_base": 2960,
         "n_queries": 40,
+        "queries_source": "held out",
         "metric": "l2",
     }
     assert out["params"]["m"] == 4 and out["params"]["nbits"] == 6 and out["params"]["rerank"] == 30

@@ -155,3 +155,49 @@ def test_cli_format_error_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["estimate", "--data", str(path), "-q"])
     assert res.exit_code == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "--format" in res.stderr
+
+
+FAST_ARGS = ["--m", "4", "--nlist", "16", "--nbits", "6", "--json", "-q"]
+
+
+def test_queries_file_nothing_held_out(tmp_path):
+    import gpupq
+
+    base, queries = tmp_path / "base.fbin", tmp_path / "q.fvecs"
+    x = clustered(4000, 16, seed=3, centres=50)
+    write_bin(base, x, "<f4")
+    write_vecs(queries, clustered(60, 16, seed=4, centres=50), "<f4")
+    res = CliRunner().invoke(
+        app,
+        ["estimate", "--data", str(base), "--queries-file", str(queries), *FAST_ARGS],
+    )
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)["dataset"]
+    assert (out["n_base"], out["n_queries"], out["queries_source"]) == (4000, 60, str(queries))
+    # the first N rows with --queries N; the library takes the same path
+    cfg = gpupq.EstimateConfig(m=4, nlist=16, nbits=6, queries=25)
+    r = gpupq.estimate(load_vectors(base), cfg, "numpy", queries=load_vectors(queries))
+    assert (r.n_base, r.n_queries) == (4000, 25)
+    # exact neighbours come from the whole base: re-ranking everything probed finds them
+    cfg = gpupq.EstimateConfig(m=4, nlist=16, nprobe=16, nbits=6, queries=25, rerank=4000)
+    assert (
+        gpupq.estimate(load_vectors(base), cfg, "numpy", queries=load_vectors(queries)).results[0].recall_rerank.mean
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    "queries,args,message",
+    [
+        (clustered(10, 8), [], "queries have d=8 but the data has d=16"),
+        (clustered(10, 16), ["--queries", "11"], "--queries 11: the query file"),
+    ],
+)
+def test_queries_file_mismatch(tmp_path, queries, args, message):
+    base, qpath = tmp_path / "base.npy", tmp_path / "q.npy"
+    np.save(base, clustered(2000, 16))
+    np.save(qpath, queries)
+    res = CliRunner().invoke(app, ["estimate", "--data", str(base), "--queries-file", str(qpath), *args, "-q"])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: ") and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

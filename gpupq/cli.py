@@ -40,6 +40,12 @@ class Metric(str, Enum):
     cosine = "cosine"
 
 
+class RerankStoreChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    sq8 = "sq8"
+
+
 class BackendChoice(str, Enum):
     auto = "auto"
     numpy = "numpy"
@@ -106,6 +112,10 @@ def estimate_cmd(
     nlist: Annotated[int, typer.Option("--nlist", help="IVF lists (coarse centroids)")] = 128,
     nprobe: Annotated[int, typer.Option("--nprobe", help="lists probed per query (FAISS's default is 1)")] = 8,
     rerank: Annotated[int, typer.Option("--rerank", help="candidates re-ranked exactly (0 = no re-rank)")] = 100,
+    rerank_store: Annotated[
+        RerankStoreChoice,
+        typer.Option("--rerank-store", case_sensitive=False, help="precision of the vectors kept for re-ranking"),
+    ] = RerankStoreChoice.fp32,
     k: Annotated[int, typer.Option("-k", help="neighbours returned; recall@k")] = 10,
     queries: Annotated[
         int | None,
@@ -140,6 +150,7 @@ def estimate_cmd(
             nbits=nbits,
             k=k,
             rerank=rerank,
+            rerank_store=rerank_store.value,
             queries=queries if queries is not None else 100,
             metric=metric.value,
             seed=seed,

@@ -17,11 +17,12 @@ from . import __version__
 from .backends import Backend, get_backends
 from .data import Dataset, Split, hold_out, with_query_file
 from .errors import GpupqError
-from .ivf import IVFPQIndex, rerank
+from .ivf import IVFPQIndex
 from .kmeans import MAX_POINTS_PER_CENTROID
 from .knn import exact_knn
 from .metrics import RECALL_DEFINITION, MemoryBill, Recall, memory_bill, recall_at_k
 from .pq import check_pq_params
+from .refine import STORES, RerankStore, rerank
 
 #: progress(phase, done, total): called as long phases advance.
 Progress = Callable[[str, int, int], None]
@@ -38,6 +39,7 @@ class EstimateConfig:
     nbits: int = 8
     k: int = 10
     rerank: int = 100
+    rerank_store: str = "fp32"
     queries: int = 100
     metric: str = "l2"
     seed: int = 0
@@ -54,6 +56,8 @@ class EstimateConfig:
             raise GpupqError(f"-k must be at least 1 (got {self.k})")
         if self.rerank < 0 or 0 < self.rerank < self.k:
             raise GpupqError(f"--rerank {self.rerank} must be 0 (off) or at least k={self.k}")
+        if self.rerank_store not in STORES:
+            raise GpupqError(f"--rerank-store {self.rerank_store!r} is not one of {', '.join(STORES)}")
         if self.batch_size < 1:
             raise GpupqError(f"--batch-size must be at least 1 (got {self.batch_size})")
 
@@ -189,8 +193,9 @@ def estimate(
     # One random sample serves both trainings; each takes a prefix, itself a uniform sample.
     sample_ids = split.sample_base(max(n_coarse, n_pq), np.random.default_rng(config.seed + 1))
     train_x = dataset.rows(sample_ids)
+    store = RerankStore(config.rerank_store).fit(train_x)
 
-    results = [_run_backend(be, dataset, split, train_x, n_coarse, n_pq, config, progress) for be in backends]
+    results = [_run_backend(be, dataset, split, train_x, n_coarse, n_pq, store, config, progress) for be in backends]
     warnings = list(dict.fromkeys(w for r in results for w in r[1]))
     return EstimateResult(
         source=dataset.source,
@@ -221,6 +226,7 @@ def _run_backend(
     train_x: np.ndarray,
     n_coarse: int,
     n_pq: int,
+    store: RerankStore,
     config: EstimateConfig,
     progress: Progress | None,
 ) -> tuple[BackendResult, list[str]]:
@@ -265,13 +271,17 @@ def _run_backend(
 
     _, t_add = _timed(be, add_all)
 
+    def fetch(ids: np.ndarray) -> Any:
+        """The stored vectors of ids, at the re-rank store's precision."""
+        return be.asarray(store.round_trip(dataset.rows(ids)))
+
     def search_all(want: int, with_rerank: bool) -> tuple[Any, Any]:
         found, scanned = [], []
         for s in range(0, nq, config.batch_size):
             q = queries[s : s + config.batch_size]
             _, ids, stats = index.search(q, want, config.nprobe)
             if with_rerank:
-                _, ids = rerank(be, q, ids, lambda u: be.asarray(dataset.rows(u)), config.k, index_metric)
+                _, ids = rerank(be, q, ids, fetch, config.k, index_metric)
             found.append(ids)
             scanned.append(stats.scanned)
         return xp.concatenate(found), np.concatenate(scanned)
@@ -300,7 +310,15 @@ def _run_backend(
         search_rerank_queries_per_s=(nq / t_rr if t_rr else None),
         batch_size=min(config.batch_size, nq),
     )
-    bill = memory_bill(nb, dataset.d, config.nlist, config.m, config.nbits, index_metric, config.rerank > 0)
+    bill = memory_bill(
+        nb,
+        dataset.d,
+        config.nlist,
+        config.m,
+        config.nbits,
+        index_metric,
+        store.nbytes(nb, dataset.d) if config.rerank else 0,
+    )
     result = BackendResult(
         backend=be.name,
         device=be.device_description(),

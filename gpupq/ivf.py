@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .kmeans import assign, kmeans, sq_norms
 from .pq import ProductQuantizer
@@ -349,48 +349,6 @@ class IVFPQIndex:
     @property
     def code_size(self) -> int:
         return self.pq.code_size
-
-
-def rerank(be: Backend, q: Array, candidates: Array, fetch: Any, k: int, metric: str) -> tuple[Array, Array]:
-    """Exact re-ranking of candidate ids with the original vectors.
-
-    q: (nq, d) float32; candidates: (nq, R) int64 with -1 for none; fetch(ids) returns the
-    stored vectors (len(ids), d) float32 on the backend for host ids (r,) int64.
-    Returns (scores (nq, k), ids (nq, k)) in FAISS's convention for ``metric`` (l2 or ip).
-    """
-    xp, host = be.xp, be.host
-    nq, r = candidates.shape
-    # Queries in chunks, so the fetched vectors and the (b, R, d) gather stay within budget.
-    step = max(1, be.work_bytes() // max(1, r * q.shape[1] * 4 * 3))
-    out_d, out_i = [], []
-    for s in range(0, nq, step):
-        cand = candidates[s : s + step]
-        cand_h = be.to_numpy(cand)
-        valid = cand_h >= 0
-        uniq, inverse = host.unique(cand_h[valid], return_inverse=True)
-        vecs = fetch(uniq)  # (u, d)
-        slot = host.full(cand_h.shape, -1, dtype="int64")
-        slot[valid] = inverse
-        sl = be.asarray(slot)
-        x = vecs[xp.maximum(sl, 0)]  # (b, R, d)
-        qs = q[s : s + step]
-        if metric == "l2":
-            diff = x - qs[:, None, :]
-            score = xp.einsum("brd,brd->br", diff, diff)
-        else:
-            score = -xp.einsum("brd,bd->br", x, qs)
-        score = xp.where(sl >= 0, score, _INF)
-        vals, pos = be.topk(score, k)
-        ids = xp.take_along_axis(cand, pos, axis=1)
-        out_d.append(vals)
-        out_i.append(xp.where(xp.isfinite(vals), ids, -1))
-    d = xp.concatenate(out_d)
-    i = xp.concatenate(out_i)
-    if d.shape[1] < k:
-        pad = k - d.shape[1]
-        d = xp.concatenate([d, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)
-        i = xp.concatenate([i, xp.full((nq, pad), -1, dtype=xp.int64)], axis=1)
-    return (-d if metric == "ip" else d), i
 
 
 def index_memory_terms(n: int, d: int, nlist: int, m: int, nbits: int, metric: str) -> dict[str, int]:

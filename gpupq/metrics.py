@@ -54,8 +54,8 @@ class MemoryBill:
     ``index_serialized`` (codes, ids, coarse centroids, codebooks, list sizes) is what
     ``faiss.serialize_index`` writes, to within its few hundred bytes of headers;
     ``index_in_memory`` adds the precomputed L2 table FAISS builds when it loads the index.
-    Re-ranking needs the original vectors: ``rerank_store`` is their float32 size when re-ranking
-    is used, else 0.
+    Re-ranking needs stored vectors: ``rerank_store`` is their size at the store's precision
+    (fp32, fp16 or sq8) when re-ranking is used, else 0.
     """
 
     n: int
@@ -95,13 +95,14 @@ class MemoryBill:
         return out
 
 
-def memory_bill(n: int, d: int, nlist: int, m: int, nbits: int, metric: str, rerank: bool) -> MemoryBill:
+def memory_bill(n: int, d: int, nlist: int, m: int, nbits: int, metric: str, rerank_store: int = 0) -> MemoryBill:
+    """The bill for n vectors; rerank_store: bytes of the re-ranking vectors (0 without re-ranking)."""
     terms = index_memory_terms(n, d, nlist, m, nbits, metric)
     return MemoryBill(
         n=n,
         d=d,
         vectors_fp32=n * d * 4,
-        rerank_store=n * d * 4 if rerank else 0,
+        rerank_store=rerank_store,
         code_size=(m * nbits + 7) // 8,
         **terms,
     )

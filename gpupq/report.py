@@ -55,7 +55,9 @@ def render(result: EstimateResult) -> Group:
         f"base {result.n_base:,} vectors, {result.n_queries:,} "
         + (f"queries from {result.queries_source}\n" if result.queries_source else "held-out queries\n"),
         (f"IVF{cfg.nlist},PQ{cfg.m}x{cfg.nbits}", "bold"),
-        f"  nprobe={cfg.nprobe}  k={cfg.k}  rerank={cfg.rerank}  seed={cfg.seed}",
+        f"  nprobe={cfg.nprobe}  k={cfg.k}  rerank={cfg.rerank}"
+        + (f" ({cfg.rerank_store} store)" if cfg.rerank else "")
+        + f"  seed={cfg.seed}",
     )
 
     recall = Table(title=f"Recall@{cfg.k} (mean [95% interval])", title_justify="left")
@@ -64,7 +66,10 @@ def render(result: EstimateResult) -> Group:
         recall.add_column(escape(r.backend), justify="right")
     recall.add_row(f"raw (PQ distances, top {cfg.k})", *[_recall_cell(r.recall) for r in backends])
     if cfg.rerank:
-        recall.add_row(f"+ exact re-rank of top {cfg.rerank}", *[_recall_cell(r.recall_rerank) for r in backends])
+        recall.add_row(
+            f"+ re-rank of top {cfg.rerank} ({cfg.rerank_store} vectors)",
+            *[_recall_cell(r.recall_rerank) for r in backends],
+        )
 
     mem = backends[0].memory  # the same index layout on every backend
     memory = Table(title="Memory", title_justify="left")
@@ -85,7 +90,7 @@ def render(result: EstimateResult) -> Group:
         memory.add_row("precomputed L2 table (search)", human_bytes(mem.precomputed_table), "")
     memory.add_row("[bold]index in memory[/bold]", human_bytes(mem.index_in_memory), _ratio(full, mem.index_in_memory))
     if mem.rerank_store:
-        memory.add_row("re-rank store (float32 vectors)", human_bytes(mem.rerank_store), "")
+        memory.add_row(f"re-rank store ({cfg.rerank_store} vectors)", human_bytes(mem.rerank_store), "")
         memory.add_row(
             "[bold]index + re-rank store[/bold]", human_bytes(mem.with_rerank), _ratio(full, mem.with_rerank)
         )

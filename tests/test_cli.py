@@ -45,7 +45,7 @@ def test_estimate_table_output():
     assert res.exit_code == 0, res.stderr
     for text in (
         "Recall@10",
-        "+ exact re-rank of top 100",
+        "+ re-rank of top 100 (fp32 vectors)",
         "Memory",
         "PQ codes",
         "index in memory",
@@ -152,3 +152,14 @@ def test_cupy_backend_without_gpu():
     assert res.exit_code == 2
     assert res.stderr.startswith("error: --backend cupy is not usable here: ")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_rerank_store_shrinks_the_bill():
+    sizes = {}
+    for store in ("fp32", "fp16", "sq8"):
+        res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", *FAST, "--rerank-store", store, "--json")
+        assert res.exit_code == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["params"]["rerank_store"] == store
+        sizes[store] = out["results"][0]["memory"]["rerank_store"]
+    assert sizes == {"fp32": 2960 * 16 * 4, "fp16": 2960 * 16 * 2, "sq8": 2960 * 16 + 2 * 16 * 4}

@@ -111,8 +111,58 @@ def test_memory_bill_matches_serialize_index(n, d, nlist, m, nbits, metric):
     index.train(x)
     index.add(x)
     serialized = len(faiss.serialize_index(index))
-    bill = memory_bill(n, d, nlist, m, nbits, metric, rerank=False)
+    bill = memory_bill(n, d, nlist, m, nbits, metric)
     assert abs(bill.index_serialized - serialized) / serialized < 0.01, (bill.index_serialized, serialized)
     assert bill.code_size == index.code_size
     # the precomputed table FAISS builds for L2 search, and none for inner product
     assert bill.precomputed_table == index.precomputed_table.size() * 4
+
+
+@pytest.mark.parametrize("store", ["fp32", "fp16", "sq8"])
+def test_rerank_store_matches_faiss_index_refine(store):
+    """Re-ranking from a fp32 / fp16 / sq8 store: recall as FAISS IndexRefine gives it, and the
+    store's bytes as its refine index serializes them."""
+    x = clustered(12000, 32, seed=8, centres=300)
+    dataset = Dataset(x, "refine")
+    cfg = gpupq.EstimateConfig(m=8, nlist=64, nprobe=8, k=10, rerank=20, rerank_store=store, queries=400)
+    ours = gpupq.estimate(dataset, cfg, backends="numpy").results[0]
+
+    split = hold_out(dataset, cfg.queries, cfg.seed)
+    ids = split.base_ids()
+    xb, xq = dataset.rows(ids), split.queries
+    base = faiss.IndexIVFPQ(faiss.IndexFlatL2(32), 32, cfg.nlist, cfg.m, cfg.nbits)
+    refine = {
+        "fp32": lambda: faiss.IndexFlatL2(32),
+        "fp16": lambda: faiss.IndexScalarQuantizer(32, faiss.ScalarQuantizer.QT_fp16),
+        "sq8": lambda: faiss.IndexScalarQuantizer(32, faiss.ScalarQuantizer.QT_8bit),
+    }[store]()
+    index = faiss.IndexRefine(base, refine)
+    index.train(xb)
+    index.add(xb)
+    index.k_factor = cfg.rerank / cfg.k
+    faiss.extract_index_ivf(base).nprobe = cfg.nprobe
+    _, found = index.search(xq, cfg.k)
+    flat = faiss.IndexFlatL2(32)
+    flat.add(xb)
+    _, gt = flat.search(xq, cfg.k)
+    theirs = recall_at_k(ids[found], ids[gt], cfg.k).mean
+    assert abs(ours.recall_rerank.mean - theirs) <= 0.03, (ours.recall_rerank.mean, theirs)
+    refine_bytes = len(faiss.serialize_index(refine))
+    assert abs(ours.memory.rerank_store - refine_bytes) / refine_bytes < 0.01, (ours.memory.rerank_store, refine_bytes)
+
+
+def test_sq8_round_trip_matches_faiss():
+    from gpupq.refine import RerankStore
+
+    x = clustered(3000, 24, seed=9)
+    sq = faiss.IndexScalarQuantizer(24, faiss.ScalarQuantizer.QT_8bit)
+    sq.train(x)
+    sq.add(x)
+    ours = RerankStore("sq8").fit(x).round_trip(x)
+    np.testing.assert_allclose(ours, sq.reconstruct_n(0, 3000), rtol=1e-5, atol=1e-5)
+    fp16 = RerankStore("fp16").round_trip(x)
+    f16 = faiss.IndexScalarQuantizer(24, faiss.ScalarQuantizer.QT_fp16)
+    f16.train(x)
+    f16.add(x)
+    # FAISS's software float->half rounds a few halfway cases the other way: one half-ulp apart
+    np.testing.assert_allclose(fp16, f16.reconstruct_n(0, 3000), rtol=2**-10, atol=2**-24)

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from gpupq.ivf import IVFPQIndex, rerank
+from gpupq.ivf import IVFPQIndex
 from gpupq.knn import exact_knn
 from gpupq.metrics import recall_at_k
+from gpupq.refine import rerank
 
 from .conftest import clustered
 

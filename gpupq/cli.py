@@ -112,6 +112,7 @@ def estimate_cmd(
     nlist: Annotated[int, typer.Option("--nlist", help="IVF lists (coarse centroids)")] = 128,
     nprobe: Annotated[int, typer.Option("--nprobe", help="lists probed per query (FAISS's default is 1)")] = 8,
     rerank: Annotated[int, typer.Option("--rerank", help="candidates re-ranked exactly (0 = no re-rank)")] = 100,
+    opq: Annotated[bool, typer.Option("--opq", help="rotate with OPQ before IVF-PQ, as FAISS's OPQ{m} prefix")] = False,
     rerank_store: Annotated[
         RerankStoreChoice,
         typer.Option("--rerank-store", case_sensitive=False, help="precision of the vectors kept for re-ranking"),
@@ -151,6 +152,7 @@ def estimate_cmd(
             k=k,
             rerank=rerank,
             rerank_store=rerank_store.value,
+            opq=opq,
             queries=queries if queries is not None else 100,
             metric=metric.value,
             seed=seed,

@@ -21,6 +21,7 @@ from .ivf import IVFPQIndex
 from .kmeans import MAX_POINTS_PER_CENTROID
 from .knn import exact_knn
 from .metrics import RECALL_DEFINITION, MemoryBill, Recall, memory_bill, recall_at_k
+from .opq import OPQ_MAX_TRAIN
 from .pq import check_pq_params
 from .refine import STORES, RerankStore, rerank
 
@@ -40,6 +41,7 @@ class EstimateConfig:
     k: int = 10
     rerank: int = 100
     rerank_store: str = "fp32"
+    opq: bool = False
     queries: int = 100
     metric: str = "l2"
     seed: int = 0
@@ -91,6 +93,7 @@ class BackendResult:
     timings: Timings
     train_points_coarse: int
     train_points_pq: int
+    train_points_opq: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,7 +109,11 @@ class BackendResult:
                 "vectors_scanned_per_query": self.vectors_scanned_per_query,
             },
             "timings": asdict(self.timings),
-            "train_points": {"coarse": self.train_points_coarse, "pq": self.train_points_pq},
+            "train_points": {
+                "coarse": self.train_points_coarse,
+                "pq": self.train_points_pq,
+                "opq": self.train_points_opq,
+            },
         }
 
 
@@ -190,12 +197,14 @@ def estimate(
     ksub = 1 << config.nbits
     n_coarse = min(split.n_base, MAX_POINTS_PER_CENTROID * config.nlist)
     n_pq = min(split.n_base, MAX_POINTS_PER_CENTROID * ksub)
-    # One random sample serves both trainings; each takes a prefix, itself a uniform sample.
-    sample_ids = split.sample_base(max(n_coarse, n_pq), np.random.default_rng(config.seed + 1))
+    n_opq = min(split.n_base, OPQ_MAX_TRAIN) if config.opq else 0
+    # One random sample serves every training; each takes a prefix, itself a uniform sample.
+    sample_ids = split.sample_base(max(n_coarse, n_pq, n_opq), np.random.default_rng(config.seed + 1))
     train_x = dataset.rows(sample_ids)
     store = RerankStore(config.rerank_store).fit(train_x)
 
-    results = [_run_backend(be, dataset, split, train_x, n_coarse, n_pq, store, config, progress) for be in backends]
+    sizes = (n_coarse, n_pq, n_opq)
+    results = [_run_backend(be, dataset, split, train_x, sizes, store, config, progress) for be in backends]
     warnings = list(dict.fromkeys(w for r in results for w in r[1]))
     return EstimateResult(
         source=dataset.source,
@@ -224,8 +233,7 @@ def _run_backend(
     dataset: Dataset,
     split: Split,
     train_x: np.ndarray,
-    n_coarse: int,
-    n_pq: int,
+    sizes: tuple[int, int, int],
     store: RerankStore,
     config: EstimateConfig,
     progress: Progress | None,
@@ -255,10 +263,16 @@ def _run_backend(
     gt_ids = be.to_numpy(gt_ids)
 
     # Train from the same host sample and the same seed on every backend.
-    index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric)
+    index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric, opq=config.opq)
     rng = np.random.default_rng(config.seed + 2)
     train_step = report("train", 1)
-    _, t_train = _timed(be, lambda: index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng))
+    n_coarse, n_pq, n_opq = sizes
+
+    def train() -> None:
+        x_opq = be.asarray(train_x[:n_opq]) if n_opq else None
+        index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng, x_opq)
+
+    _, t_train = _timed(be, train)
     train_step(1)
 
     add_step = report("add", nb)
@@ -310,15 +324,8 @@ def _run_backend(
         search_rerank_queries_per_s=(nq / t_rr if t_rr else None),
         batch_size=min(config.batch_size, nq),
     )
-    bill = memory_bill(
-        nb,
-        dataset.d,
-        config.nlist,
-        config.m,
-        config.nbits,
-        index_metric,
-        store.nbytes(nb, dataset.d) if config.rerank else 0,
-    )
+    rerank_bytes = store.nbytes(nb, dataset.d) if config.rerank else 0
+    bill = memory_bill(nb, dataset.d, config.nlist, config.m, config.nbits, index_metric, rerank_bytes, config.opq)
     result = BackendResult(
         backend=be.name,
         device=be.device_description(),
@@ -332,5 +339,6 @@ def _run_backend(
         timings=timings,
         train_points_coarse=n_coarse,
         train_points_pq=n_pq,
+        train_points_opq=n_opq,
     )
     return result, index.warnings

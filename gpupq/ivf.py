@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .kmeans import assign, kmeans, sq_norms
+from .opq import OPQ
 from .pq import ProductQuantizer
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class IVFPQIndex:
     ids: (N,) int64; offsets: (nlist + 1,) int64 list boundaries (host copy in list_sizes).
     """
 
-    def __init__(self, be: Backend, d: int, nlist: int, m: int, nbits: int = 8, metric: str = "l2") -> None:
+    def __init__(
+        self, be: Backend, d: int, nlist: int, m: int, nbits: int = 8, metric: str = "l2", opq: bool = False
+    ) -> None:
         if metric not in ("l2", "ip"):
             raise ValueError(f"index metric must be l2 or ip (cosine is ip on normalised data), not {metric!r}")
         self.be = be
@@ -62,6 +65,8 @@ class IVFPQIndex:
         self.nlist = nlist
         self.metric = metric
         self.pq = ProductQuantizer(d, m, nbits)
+        # FAISS "OPQ{m},IVF..,PQ{m}": every vector is rotated before the IVF-PQ sees it.
+        self.opq = OPQ(d, m) if opq else None
         self.coarse: Array | None = None
         self.term2: Array | None = None
         self.warnings: list[str] = []
@@ -87,13 +92,17 @@ class IVFPQIndex:
     def precomputed_table_bytes(self) -> int:
         return self.nlist * self.pq.m * self.pq.ksub * 4
 
-    def train(self, x_coarse: Array, x_pq: Array, rng: np.random.Generator) -> IVFPQIndex:
-        """Train the coarse quantizer on x_coarse (n1, d) and the PQ on residuals of x_pq (n2, d).
+    def train(self, x_coarse: Array, x_pq: Array, rng: np.random.Generator, x_opq: Array | None = None) -> IVFPQIndex:
+        """Train the coarse quantizer on x_coarse (n1, d) and the PQ on residuals of x_pq (n2, d);
+        with OPQ, first the rotation on x_opq (n3, d), default x_pq.
 
-        Both float32 on the backend; callers pass FAISS-sized samples (256·nlist and 256·ksub
-        points); larger inputs are subsampled the same way.
+        All float32 on the backend; callers pass FAISS-sized samples (256·nlist, 256·ksub and
+        256·256 points); larger inputs are subsampled the same way.
         """
         be = self.be
+        if self.opq is not None:
+            self.opq.fit(be, x_pq if x_opq is None else x_opq, rng)
+            x_coarse, x_pq = self.opq.apply(x_coarse), self.opq.apply(x_pq)
         res = kmeans(
             be,
             x_coarse,
@@ -145,6 +154,8 @@ class IVFPQIndex:
     def add(self, x: Array, ids: Array) -> None:
         """Encode x: (n, d) float32 with ids: (n,) int64 (both on the backend); the lists are
         rebuilt once, by :meth:`build` or the next search."""
+        if self.opq is not None:
+            x = self.opq.apply(x)
         labels = self.coarse_assign(x)
         codes = self.pq.encode(self.be, self.residuals(x, labels))
         self._pending.append((labels, codes, ids))
@@ -202,6 +213,8 @@ class IVFPQIndex:
                 xp.concatenate([p[1] for p in parts]),
                 SearchStats(scanned=be.host.concatenate([p[2].scanned for p in parts])),
             )
+        if self.opq is not None:
+            q = self.opq.apply(q)
         # Coarse search: scores (nq, nlist), smaller is better.
         dots = xp.matmul(q, self.coarse.T)
         if self.metric == "l2":
@@ -351,7 +364,9 @@ class IVFPQIndex:
         return self.pq.code_size
 
 
-def index_memory_terms(n: int, d: int, nlist: int, m: int, nbits: int, metric: str) -> dict[str, int]:
+def index_memory_terms(
+    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, opq: bool = False
+) -> dict[str, int]:
     """Bytes of each part of an IVF-PQ index with a flat coarse quantizer (see metrics)."""
     code_size = math.ceil(m * nbits / 8)
     ksub = 1 << nbits
@@ -362,5 +377,6 @@ def index_memory_terms(n: int, d: int, nlist: int, m: int, nbits: int, metric: s
         "coarse_centroids": nlist * d * 4,
         "pq_codebooks": ksub * d * 4,
         "list_sizes": nlist * 8,
+        "opq_matrix": d * d * 4 if opq else 0,
         "precomputed_table": table if metric == "l2" and table <= PRECOMPUTED_TABLE_MAX_BYTES else 0,
     }

@@ -111,10 +111,13 @@ def kmeans(
     spherical: bool = False,
     max_points_per_centroid: int = MAX_POINTS_PER_CENTROID,
     what: str = "k-means",
+    init: Array | None = None,
 ) -> KMeansResult:
     """Cluster each of B point sets into k centroids.
 
     x: (B, n, d) or (n, d) float32 on the backend. Returns centroids (B, k, d) float32.
+    init: (B, k, d) float32 starting centroids (a "hot start", as OPQ's inner PQ uses), else
+    k of the points drawn at random.
     Raises GpupqError with fewer than k points; warns (in the result) below 39 points per
     centroid, as FAISS does.
     """
@@ -134,8 +137,10 @@ def kmeans(
         keep = be.asarray(rng.permutation(n)[: max_points_per_centroid * k])
         x = x[:, keep]
         n = x.shape[1]
-    init = be.asarray(rng.permutation(n)[:k])
-    centroids = xp.ascontiguousarray(x[:, init])
+    if init is None:
+        centroids = xp.ascontiguousarray(x[:, be.asarray(rng.permutation(n)[:k])])
+    else:
+        centroids = xp.array(init, dtype=xp.float32)
     if spherical:
         centroids = _normalise(be, centroids)
     # Transposed once: the centroid update sums columns of the same points every iteration.

@@ -51,7 +51,7 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, k: int) -> Recall:
 class MemoryBill:
     """Bytes of everything an IVF-PQ deployment of n vectors holds, and the ratios that matter.
 
-    ``index_serialized`` (codes, ids, coarse centroids, codebooks, list sizes) is what
+    ``index_serialized`` (codes, ids, coarse centroids, codebooks, list sizes, OPQ matrix) is what
     ``faiss.serialize_index`` writes, to within its few hundred bytes of headers;
     ``index_in_memory`` adds the precomputed L2 table FAISS builds when it loads the index.
     Re-ranking needs stored vectors: ``rerank_store`` is their size at the store's precision
@@ -66,13 +66,14 @@ class MemoryBill:
     coarse_centroids: int
     pq_codebooks: int
     list_sizes: int
+    opq_matrix: int
     precomputed_table: int
     rerank_store: int
     code_size: int
 
     @property
     def index_serialized(self) -> int:
-        return self.codes + self.ids + self.coarse_centroids + self.pq_codebooks + self.list_sizes
+        return self.codes + self.ids + self.coarse_centroids + self.pq_codebooks + self.list_sizes + self.opq_matrix
 
     @property
     def index_in_memory(self) -> int:
@@ -95,9 +96,11 @@ class MemoryBill:
         return out
 
 
-def memory_bill(n: int, d: int, nlist: int, m: int, nbits: int, metric: str, rerank_store: int = 0) -> MemoryBill:
+def memory_bill(
+    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, rerank_store: int = 0, opq: bool = False
+) -> MemoryBill:
     """The bill for n vectors; rerank_store: bytes of the re-ranking vectors (0 without re-ranking)."""
-    terms = index_memory_terms(n, d, nlist, m, nbits, metric)
+    terms = index_memory_terms(n, d, nlist, m, nbits, metric, opq)
     return MemoryBill(
         n=n,
         d=d,

@@ -59,9 +59,29 @@ class ProductQuantizer:
         """(n, d) -> (m, n, dsub), the batched layout of the sub-problems."""
         return be.xp.ascontiguousarray(x.reshape(x.shape[0], self.m, self.dsub).transpose(1, 0, 2))
 
-    def fit(self, be: Backend, x: Array, rng: np.random.Generator, niter: int = PQ_NITER) -> ProductQuantizer:
-        """Train the codebooks on x: (n, d) float32 (residuals, for IVF-PQ). Returns self."""
-        res = kmeans(be, self._split(be, x), self.ksub, niter, rng, what="PQ training")
+    def fit(
+        self,
+        be: Backend,
+        x: Array,
+        rng: np.random.Generator,
+        niter: int = PQ_NITER,
+        max_points_per_centroid: int = 256,
+        hot_start: bool = False,
+    ) -> ProductQuantizer:
+        """Train the codebooks on x: (n, d) float32 (residuals, for IVF-PQ). Returns self.
+
+        hot_start continues from the current codebooks (FAISS ``Train_hot_start``).
+        """
+        res = kmeans(
+            be,
+            self._split(be, x),
+            self.ksub,
+            niter,
+            rng,
+            max_points_per_centroid=max_points_per_centroid,
+            what="PQ training",
+            init=self.codebooks if hot_start and self.codebooks is not None else None,
+        )
         self.codebooks = res.centroids
         self.train_result = res
         return self

@@ -54,7 +54,7 @@ def render(result: EstimateResult) -> Group:
         f": {result.n:,} x {result.d} {result.dtype}, metric {cfg.metric}; "
         f"base {result.n_base:,} vectors, {result.n_queries:,} "
         + (f"queries from {result.queries_source}\n" if result.queries_source else "held-out queries\n"),
-        (f"IVF{cfg.nlist},PQ{cfg.m}x{cfg.nbits}", "bold"),
+        (f"{'OPQ' + str(cfg.m) + ',' if cfg.opq else ''}IVF{cfg.nlist},PQ{cfg.m}x{cfg.nbits}", "bold"),
         f"  nprobe={cfg.nprobe}  k={cfg.k}  rerank={cfg.rerank}"
         + (f" ({cfg.rerank_store} store)" if cfg.rerank else "")
         + f"  seed={cfg.seed}",
@@ -83,6 +83,8 @@ def render(result: EstimateResult) -> Group:
     memory.add_row("coarse centroids", human_bytes(mem.coarse_centroids), "")
     memory.add_row("PQ codebooks", human_bytes(mem.pq_codebooks), "")
     memory.add_row("inverted-list sizes", human_bytes(mem.list_sizes), "")
+    if mem.opq_matrix:
+        memory.add_row("OPQ rotation", human_bytes(mem.opq_matrix), "")
     memory.add_row(
         "[bold]index, serialized[/bold]", human_bytes(mem.index_serialized), _ratio(full, mem.index_serialized)
     )

@@ -46,6 +46,10 @@ class RerankStoreChoice(str, Enum):
     sq8 = "sq8"
 
 
+class VerifyChoice(str, Enum):
+    faiss = "faiss"
+
+
 class BackendChoice(str, Enum):
     auto = "auto"
     numpy = "numpy"
@@ -133,6 +137,10 @@ def estimate_cmd(
     backend: Annotated[
         BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
     ] = BackendChoice.auto,
+    verify: Annotated[
+        VerifyChoice | None,
+        typer.Option("--verify", case_sensitive=False, help="also build the same index with faiss-cpu, side by side"),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed for data, split and training")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="queries per search call")] = 1024,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")] = False,
@@ -167,7 +175,14 @@ def estimate_cmd(
         else:
             dataset = make_synthetic(n, d, seed, metric.value)
         with progress_reporter(not quiet) as progress:
-            result = estimate(dataset, config, backend.value, progress=progress, queries=query_set)
+            result = estimate(
+                dataset,
+                config,
+                backend.value,
+                progress=progress,
+                queries=query_set,
+                verify=verify.value if verify is not None else None,
+            )
     except GpupqError as exc:
         fail(str(exc))
         return

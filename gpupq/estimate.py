@@ -24,6 +24,7 @@ from .metrics import RECALL_DEFINITION, MemoryBill, Recall, memory_bill, recall_
 from .opq import OPQ_MAX_TRAIN
 from .pq import check_pq_params
 from .refine import STORES, RerankStore, rerank
+from .verify import FaissCheck, deploy_spec, faiss_check, import_faiss, outside_interval
 
 #: progress(phase, done, total): called as long phases advance.
 Progress = Callable[[str, int, int], None]
@@ -128,8 +129,13 @@ class EstimateResult:
     queries_source: str | None  # a query file, or None for queries held out of the data
     config: EstimateConfig
     results: list[BackendResult]
+    deploy: dict[str, Any] = field(default_factory=dict)
+    faiss: FaissCheck | None = None
     warnings: list[str] = field(default_factory=list)
     recall_definition: str = RECALL_DEFINITION
+
+    def _verify_dict(self) -> dict[str, Any] | None:
+        return _verify_dict_of(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,8 +153,26 @@ class EstimateResult:
             "params": asdict(self.config),
             "recall_definition": self.recall_definition,
             "results": [r.to_dict() for r in self.results],
+            "deploy": self.deploy,
+            "verify": self._verify_dict(),
             "warnings": list(self.warnings),
         }
+
+
+def _verify_dict_of(result: EstimateResult) -> dict[str, Any] | None:
+    check = result.faiss
+    if check is None:
+        return None
+    ours = result.results[0]
+    out = check.to_dict()
+    out["compared_with"] = ours.backend
+    out["recall_outside_interval"] = outside_interval(ours.recall, check.recall)
+    out["recall_rerank_outside_interval"] = (
+        outside_interval(ours.recall_rerank, check.recall_rerank)
+        if ours.recall_rerank and check.recall_rerank
+        else None
+    )
+    return out
 
 
 def check_sizes(config: EstimateConfig, n_base: int) -> None:
@@ -174,12 +198,18 @@ def estimate(
     backends: str | Sequence[Backend] = "auto",
     progress: Progress | None = None,
     queries: Dataset | None = None,
+    verify: str | None = None,
 ) -> EstimateResult:
     """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
 
     Queries are ``config.queries`` rows held out of the dataset, or, given ``queries``, the first
     ``config.queries`` rows of that separate set (then the whole dataset is the base).
+    ``verify="faiss"`` also builds the same index with faiss-cpu and measures it side by side.
     """
+    if verify not in (None, "faiss"):
+        raise GpupqError(f"--verify {verify!r}: only faiss is supported")
+    if verify == "faiss":
+        import_faiss()  # fail before the long part, not after it
     config = config or EstimateConfig()
     config.check()
     check_pq_params(dataset.d, config.m, config.nbits)
@@ -206,6 +236,13 @@ def estimate(
     sizes = (n_coarse, n_pq, n_opq)
     results = [_run_backend(be, dataset, split, train_x, sizes, store, config, progress) for be in backends]
     warnings = list(dict.fromkeys(w for r in results for w in r[1]))
+    check = None
+    if verify == "faiss":
+        if progress is not None:
+            progress("[faiss-cpu] verify", 0, 1)
+        check = faiss_check(dataset, split, train_x, results[0][2], config)
+        if progress is not None:
+            progress("[faiss-cpu] verify", 1, 1)
     return EstimateResult(
         source=dataset.source,
         n=dataset.n,
@@ -216,6 +253,8 @@ def estimate(
         queries_source=split.query_source,
         config=config,
         results=[r[0] for r in results],
+        deploy=deploy_spec(config, split.n_base),
+        faiss=check,
         warnings=warnings,
     )
 
@@ -237,7 +276,7 @@ def _run_backend(
     store: RerankStore,
     config: EstimateConfig,
     progress: Progress | None,
-) -> tuple[BackendResult, list[str]]:
+) -> tuple[BackendResult, list[str], np.ndarray]:
     xp = be.xp
     index_metric = "l2" if config.metric == "l2" else "ip"
     nb = split.n_base
@@ -341,4 +380,4 @@ def _run_backend(
         train_points_pq=n_pq,
         train_points_opq=n_opq,
     )
-    return result, index.warnings
+    return result, index.warnings, gt_ids

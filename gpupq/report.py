@@ -13,6 +13,7 @@ from rich.text import Text
 
 from .estimate import EstimateResult
 from .metrics import Recall
+from .verify import outside_interval
 
 
 def human_bytes(n: float) -> str:
@@ -124,8 +125,79 @@ def render(result: EstimateResult) -> Group:
             f"search + re-rank {cfg.rerank}",
             *[human_rate(r.timings.search_rerank_queries_per_s, "q/s") for r in backends],
         )
-    note = Text(f"recall: {result.recall_definition}", style="dim")
-    return Group(title, recall, memory, speed, note)
+    parts: list[Any] = [title, recall, memory, speed]
+    if result.faiss is not None:
+        parts.append(_faiss_table(result))
+    parts.append(_deploy_text(result.deploy))
+    parts.append(Text(f"recall: {result.recall_definition}", style="dim"))
+    return Group(*parts)
+
+
+def _faiss_table(result: EstimateResult) -> Table:
+    """gpupq's first backend beside faiss-cpu on the same index, data and queries."""
+    check = result.faiss
+    ours = result.results[0]
+    table = Table(title=f"Check against faiss-cpu {check.faiss_version}", title_justify="left")
+    table.add_column("")
+    table.add_column(f"gpupq ({escape(ours.backend)})", justify="right")
+    table.add_column("faiss-cpu", justify="right")
+    table.add_column("", justify="left")
+
+    def verdict(a: Recall | None, b: Recall | None) -> str:
+        if a is None or b is None:
+            return ""
+        return "[bold red]outside gpupq's 95% interval[/]" if outside_interval(a, b) else "within the interval"
+
+    table.add_row(
+        "recall raw", _recall_cell(ours.recall), f"{check.recall.mean:.3f}", verdict(ours.recall, check.recall)
+    )
+    if check.recall_rerank is not None:
+        table.add_row(
+            "recall re-ranked",
+            _recall_cell(ours.recall_rerank),
+            f"{check.recall_rerank.mean:.3f}",
+            verdict(ours.recall_rerank, check.recall_rerank),
+        )
+    table.add_row(
+        "search",
+        human_rate(ours.timings.search_queries_per_s, "q/s"),
+        human_rate(check.search_queries_per_s, "q/s"),
+        "",
+    )
+    if check.search_rerank_queries_per_s is not None:
+        table.add_row(
+            "search + re-rank",
+            human_rate(ours.timings.search_rerank_queries_per_s, "q/s"),
+            human_rate(check.search_rerank_queries_per_s, "q/s"),
+            "",
+        )
+    mem = ours.memory
+    for label, bill, actual in (
+        ("index, serialized", mem.index_serialized, check.index_serialized),
+        ("re-rank store, serialized", mem.rerank_store, check.rerank_store),
+    ):
+        if actual:
+            table.add_row(label, human_bytes(bill), human_bytes(actual), f"bill {100 * (bill - actual) / actual:+.2f}%")
+    table.add_row("train", f"{ours.timings.train_s:.3f} s", f"{check.train_s:.3f} s", "")
+    table.add_row("add", f"{ours.timings.add_s:.3f} s", f"{check.add_s:.3f} s", "")
+    return table
+
+
+def _deploy_text(deploy: dict[str, Any]) -> Text:
+    """How to build what was measured, in FAISS and in cuVS."""
+    if not deploy:
+        return Text("")
+    cuvs = deploy["cuvs_ivf_pq"]
+    ip = cuvs["index_params"]
+    lines = [
+        f'FAISS: index_factory(d, "{deploy["faiss_index_factory"]}", faiss.{deploy["faiss_metric"]}); '
+        f"nprobe={deploy['faiss_nprobe']}"
+        + (f"; k_factor={deploy['faiss_k_factor']:g}" if deploy["faiss_k_factor"] else ""),
+        "cuVS:  ivf_pq.IndexParams(" + ", ".join(f"{k}={v!r}" for k, v in ip.items()) + "), "
+        f"SearchParams(n_probes={cuvs['search_params']['n_probes']})",
+    ]
+    lines += [f"       {note}" for note in deploy["notes"]]
+    return Text("Deploy what was measured\n" + "\n".join(lines))
 
 
 def print_result(result: EstimateResult, console: Console) -> None:

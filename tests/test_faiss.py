@@ -185,7 +185,7 @@ def test_opq_matches_faiss():
     split = hold_out(dataset, cfg.queries, cfg.seed)
     ids = split.base_ids()
     xb, xq = dataset.rows(ids), split.queries
-    index = faiss.index_factory(32, f"OPQ{cfg.m},IVF{cfg.nlist},PQ{cfg.m}")
+    index = faiss.index_factory(32, f"OPQ{cfg.m},IVF{cfg.nlist},PQ{cfg.m}np")
     index.train(xb)
     index.add(xb)
     faiss.extract_index_ivf(index).nprobe = cfg.nprobe

@@ -1,0 +1,172 @@
+"""What to deploy, and a side-by-side check against the real thing (faiss-cpu).
+
+:func:`deploy_spec` turns an estimate's settings into the FAISS ``index_factory`` string and the
+cuVS IVF-PQ parameters that build the same index, so what was measured is what gets deployed.
+:func:`faiss_check` builds that FAISS index on the same base, trains it on the same sample, runs
+the same queries in the same batches, and measures recall, search speed and serialized size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import GpupqError
+from .metrics import Recall, recall_at_k
+
+if TYPE_CHECKING:
+    from .data import Dataset, Split
+    from .estimate import EstimateConfig
+
+_REFINE = {"fp32": "RFlat", "fp16": "Refine(SQfp16)", "sq8": "Refine(SQ8)"}
+
+
+def _ivfpq_factory(config: EstimateConfig) -> str:
+    """The IVF-PQ part of the factory string. "np": no polysemous training, which the factory
+    otherwise adds (it permutes code numbers for Hamming filtering, costs training time and
+    leaves ADC recall unchanged)."""
+    opq = f"OPQ{config.m}," if config.opq else ""
+    return f"{opq}IVF{config.nlist},PQ{config.m}x{config.nbits}np"
+
+
+def factory_string(config: EstimateConfig) -> str:
+    """The whole FAISS index_factory string: normalisation, OPQ, IVF-PQ, refinement."""
+    prefix = "L2norm," if config.metric == "cosine" else ""
+    refine = "," + _REFINE[config.rerank_store] if config.rerank else ""
+    return prefix + _ivfpq_factory(config) + refine
+
+
+def deploy_spec(config: EstimateConfig, n_base: int) -> dict[str, Any]:
+    """The FAISS factory string and cuVS parameters for the index the estimate measured."""
+    factory = factory_string(config)
+    ip = config.metric != "l2"
+    coarse_points = min(n_base, 256 * config.nlist)
+    cuvs: dict[str, Any] = {
+        "index_params": {
+            "n_lists": config.nlist,
+            "metric": "inner_product" if ip else "sqeuclidean",
+            "pq_dim": config.m,
+            "pq_bits": config.nbits,
+            "codebook_kind": "subspace",
+            "kmeans_n_iters": 10,  # FAISS's coarse iterations, as measured here
+            "kmeans_trainset_fraction": round(coarse_points / n_base, 6),
+        },
+        "search_params": {"n_probes": config.nprobe},
+    }
+    notes = []
+    if config.metric == "cosine":
+        notes.append("normalise vectors and queries to unit length first (cosine = inner product of unit vectors)")
+    if config.opq:
+        notes.append("cuVS IVF-PQ has no OPQ; it applies its own random rotation, so expect recall to differ")
+    if config.rerank:
+        cuvs["refine"] = {"k": config.k, "candidates": config.rerank, "store": config.rerank_store}
+        notes.append(f"re-rank: search {config.rerank} candidates, then cuvs.neighbors.refine to k={config.k}")
+    return {
+        "faiss_index_factory": factory,
+        "faiss_metric": "METRIC_INNER_PRODUCT" if ip else "METRIC_L2",
+        "faiss_nprobe": config.nprobe,
+        "faiss_k_factor": config.rerank / config.k if config.rerank else None,
+        "cuvs_ivf_pq": cuvs,
+        "notes": notes,
+    }
+
+
+@dataclass
+class FaissCheck:
+    """faiss-cpu's figures for the same index, data, split and queries."""
+
+    faiss_version: str
+    factory: str
+    recall: Recall
+    recall_rerank: Recall | None
+    search_queries_per_s: float
+    search_rerank_queries_per_s: float | None
+    index_serialized: int
+    rerank_store: int
+    train_s: float
+    add_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["recall"] = self.recall.to_dict()
+        out["recall_rerank"] = self.recall_rerank.to_dict() if self.recall_rerank else None
+        return out
+
+
+def import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise GpupqError("--verify faiss needs faiss-cpu: pip install 'gpupq[faiss]'") from None
+    return faiss
+
+
+def faiss_check(
+    dataset: Dataset, split: Split, train_x: np.ndarray, gt_ids: np.ndarray, config: EstimateConfig
+) -> FaissCheck:
+    """Build, train, fill and search the FAISS index the estimate describes.
+
+    dataset/split: the same base and queries (rows already normalised under cosine);
+    train_x: (n_train, d) float32, the estimate's training sample (FAISS subsamples it to the
+    same caps); gt_ids: (nq, k) int64 exact neighbours, as row numbers.
+    """
+    faiss = import_faiss()
+    d = dataset.d
+    metric = faiss.METRIC_L2 if config.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    # The rows are already normalised under cosine, so no L2norm stage is needed here.
+    base = faiss.index_factory(d, _ivfpq_factory(config), metric)
+    refine = None
+    if config.rerank:
+        refine = {
+            "fp32": lambda: faiss.IndexFlat(d, metric),
+            "fp16": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, metric),
+            "sq8": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, metric),
+        }[config.rerank_store]()
+    index = faiss.IndexRefine(base, refine) if refine is not None else base
+    t0 = time.perf_counter()
+    index.train(train_x)  # IndexRefine trains both
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _, x in split.iter_base():
+        index.add(x)  # FAISS numbers them 0, 1, ...: positions in the base, mapped to rows below
+    add_s = time.perf_counter() - t0
+    row_of = split.base_ids()
+    faiss.extract_index_ivf(base).nprobe = config.nprobe
+    queries = split.queries
+    nq = len(queries)
+    batches = range(0, nq, config.batch_size)
+
+    def search(idx: Any) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        pos = np.concatenate([idx.search(queries[s : s + config.batch_size], config.k)[1] for s in batches])
+        seconds = time.perf_counter() - t0
+        return np.where(pos >= 0, row_of[np.maximum(pos, 0)], -1), seconds
+
+    found, search_s = search(base)
+    recall = recall_at_k(found, gt_ids, config.k)
+    recall_rr, rr_qps = None, None
+    if refine is not None:
+        index.k_factor = config.rerank / config.k
+        found_rr, rr_s = search(index)
+        recall_rr = recall_at_k(found_rr, gt_ids, config.k)
+        rr_qps = nq / rr_s if rr_s > 0 else float("inf")
+    return FaissCheck(
+        faiss_version=str(faiss.__version__),
+        factory=factory_string(config),
+        recall=recall,
+        recall_rerank=recall_rr,
+        search_queries_per_s=nq / search_s if search_s > 0 else float("inf"),
+        search_rerank_queries_per_s=rr_qps,
+        index_serialized=len(faiss.serialize_index(base)),
+        rerank_store=len(faiss.serialize_index(refine)) if refine is not None else 0,
+        train_s=train_s,
+        add_s=add_s,
+    )
+
+
+def outside_interval(ours: Recall, theirs: Recall) -> bool:
+    """Is FAISS's recall outside gpupq's 95% interval?"""
+    return not ours.ci95_low <= theirs.mean <= ours.ci95_high

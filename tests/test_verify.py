@@ -1,0 +1,80 @@
+"""--verify faiss and the deployment spec."""
+
+from __future__ import annotations
+
+import builtins
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import gpupq
+from gpupq.cli import app
+from gpupq.errors import GpupqError
+from gpupq.verify import deploy_spec, factory_string
+
+faiss = pytest.importorskip("faiss")
+
+
+def test_verify_through_the_cli():
+    args = ["estimate", "--synthetic", "--n", "8000", "--d", "32", "--m", "8", "--nlist", "64", "--nprobe", "6"]
+    res = CliRunner().invoke(
+        app,
+        [*args, "--rerank", "30", "--rerank-store", "sq8", "--queries", "300", "--verify", "faiss", "--json", "-q"],
+    )
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    ours, check = out["results"][0], out["verify"]
+    assert check["factory"] == "IVF64,PQ8x8np,Refine(SQ8)" == out["deploy"]["faiss_index_factory"]
+    assert check["compared_with"] == "numpy"
+    assert abs(check["recall"]["mean"] - ours["recall"]["mean"]) <= 0.03
+    assert abs(check["recall_rerank"]["mean"] - ours["recall_rerank"]["mean"]) <= 0.03
+    assert isinstance(check["recall_outside_interval"], bool)
+    assert abs(ours["memory"]["index_serialized"] - check["index_serialized"]) / check["index_serialized"] < 0.01
+    assert abs(ours["memory"]["rerank_store"] - check["rerank_store"]) / check["rerank_store"] < 0.01
+    assert check["search_queries_per_s"] > 0 and check["train_s"] > 0
+
+
+def test_verify_table():
+    args = ["estimate", "--synthetic", "--n", "4000", "--d", "16", "--m", "4", "--nlist", "16", "--nbits", "6"]
+    res = CliRunner().invoke(app, [*args, "--verify", "faiss", "-q"])
+    assert res.exit_code == 0, res.stderr
+    for text in ("Check against faiss-cpu", "recall raw", "index, serialized", "Deploy what was measured", "cuVS"):
+        assert text in res.stdout, text
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(metric="ip", rerank=0),
+        dict(metric="cosine", rerank_store="fp16"),
+        dict(opq=True, nbits=6, rerank_store="sq8"),
+        dict(nbits=4, rerank=0),
+    ],
+)
+def test_factory_strings_build_in_faiss(kw):
+    cfg = gpupq.EstimateConfig(m=8, nlist=32, **kw)
+    spec = deploy_spec(cfg, n_base=10000)
+    assert spec["faiss_index_factory"] == factory_string(cfg)
+    metric = getattr(faiss, spec["faiss_metric"])
+    index = faiss.index_factory(32, spec["faiss_index_factory"], metric)
+    ivf = faiss.extract_index_ivf(index)
+    assert (ivf.nlist, ivf.metric_type) == (32, metric)
+    pq = faiss.downcast_index(ivf).pq
+    assert (pq.M, pq.nbits) == (8, cfg.nbits)
+    assert spec["cuvs_ivf_pq"]["index_params"]["pq_dim"] == 8
+    assert spec["cuvs_ivf_pq"]["search_params"]["n_probes"] == cfg.nprobe
+
+
+def test_verify_without_faiss_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_faiss(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_faiss)
+    with pytest.raises(GpupqError, match=r"pip install 'gpupq\[faiss\]'"):
+        gpupq.estimate(gpupq.make_synthetic(3000, 16), gpupq.EstimateConfig(m=4, nlist=16), "numpy", verify="faiss")

@@ -21,7 +21,7 @@ from .backends import CupyBackend, NumpyBackend, cupy_status
 from .data import make_synthetic
 from .errors import GpupqError
 from .estimate import EstimateConfig, estimate
-from .formats import FORMATS, load_vectors
+from .formats import FORMATS, Inputs, load_vectors, open_inputs
 from .report import print_result, to_json
 
 app = typer.Typer(
@@ -107,7 +107,8 @@ def estimate_cmd(
         typer.Option("--data", help=f"vectors in any supported format, by extension: {', '.join(FORMATS)}"),
     ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="override the format the extension implies")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="the array to read from an .npz file")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="the array in an .npz, or dataset in an HDF5 file")] = None,
+    column: Annotated[str | None, typer.Option("--column", help="the embedding column of a Parquet/Arrow file")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")] = False,
     n: Annotated[int, typer.Option("--n", help="synthetic: number of vectors")] = 10000,
     d: Annotated[int, typer.Option("--d", help="synthetic: dimensions")] = 64,
@@ -133,7 +134,12 @@ def estimate_cmd(
         Path | None,
         typer.Option("--queries-file", help="your own queries (any supported format); nothing is then held out"),
     ] = None,
-    metric: Annotated[Metric, typer.Option("--metric", case_sensitive=False, help="distance")] = Metric.l2,
+    metric: Annotated[
+        Metric | None,
+        typer.Option(
+            "--metric", case_sensitive=False, help="distance (default l2, or what an ann-benchmarks file declares)"
+        ),
+    ] = None,
     backend: Annotated[
         BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
     ] = BackendChoice.auto,
@@ -152,6 +158,15 @@ def estimate_cmd(
             fail("give exactly one of --data PATH, --npy PATH or --synthetic")
         if npy is not None:  # pqtool.py's flag: always an .npy file
             data, fmt = npy, "npy"
+        metric_name = metric.value if metric is not None else None
+        if data is not None:
+            inputs = open_inputs(data, fmt, name, column, metric_name, queries_file)
+        else:
+            inputs = Inputs(dataset=make_synthetic(n, d, seed, metric_name or "l2"))
+            if queries_file is not None:
+                inputs.queries = load_vectors(queries_file, metric=inputs.dataset.metric)
+        for note in inputs.notes:
+            err.print(note, markup=False, highlight=False, soft_wrap=True)
         config = EstimateConfig(
             m=m,
             nlist=nlist,
@@ -161,27 +176,22 @@ def estimate_cmd(
             rerank=rerank,
             rerank_store=rerank_store.value,
             opq=opq,
-            queries=queries if queries is not None else 100,
-            metric=metric.value,
+            queries=queries if queries is not None else (inputs.queries.n if inputs.queries is not None else 100),
+            metric=inputs.dataset.metric,
             seed=seed,
             batch_size=batch_size,
         )
-        query_set = load_vectors(queries_file, metric=metric.value) if queries_file is not None else None
-        if query_set is not None and queries is None:
-            config.queries = query_set.n
         config.check()
-        if data is not None:
-            dataset = load_vectors(data, fmt, name, metric.value)
-        else:
-            dataset = make_synthetic(n, d, seed, metric.value)
         with progress_reporter(not quiet) as progress:
             result = estimate(
-                dataset,
+                inputs.dataset,
                 config,
                 backend.value,
                 progress=progress,
-                queries=query_set,
+                queries=inputs.queries,
                 verify=verify.value if verify is not None else None,
+                ground_truth=inputs.ground_truth,
+                ground_truth_source=inputs.ground_truth_source,
             )
     except GpupqError as exc:
         fail(str(exc))

@@ -69,7 +69,7 @@ class EstimateConfig:
 class Timings:
     """Wall-clock seconds per phase on one backend (device synchronised before each clock read)."""
 
-    ground_truth_s: float
+    ground_truth_s: float | None  # None when the input file stored the ground truth
     train_s: float
     add_s: float
     search_s: float
@@ -127,6 +127,7 @@ class EstimateResult:
     n_base: int
     n_queries: int
     queries_source: str | None  # a query file, or None for queries held out of the data
+    ground_truth_source: str | None  # where stored neighbours came from, or None: computed here
     config: EstimateConfig
     results: list[BackendResult]
     deploy: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +149,7 @@ class EstimateResult:
                 "n_base": self.n_base,
                 "n_queries": self.n_queries,
                 "queries_source": self.queries_source or "held out",
+                "ground_truth": self.ground_truth_source or "computed (exact search)",
                 "metric": self.config.metric,
             },
             "params": asdict(self.config),
@@ -199,12 +201,16 @@ def estimate(
     progress: Progress | None = None,
     queries: Dataset | None = None,
     verify: str | None = None,
+    ground_truth: np.ndarray | None = None,
+    ground_truth_source: str | None = None,
 ) -> EstimateResult:
     """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
 
     Queries are ``config.queries`` rows held out of the dataset, or, given ``queries``, the first
     ``config.queries`` rows of that separate set (then the whole dataset is the base).
     ``verify="faiss"`` also builds the same index with faiss-cpu and measures it side by side.
+    ``ground_truth`` (nq, K) int64: the queries' exact neighbours as base row numbers (as an
+    ann-benchmarks file stores them), used instead of computing them.
     """
     if verify not in (None, "faiss"):
         raise GpupqError(f"--verify {verify!r}: only faiss is supported")
@@ -223,6 +229,14 @@ def estimate(
         split = hold_out(dataset, config.queries, config.seed)
     check_sizes(config, split.n_base)
     dataset.validate()
+    gt = None
+    if ground_truth is not None:
+        if queries is None:
+            raise GpupqError("stored ground truth needs the queries it was computed for")
+        gt = np.asarray(ground_truth, dtype=np.int64)[: split.n_queries]
+        if gt.shape[1] < config.k:
+            raise GpupqError(f"-k {config.k} is more than the {gt.shape[1]} neighbours stored per query")
+        gt = gt[:, : config.k]
 
     ksub = 1 << config.nbits
     n_coarse = min(split.n_base, MAX_POINTS_PER_CENTROID * config.nlist)
@@ -234,7 +248,7 @@ def estimate(
     store = RerankStore(config.rerank_store).fit(train_x)
 
     sizes = (n_coarse, n_pq, n_opq)
-    results = [_run_backend(be, dataset, split, train_x, sizes, store, config, progress) for be in backends]
+    results = [_run_backend(be, dataset, split, train_x, sizes, store, config, progress, gt) for be in backends]
     warnings = list(dict.fromkeys(w for r in results for w in r[1]))
     check = None
     if verify == "faiss":
@@ -251,6 +265,7 @@ def estimate(
         n_base=split.n_base,
         n_queries=split.n_queries,
         queries_source=split.query_source,
+        ground_truth_source=ground_truth_source if gt is not None else None,
         config=config,
         results=[r[0] for r in results],
         deploy=deploy_spec(config, split.n_base),
@@ -276,6 +291,7 @@ def _run_backend(
     store: RerankStore,
     config: EstimateConfig,
     progress: Progress | None,
+    stored_gt: np.ndarray | None,
 ) -> tuple[BackendResult, list[str], np.ndarray]:
     xp = be.xp
     index_metric = "l2" if config.metric == "l2" else "ip"
@@ -296,10 +312,16 @@ def _run_backend(
     queries = be.asarray(split.queries)
     nq = queries.shape[0]
 
-    # Ground truth: one pass over the base.
-    gt_step = report("ground truth", nb)
-    (_, gt_ids), t_gt = _timed(be, lambda: exact_knn(be, queries, split.iter_base(), config.k, index_metric, gt_step))
-    gt_ids = be.to_numpy(gt_ids)
+    # Ground truth: one pass over the base, unless the input file stores it.
+    t_gt: float | None = None
+    if stored_gt is not None:
+        gt_ids = stored_gt
+    else:
+        gt_step = report("ground truth", nb)
+        (_, gt_found), t_gt = _timed(
+            be, lambda: exact_knn(be, queries, split.iter_base(), config.k, index_metric, gt_step)
+        )
+        gt_ids = be.to_numpy(gt_found)
 
     # Train from the same host sample and the same seed on every backend.
     index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric, opq=config.opq)

@@ -13,6 +13,12 @@ TEXMEX file, or a non-numeric array is one clear :class:`GpupqError`. The result
   int32 dimension followed by d float32 / int32 / uint8 values.
 - ``.fbin`` / ``.u8bin`` / ``.i8bin`` / ``.ibin`` (big-ann-benchmarks): uint32 n, uint32 d, then
   n·d float32 / uint8 / int8 / int32 values, row-major.
+- ``.hdf5`` / ``.h5`` (ann-benchmarks): ``train`` is the base (``--name`` picks another dataset);
+  :func:`load_ann_benchmarks` also gives its ``test`` queries, ``neighbors`` ground truth and
+  declared ``distance``. Read through h5py, slice by slice (extra ``hdf5``).
+- ``.parquet`` / ``.arrow`` / ``.feather``: an embedding column (``--column``; list or
+  fixed-size list of numbers), read in record batches through pyarrow (extra ``parquet``) into
+  an anonymous temporary float32 file that is mapped.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
-from typing import IO
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 import numpy as np
 
@@ -38,6 +45,11 @@ EXTENSIONS = {
     ".u8bin": "u8bin",
     ".i8bin": "i8bin",
     ".ibin": "ibin",
+    ".hdf5": "hdf5",
+    ".h5": "hdf5",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
 }
 FORMATS = tuple(dict.fromkeys(EXTENSIONS.values()))
 _VECS_DTYPE = {"fvecs": np.dtype("<f4"), "ivecs": np.dtype("<i4"), "bvecs": np.dtype("u1")}
@@ -62,14 +74,26 @@ def detect_format(path: str, fmt: str | None = None) -> str:
 
 
 def load_vectors(
-    path: str | os.PathLike[str], fmt: str | None = None, name: str | None = None, metric: str = "l2"
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    name: str | None = None,
+    metric: str = "l2",
+    column: str | None = None,
 ) -> Dataset:
-    """Open ``path`` as an (n, d) dataset, by extension or ``fmt``; ``name`` picks an .npz array."""
+    """Open ``path`` as an (n, d) dataset, by extension or ``fmt``; ``name`` picks an .npz array
+    or an HDF5 dataset, ``column`` a Parquet/Arrow column."""
     path = os.fspath(path)
     _check_readable(path)
     fmt = detect_format(path, fmt)
-    if name is not None and fmt != "npz":
-        raise GpupqError(f"--name picks an array inside an .npz file; {path} is {fmt}")
+    if name is not None and fmt not in ("npz", "hdf5"):
+        raise GpupqError(f"--name picks an array inside an .npz or HDF5 file; {path} is {fmt}")
+    if column is not None and fmt not in ("parquet", "arrow"):
+        raise GpupqError(f"--column picks a column of a Parquet or Arrow file; {path} is {fmt}")
+    if fmt == "hdf5":
+        return Dataset(array=_h5_dataset(path, name or "train"), source=f"{path}:{name or 'train'}", metric=metric)
+    if fmt in ("parquet", "arrow"):
+        array, col = _arrow_column(path, fmt, column)
+        return Dataset(array=array, source=f"{path}:{col}", metric=metric)
     if fmt == "npy":
         return load_npy(path, metric)
     if fmt == "npz":
@@ -244,3 +268,196 @@ def _npz_array(path: str, name: str | None) -> np.ndarray:
             tmp.flush()
             # The map holds its own descriptor, so the unlinked file outlives this block.
             return np.memmap(tmp, dtype=dtype, mode="r", shape=(n, d), order="F" if fortran else "C")
+
+
+# ---------------------------------------------------------------------------- HDF5, Arrow
+
+ANN_DISTANCES = {"euclidean": "l2", "angular": "cosine", "dot": "ip", "ip": "ip"}
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise GpupqError("reading HDF5 needs h5py: pip install 'gpupq[hdf5]'") from None
+    return h5py
+
+
+def _h5_file(path: str) -> Any:
+    h5py = _h5py()
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise GpupqError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+
+
+def _h5_dataset(path: str, name: str) -> Any:
+    """An HDF5 dataset of shape (n, d), read slice by slice (h5py reads only what is asked)."""
+    f = _h5_file(path)
+    if name not in f:
+        names = ", ".join(sorted(k for k in f if hasattr(f[k], "shape"))) or "none"
+        raise GpupqError(f"{path}: has no dataset {name!r}; it holds {names} (pick one with --name)")
+    ds = f[name]
+    _check_matrix(f"{path}:{name}", tuple(ds.shape), np.dtype(ds.dtype))
+    return ds
+
+
+@dataclass
+class AnnBenchmarks:
+    """An ann-benchmarks HDF5 file: base, its test queries, and what it declares."""
+
+    base: Dataset
+    queries: Dataset | None
+    neighbors: np.ndarray | None  # (nq, K) int64 exact neighbours of the queries in the base
+    metric: str | None  # the metric its "distance" attribute names, in gpupq's terms
+    distance: str | None  # the attribute as written
+
+
+def load_ann_benchmarks(path: str | os.PathLike[str], metric: str | None = None) -> AnnBenchmarks:
+    """Open an ann-benchmarks file: ``train``, ``test``, ``neighbors``, ``distance``.
+
+    The declared distance sets the metric unless ``metric`` is given; the stored neighbours are
+    returned only when they were computed for the metric in use.
+    """
+    path = os.fspath(path)
+    _check_readable(path)
+    f = _h5_file(path)
+    distance = f.attrs.get("distance")
+    distance = distance.decode() if isinstance(distance, bytes) else distance
+    declared = ANN_DISTANCES.get(str(distance).lower()) if distance is not None else None
+    if distance is not None and declared is None:
+        raise GpupqError(f"{path}: distance {distance!r} is not one gpupq measures (euclidean, angular, dot)")
+    use = metric or declared or "l2"
+    base = Dataset(array=_h5_dataset(path, "train"), source=f"{path}:train", metric=use)
+    queries = Dataset(array=_h5_dataset(path, "test"), source=f"{path}:test", metric=use) if "test" in f else None
+    neighbors = None
+    if queries is not None and "neighbors" in f and (declared is None or declared == use):
+        nb = f["neighbors"]
+        if nb.shape[0] != queries.n:
+            raise GpupqError(f"{path}: neighbors has {nb.shape[0]} rows but test has {queries.n}")
+        neighbors = np.asarray(nb[:], dtype=np.int64)
+    return AnnBenchmarks(base=base, queries=queries, neighbors=neighbors, metric=declared, distance=distance)
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.ipc
+        import pyarrow.parquet
+    except ImportError:
+        raise GpupqError("reading Parquet or Arrow needs pyarrow: pip install 'gpupq[parquet]'") from None
+    return pyarrow
+
+
+def _arrow_column(path: str, fmt: str, column: str | None) -> tuple[np.ndarray, str]:
+    """Stream an embedding column, batch by batch, into a mapped anonymous float32 file."""
+    pa = _pyarrow()
+    try:
+        if fmt == "parquet":
+            pf = pa.parquet.ParquetFile(path)
+            schema = pf.schema_arrow
+        else:
+            reader = pa.ipc.open_file(pa.memory_map(path, "r"))
+            schema = reader.schema
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise GpupqError(f"{path}: not a readable {fmt} file ({str(exc).splitlines()[0]})") from None
+
+    def is_vector(t: Any) -> bool:
+        listy = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+        return listy and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
+
+    candidates = [f.name for f in schema if is_vector(f.type)]
+    if column is None:
+        if len(candidates) != 1:
+            found = ", ".join(candidates) or "none"
+            raise GpupqError(f"{path}: name the embedding column with --column (list columns: {found})")
+        column = candidates[0]
+    if column not in schema.names:
+        raise GpupqError(f"{path}: no column {column!r}; it has {', '.join(schema.names)}")
+    if column not in candidates:
+        raise GpupqError(f"{path}: column {column!r} is {schema.field(column).type}, not a list of numbers")
+    if fmt == "parquet":
+        batches = pf.iter_batches(columns=[column], batch_size=65536)
+    else:
+        batches = (reader.get_batch(i).select([column]) for i in range(reader.num_record_batches))
+
+    tmp = tempfile.TemporaryFile()
+    d = None
+    row = 0
+    with tmp:
+        for batch in batches:
+            col = batch.column(0)
+            if col.null_count:
+                raise GpupqError(f"{path}: column {column!r} has {col.null_count} empty (null) rows in a batch")
+            if pa.types.is_fixed_size_list(col.type):
+                width = col.type.list_size
+                values = col.flatten().to_numpy(zero_copy_only=False)
+            else:
+                offsets = col.offsets.to_numpy()
+                lengths = np.diff(offsets)
+                width = int(lengths[0]) if len(lengths) else 0
+                if len(lengths) and (lengths != width).any():
+                    bad = int(np.argmax(lengths != width))
+                    raise GpupqError(
+                        f"{path}: row {row + bad} of {column!r} has {int(lengths[bad])} values, row {row} has {width}"
+                    )
+                values = col.flatten().to_numpy(zero_copy_only=False)
+            if d is None:
+                d = width
+            elif width != d and len(col):
+                raise GpupqError(f"{path}: column {column!r} changes from {d} to {width} values at row {row}")
+            tmp.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+            row += len(col)
+        if not row or not d:
+            raise GpupqError(f"{path}: column {column!r} is empty")
+        tmp.flush()
+        # The map holds its own descriptor, so the unlinked file outlives this block.
+        return np.memmap(tmp, dtype=np.float32, mode="r", shape=(row, d)), column
+
+
+@dataclass
+class Inputs:
+    """What an estimate reads: the base, and the queries and exact neighbours that come with it.
+
+    ground_truth: (nq, K) int64 row numbers of each query's exact neighbours in the base, or
+    None to compute them. notes: what was taken from where, to tell the user.
+    """
+
+    dataset: Dataset
+    queries: Dataset | None = None
+    ground_truth: np.ndarray | None = None
+    ground_truth_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def open_inputs(
+    data: str | os.PathLike[str],
+    fmt: str | None = None,
+    name: str | None = None,
+    column: str | None = None,
+    metric: str | None = None,
+    queries_file: str | os.PathLike[str] | None = None,
+) -> Inputs:
+    """Open the base and, for an ann-benchmarks file, its test queries and stored neighbours
+    (when they were computed for the metric in use); ``queries_file`` replaces the queries."""
+    path = os.fspath(data)
+    _check_readable(path)
+    if detect_format(path, fmt) == "hdf5" and name in (None, "train"):
+        ann = load_ann_benchmarks(path, metric)
+        inputs = Inputs(dataset=ann.base)
+        if ann.distance is not None:
+            inputs.notes.append(f"{path}: distance {ann.distance!r}, so metric {ann.base.metric}")
+        if queries_file is None and ann.queries is not None:
+            inputs.queries = ann.queries
+            inputs.notes.append(f"queries: its test set ({ann.queries.n:,} rows)")
+            if ann.neighbors is not None:
+                inputs.ground_truth = ann.neighbors
+                inputs.ground_truth_source = f"{path}:neighbors"
+                inputs.notes.append(f"ground truth: its stored neighbors ({ann.neighbors.shape[1]} per query)")
+            elif ann.metric is not None:
+                inputs.notes.append(f"ground truth: computed, as its neighbors are for {ann.distance}")
+    else:
+        inputs = Inputs(dataset=load_vectors(path, fmt, name, metric or "l2", column))
+    if queries_file is not None:
+        inputs.queries = load_vectors(queries_file, metric=inputs.dataset.metric)
+    return inputs

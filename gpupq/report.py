@@ -107,7 +107,13 @@ def render(result: EstimateResult) -> Group:
         "vectors scanned / query",
         *[f"{r.vectors_scanned_fraction:.2%} ({r.vectors_scanned_per_query:,.0f})" for r in backends],
     )
-    speed.add_row("ground truth", *[f"{r.timings.ground_truth_s:.3f} s" for r in backends])
+    speed.add_row(
+        "ground truth",
+        *[
+            f"{r.timings.ground_truth_s:.3f} s" if r.timings.ground_truth_s is not None else "from file"
+            for r in backends
+        ],
+    )
     speed.add_row(
         f"train ({backends[0].train_points_coarse:,} + {backends[0].train_points_pq:,} pts)",
         *[f"{r.timings.train_s:.3f} s" for r in backends],

@@ -29,6 +29,7 @@ def test_estimate_synthetic_json():
         "n_base": 2960,
         "n_queries": 40,
         "queries_source": "held out",
+        "ground_truth": "computed (exact search)",
         "metric": "l2",
     }
     assert out["params"]["m"] == 4 and out["params"]["nbits"] == 6 and out["params"]["rerank"] == 30

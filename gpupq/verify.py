@@ -76,7 +76,8 @@ def deploy_spec(config: EstimateConfig, n_base: int) -> dict[str, Any]:
 
 @dataclass
 class FaissCheck:
-    """faiss-cpu's figures for the same index, data, split and queries."""
+    """faiss-cpu's figures for the same index, data, split and queries. Its add time includes
+    filling the refine index (the stored vectors), which gpupq's add does not do."""
 
     faiss_version: str
     factory: str

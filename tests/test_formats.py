@@ -343,3 +343,14 @@ def test_missing_optional_library_names_the_extra(tmp_path, monkeypatch):
         load_vectors(tmp_path / "x.hdf5")
     with pytest.raises(GpupqError, match=r"pip install 'gpupq\[parquet\]'"):
         load_vectors(tmp_path / "x.parquet")
+
+
+@pytest.mark.parametrize("fmt", ["fvecs", "fbin", "npz"])
+def test_cli_broken_file_is_one_line_exit_2(tmp_path, fmt):
+    path = tmp_path / f"x.{fmt}"
+    CASES[fmt][0](path)
+    path.write_bytes(path.read_bytes()[:-7])
+    res = CliRunner().invoke(app, ["estimate", "--data", str(path), "-q"])
+    assert res.exit_code == 2, res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.stderr

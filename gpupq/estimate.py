@@ -136,7 +136,20 @@ class EstimateResult:
     recall_definition: str = RECALL_DEFINITION
 
     def _verify_dict(self) -> dict[str, Any] | None:
-        return _verify_dict_of(self)
+        """The faiss-cpu check beside the first backend's figures, or None without one."""
+        check = self.faiss
+        if check is None:
+            return None
+        ours = self.results[0]
+        out = check.to_dict()
+        out["compared_with"] = ours.backend
+        out["recall_outside_interval"] = outside_interval(ours.recall, check.recall)
+        out["recall_rerank_outside_interval"] = (
+            outside_interval(ours.recall_rerank, check.recall_rerank)
+            if ours.recall_rerank and check.recall_rerank
+            else None
+        )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,27 +174,11 @@ class EstimateResult:
         }
 
 
-def _verify_dict_of(result: EstimateResult) -> dict[str, Any] | None:
-    check = result.faiss
-    if check is None:
-        return None
-    ours = result.results[0]
-    out = check.to_dict()
-    out["compared_with"] = ours.backend
-    out["recall_outside_interval"] = outside_interval(ours.recall, check.recall)
-    out["recall_rerank_outside_interval"] = (
-        outside_interval(ours.recall_rerank, check.recall_rerank)
-        if ours.recall_rerank and check.recall_rerank
-        else None
-    )
-    return out
-
-
 def check_sizes(config: EstimateConfig, n_base: int) -> None:
     """Settings the base is too small for: one clear error each."""
     ksub = 1 << config.nbits
     if config.k > n_base:
-        raise GpupqError(f"-k {config.k} is larger than the base ({n_base} vectors after holding out queries)")
+        raise GpupqError(f"-k {config.k} is larger than the base ({n_base} vectors)")
     if config.rerank > n_base:
         raise GpupqError(f"--rerank {config.rerank} is larger than the base ({n_base} vectors)")
     if n_base < config.nlist:

@@ -20,13 +20,12 @@ byte per sub-quantizer; the memory bill counts them packed, as a real index stor
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .kmeans import assign, kmeans, sq_norms
 from .opq import OPQ
-from .pq import ProductQuantizer
+from .pq import ProductQuantizer, packed_code_size
 
 if TYPE_CHECKING:
     import numpy as np  # noqa: TID251 - type hints only
@@ -77,13 +76,8 @@ class IVFPQIndex:
         self.list_sizes: np.ndarray | None = None  # (nlist,) int64 host
         self._offsets_host: np.ndarray | None = None  # (nlist + 1,) int64 host copy of offsets
         self._base_cache: Array | None = None  # see _base_terms
-        self.coarse_objective: list[float] = []
 
     # ------------------------------------------------------------------ training
-    @property
-    def is_trained(self) -> bool:
-        return self.coarse is not None and self.pq.codebooks is not None
-
     @property
     def uses_precomputed_table(self) -> bool:
         return self.metric == "l2" and self.precomputed_table_bytes <= PRECOMPUTED_TABLE_MAX_BYTES
@@ -114,7 +108,6 @@ class IVFPQIndex:
             what="coarse quantizer training",
         )
         self.coarse = res.centroids[0]
-        self.coarse_objective = res.objective
         self.warnings += res.warnings
         if x_pq.shape[0] > 256 * self.pq.ksub:
             x_pq = x_pq[be.asarray(rng.permutation(x_pq.shape[0])[: 256 * self.pq.ksub])]
@@ -358,21 +351,15 @@ class IVFPQIndex:
                 out_i[b0:b1, p, :kk] = self.ids[xp.take_along_axis(pos, idx, axis=1)]
         return out_d, out_i
 
-    # ------------------------------------------------------------------ sizes
-    @property
-    def code_size(self) -> int:
-        return self.pq.code_size
-
 
 def index_memory_terms(
     n: int, d: int, nlist: int, m: int, nbits: int, metric: str, opq: bool = False
 ) -> dict[str, int]:
     """Bytes of each part of an IVF-PQ index with a flat coarse quantizer (see metrics)."""
-    code_size = math.ceil(m * nbits / 8)
     ksub = 1 << nbits
     table = nlist * m * ksub * 4
     return {
-        "codes": n * code_size,
+        "codes": n * packed_code_size(m, nbits),
         "ids": n * 8,
         "coarse_centroids": nlist * d * 4,
         "pq_codebooks": ksub * d * 4,

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .ivf import index_memory_terms
+from .pq import packed_code_size
 
 RECALL_DEFINITION = (
     "k-recall@k (intersection): |returned top-k ∩ exact top-k| / (queries·k), "
@@ -106,6 +107,6 @@ def memory_bill(
         d=d,
         vectors_fp32=n * d * 4,
         rerank_store=rerank_store,
-        code_size=(m * nbits + 7) // 8,
+        code_size=packed_code_size(m, nbits),
         **terms,
     )

@@ -23,6 +23,11 @@ NBITS_RANGE = (4, 8)
 PQ_NITER = 25
 
 
+def packed_code_size(m: int, nbits: int) -> int:
+    """Bytes per vector of m codes of nbits bits, packed as a real index stores them."""
+    return (m * nbits + 7) // 8
+
+
 def valid_m(d: int) -> list[int]:
     """Values of m that divide d (the usable sub-quantizer counts), ascending."""
     return [m for m in range(1, d + 1) if d % m == 0]
@@ -53,7 +58,7 @@ class ProductQuantizer:
     @property
     def code_size(self) -> int:
         """Bytes per packed code, as a real index stores it."""
-        return (self.m * self.nbits + 7) // 8
+        return packed_code_size(self.m, self.nbits)
 
     def _split(self, be: Backend, x: Array) -> Array:
         """(n, d) -> (m, n, dsub), the batched layout of the sub-problems."""

@@ -278,8 +278,8 @@ ANN_DISTANCES = {"euclidean": "l2", "angular": "cosine", "dot": "ip", "ip": "ip"
 def _h5py() -> Any:
     try:
         import h5py
-    except ImportError:
-        raise GpupqError("reading HDF5 needs h5py: pip install 'gpupq[hdf5]'") from None
+    except ImportError as exc:
+        raise GpupqError(f"reading HDF5 needs h5py: pip install 'gpupq[hdf5]' ({exc})") from None
     return h5py
 
 
@@ -344,8 +344,8 @@ def _pyarrow() -> Any:
         import pyarrow
         import pyarrow.ipc
         import pyarrow.parquet
-    except ImportError:
-        raise GpupqError("reading Parquet or Arrow needs pyarrow: pip install 'gpupq[parquet]'") from None
+    except ImportError as exc:
+        raise GpupqError(f"reading Parquet or Arrow needs pyarrow: pip install 'gpupq[parquet]' ({exc})") from None
     return pyarrow
 
 

@@ -100,8 +100,8 @@ class FaissCheck:
 def import_faiss() -> Any:
     try:
         import faiss
-    except ImportError:
-        raise GpupqError("--verify faiss needs faiss-cpu: pip install 'gpupq[faiss]'") from None
+    except ImportError as exc:
+        raise GpupqError(f"--verify faiss needs faiss-cpu: pip install 'gpupq[faiss]' ({exc})") from None
     return faiss
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from gpupq.backends import Backend, CupyBackend, NumpyBackend, cupy_status
 
@@ -51,3 +52,11 @@ def clustered(n: int, d: int, seed: int = 0, centres: int = 20, scale: float = 5
     rng = np.random.default_rng(seed)
     c = rng.normal(scale=scale, size=(centres, d)).astype(np.float32)
     return (c[rng.integers(0, centres, n)] + rng.standard_normal((n, d), dtype=np.float32)).astype(np.float32)
+
+
+def cli_runner() -> CliRunner:
+    """A runner that keeps stderr apart from stdout (click before 8.2 mixes them by default)."""
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click 8.2+: always separate, and the argument is gone
+        return CliRunner()

@@ -2,14 +2,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from gpupq.backends import cupy_status
 from gpupq.cli import app
 
-from .conftest import clustered
+from .conftest import cli_runner, clustered
 
-runner = CliRunner()
+runner = cli_runner()
 FAST = ["--m", "4", "--nlist", "16", "--nprobe", "4", "--nbits", "6", "--queries", "40", "-q"]
 
 

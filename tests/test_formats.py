@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from gpupq.cli import app
 from gpupq.errors import GpupqError
 from gpupq.formats import FORMATS, detect_format, load_vectors
 
-from .conftest import clustered
+from .conftest import cli_runner, clustered
 
 
 def write_vecs(path, x: np.ndarray, dtype: str) -> None:
@@ -169,7 +168,7 @@ def test_not_a_zip(tmp_path):
 def test_cli_data_flag(tmp_path):
     path = tmp_path / "base.bvecs"
     write_vecs(path, np.abs(clustered(3000, 16, seed=2) * 6).clip(0, 255), "u1")
-    res = CliRunner().invoke(
+    res = cli_runner().invoke(
         app, ["estimate", "--data", str(path), "--m", "4", "--nlist", "16", "--nbits", "6", "--json", "-q"]
     )
     assert res.exit_code == 0, res.stderr
@@ -181,7 +180,7 @@ def test_cli_data_flag(tmp_path):
 def test_cli_format_error_is_one_line(tmp_path):
     path = tmp_path / "x.vec"
     path.write_bytes(b"\0" * 64)
-    res = CliRunner().invoke(app, ["estimate", "--data", str(path), "-q"])
+    res = cli_runner().invoke(app, ["estimate", "--data", str(path), "-q"])
     assert res.exit_code == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "--format" in res.stderr
 
@@ -196,7 +195,7 @@ def test_queries_file_nothing_held_out(tmp_path):
     x = clustered(4000, 16, seed=3, centres=50)
     write_bin(base, x, "<f4")
     write_vecs(queries, clustered(60, 16, seed=4, centres=50), "<f4")
-    res = CliRunner().invoke(
+    res = cli_runner().invoke(
         app,
         ["estimate", "--data", str(base), "--queries-file", str(queries), *FAST_ARGS],
     )
@@ -226,7 +225,7 @@ def test_queries_file_mismatch(tmp_path, queries, args, message):
     base, qpath = tmp_path / "base.npy", tmp_path / "q.npy"
     np.save(base, clustered(2000, 16))
     np.save(qpath, queries)
-    res = CliRunner().invoke(app, ["estimate", "--data", str(base), "--queries-file", str(qpath), *args, "-q"])
+    res = cli_runner().invoke(app, ["estimate", "--data", str(base), "--queries-file", str(qpath), *args, "-q"])
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -254,7 +253,7 @@ def write_ann(path, base: np.ndarray, test: np.ndarray, distance: str, k: int = 
 def test_ann_benchmarks_queries_and_ground_truth(tmp_path, distance, metric):
     path = tmp_path / "toy-16-euclidean.hdf5"
     write_ann(path, clustered(3000, 16, seed=5, centres=60), clustered(50, 16, seed=6, centres=60), distance)
-    res = CliRunner().invoke(app, ["estimate", "--data", str(path), *FAST_ARGS])
+    res = cli_runner().invoke(app, ["estimate", "--data", str(path), *FAST_ARGS])
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     ds = out["dataset"]
@@ -276,7 +275,7 @@ def test_ann_benchmarks_queries_and_ground_truth(tmp_path, distance, metric):
 def test_ann_benchmarks_k_must_fit(tmp_path):
     path = tmp_path / "a.hdf5"
     write_ann(path, clustered(2000, 16), clustered(20, 16, seed=2), "euclidean", k=10)
-    res = CliRunner().invoke(app, ["estimate", "--data", str(path), "-k", "20", "--rerank", "0", "-q"])
+    res = cli_runner().invoke(app, ["estimate", "--data", str(path), "-k", "20", "--rerank", "0", "-q"])
     assert res.exit_code == 2
     assert "-k 20 is more than the 10 neighbours stored per query" in res.stderr
 
@@ -284,7 +283,7 @@ def test_ann_benchmarks_k_must_fit(tmp_path):
 def test_ann_benchmarks_other_metric_computes_ground_truth(tmp_path):
     path = tmp_path / "a.hdf5"
     write_ann(path, clustered(2000, 16), clustered(20, 16, seed=2), "euclidean")
-    res = CliRunner().invoke(app, ["estimate", "--data", str(path), "--metric", "ip", *FAST_ARGS])
+    res = cli_runner().invoke(app, ["estimate", "--data", str(path), "--metric", "ip", *FAST_ARGS])
     assert res.exit_code == 0, res.stderr
     ds = json.loads(res.stdout)["dataset"]
     assert ds["metric"] == "ip" and ds["ground_truth"] == "computed (exact search)"
@@ -350,7 +349,7 @@ def test_cli_broken_file_is_one_line_exit_2(tmp_path, fmt):
     path = tmp_path / f"x.{fmt}"
     CASES[fmt][0](path)
     path.write_bytes(path.read_bytes()[:-7])
-    res = CliRunner().invoke(app, ["estimate", "--data", str(path), "-q"])
+    res = cli_runner().invoke(app, ["estimate", "--data", str(path), "-q"])
     assert res.exit_code == 2, res.stdout
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.stderr

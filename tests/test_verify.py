@@ -6,19 +6,20 @@ import builtins
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 import gpupq
 from gpupq.cli import app
 from gpupq.errors import GpupqError
 from gpupq.verify import deploy_spec, factory_string
 
+from .conftest import cli_runner
+
 faiss = pytest.importorskip("faiss")
 
 
 def test_verify_through_the_cli():
     args = ["estimate", "--synthetic", "--n", "8000", "--d", "32", "--m", "8", "--nlist", "64", "--nprobe", "6"]
-    res = CliRunner().invoke(
+    res = cli_runner().invoke(
         app,
         [*args, "--rerank", "30", "--rerank-store", "sq8", "--queries", "300", "--verify", "faiss", "--json", "-q"],
     )
@@ -37,7 +38,7 @@ def test_verify_through_the_cli():
 
 def test_verify_table():
     args = ["estimate", "--synthetic", "--n", "4000", "--d", "16", "--m", "4", "--nlist", "16", "--nbits", "6"]
-    res = CliRunner().invoke(app, [*args, "--verify", "faiss", "-q"])
+    res = cli_runner().invoke(app, [*args, "--verify", "faiss", "-q"])
     assert res.exit_code == 0, res.stderr
     for text in ("Check against faiss-cpu", "recall raw", "index, serialized", "Deploy what was measured", "cuVS"):
         assert text in res.stdout, text

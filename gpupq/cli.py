@@ -21,7 +21,7 @@ from .backends import CupyBackend, NumpyBackend, cupy_status
 from .data import make_synthetic
 from .errors import GpupqError
 from .estimate import EstimateConfig, estimate
-from .formats import FORMATS, Inputs, load_vectors, open_inputs
+from .formats import FORMATS, open_inputs
 from .report import print_result, to_json
 
 app = typer.Typer(
@@ -159,12 +159,8 @@ def estimate_cmd(
         if npy is not None:  # pqtool.py's flag: always an .npy file
             data, fmt = npy, "npy"
         metric_name = metric.value if metric is not None else None
-        if data is not None:
-            inputs = open_inputs(data, fmt, name, column, metric_name, queries_file)
-        else:
-            inputs = Inputs(dataset=make_synthetic(n, d, seed, metric_name or "l2"))
-            if queries_file is not None:
-                inputs.queries = load_vectors(queries_file, metric=inputs.dataset.metric)
+        source = data if data is not None else make_synthetic(n, d, seed, metric_name or "l2")
+        inputs = open_inputs(source, fmt, name, column, metric_name, queries_file)
         for note in inputs.notes:
             err.print(note, markup=False, highlight=False, soft_wrap=True)
         config = EstimateConfig(

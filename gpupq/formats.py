@@ -431,15 +431,21 @@ class Inputs:
 
 
 def open_inputs(
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Dataset,
     fmt: str | None = None,
     name: str | None = None,
     column: str | None = None,
     metric: str | None = None,
     queries_file: str | os.PathLike[str] | None = None,
 ) -> Inputs:
-    """Open the base and, for an ann-benchmarks file, its test queries and stored neighbours
-    (when they were computed for the metric in use); ``queries_file`` replaces the queries."""
+    """Open the base (a file, or a dataset already made, such as synthetic data) and, for an
+    ann-benchmarks file, its test queries and stored neighbours (when they were computed for the
+    metric in use); ``queries_file`` replaces the queries."""
+    if isinstance(data, Dataset):
+        inputs = Inputs(dataset=data)
+        if queries_file is not None:
+            inputs.queries = load_vectors(queries_file, metric=data.metric)
+        return inputs
     path = os.fspath(data)
     _check_readable(path)
     if detect_format(path, fmt) == "hdf5" and name in (None, "train"):

@@ -146,3 +146,75 @@ def test_unreadable_file(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", deny)
     with pytest.raises(GpupqError, match="permission denied"):
         load_npy(path)
+
+
+# Values that only go bad in float32: validation runs on what is computed on.
+@pytest.mark.parametrize(
+    "make,metric,message",
+    [
+        (lambda: np.full((50, 4), 1e39), "l2", r"50 of 50 rows hold values beyond float32's range .*first at row 0"),
+        (
+            lambda: np.vstack([clustered(49, 4).astype(np.float64), np.full((1, 4), 1e-50)]),
+            "l2",
+            r"1 of 50 rows are nonzero but become all zeros in float32 .*first at row 49.*scale the vectors up",
+        ),
+        (lambda: np.full((50, 4), 1e-300), "ip", "50 of 50 rows are nonzero but become all zeros in float32"),
+        (
+            lambda: clustered(50, 4) * np.float32(1e19),
+            "l2",
+            r"squared norm .*too large for float32 .*scale the vectors down",
+        ),
+        (lambda: clustered(50, 4) * np.float32(1e19), "ip", "scale the vectors down"),
+        (lambda: (clustered(50, 4) * 1e18).clip(-9e18, 9e18).astype(np.int64), "l2", "scale the vectors down"),
+        (lambda: clustered(50, 4) * np.float32(1e-20), "l2", r"too small for float32 .*scale the vectors up"),
+        (lambda: np.zeros((50, 4), np.float32), "l2", "all vectors are zero"),
+        (lambda: np.zeros((50, 4), np.uint8), "ip", "all vectors are zero"),
+    ],
+)
+def test_validate_checks_the_float32_values_computed_on(tmp_path, make, metric, message):
+    ds = load_npy(_save(tmp_path, make()), metric=metric)
+    with pytest.raises(GpupqError, match=message) as info:
+        ds.validate(chunk=16)
+    assert "\n" not in str(info.value)
+
+
+def test_what_float32_holds_is_fine(tmp_path):
+    x = clustered(100, 4).astype(np.float64)
+    x[[3, 70]] = 0  # a few zero rows under l2
+    load_npy(_save(tmp_path, x)).validate(chunk=16)
+    load_npy(_save(tmp_path, x * 1e17)).validate(chunk=16)  # squared norms about 1e36
+    load_npy(_save(tmp_path, x * 1e-14)).validate(chunk=16)  # squared norms about 1e-26
+    load_npy(_save(tmp_path, x[:3] * 1e-60), metric="cosine").validate()  # direction is all cosine needs
+
+
+def test_cosine_normalises_before_the_float32_cast(tmp_path):
+    """Cosine is scale-invariant: float64 rows of 1e300 or 1e-300, and float32 rows whose squares
+    overflow float32, give the same unit rows."""
+    base = clustered(60, 5, seed=4).astype(np.float64)
+    unit = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    scales = 10.0 ** np.random.default_rng(0).integers(-300, 300, size=(60, 1))
+    for x in (base * 1e300, base * 1e-300, base * scales, (base * 1e30).astype(np.float32), base * 1e-40):
+        ds = load_npy(_save(tmp_path, x), metric="cosine")
+        ds.validate(chunk=16)
+        np.testing.assert_allclose(ds.chunk(0, 60), unit, rtol=2e-6, atol=1e-6)
+        np.testing.assert_allclose(ds.rows(np.array([59, 2, 30])), unit[[59, 2, 30]], rtol=2e-6, atol=1e-6)
+
+
+def test_estimate_refuses_data_that_vanishes_in_float32(tmp_path):
+    """float64 values of 1e-50 became zeros: recall 1.0 raw and 0.0 re-ranked, without a word."""
+    import gpupq
+
+    ds = load_npy(_save(tmp_path, clustered(2000, 8).astype(np.float64) * 1e-50))
+    cfg = gpupq.EstimateConfig(m=4, nlist=16, nbits=4, min_time=0)
+    with pytest.raises(GpupqError, match="become all zeros in float32"):
+        gpupq.estimate(ds, cfg, "numpy")
+
+
+def test_query_file_values_are_validated_too():
+    from gpupq.data import with_query_file
+
+    base = Dataset(clustered(500, 8), "base.npy")
+    with pytest.raises(GpupqError, match=r"q\.npy: 5 of 5 rows are nonzero but become all zeros"):
+        with_query_file(base, Dataset(np.full((5, 8), 1e-50), "q.npy"))
+    with pytest.raises(GpupqError, match=r"q\.npy: 1 of 5 rows contain NaN"):
+        with_query_file(base, Dataset(np.where(np.arange(40).reshape(5, 8) == 9, np.nan, 1.0), "q.npy"))

@@ -84,6 +84,14 @@ def rerank(
         cand = candidates[s : s + step]
         cand_h = be.to_numpy(cand)
         valid = cand_h >= 0
+        if not valid.any():
+            # No candidate in the whole chunk (every probed list empty, or R = 0): nothing to
+            # fetch, and a gather from an empty store would fail (CuPy: "non-empty take from
+            # an empty axes"). Same shapes as a chunk with candidates.
+            width = min(k, r)
+            out_d.append(xp.full((cand_h.shape[0], width), _INF, dtype=xp.float32))
+            out_i.append(xp.full((cand_h.shape[0], width), -1, dtype=xp.int64))
+            continue
         uniq, inverse = host.unique(cand_h[valid], return_inverse=True)
         vecs = fetch(uniq)  # (u, d)
         slot = host.full(cand_h.shape, -1, dtype="int64")

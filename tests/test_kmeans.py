@@ -10,6 +10,7 @@ from .conftest import clustered
 
 
 def test_objective_decreases(backend):
+    """Catches a broken Lloyd step (assignment, centroid sums or counts) on any backend."""
     x = backend.asarray(clustered(4000, 16, seed=1))
     res = kmeans(backend, x, 32, 10, np.random.default_rng(0))
     obj = res.objective
@@ -21,19 +22,23 @@ def test_objective_decreases(backend):
     assert res.centroids.dtype == np.float32
 
 
-def test_final_objective_matches_assignment(backend):
+def test_final_objective_matches_assignment(backend, monkeypatch):
+    """Catches wrong labels or scores from the blocked assignment, against brute force (in
+    blocks of 500 points, so a slip between blocks shows on every backend)."""
     xh = clustered(3000, 8, seed=2)
     x = backend.asarray(xh)
     res = kmeans(backend, x, 16, 8, np.random.default_rng(0))
     c = backend.to_numpy(res.centroids[0])
     d2 = ((xh[:, None, :] - c[None]) ** 2).sum(-1)
+    monkeypatch.setattr(backend, "block_bytes", lambda: 4 * 16 * 500)
     labels, score = assign(backend, x[None], res.centroids)
     np.testing.assert_array_equal(backend.to_numpy(labels[0]), d2.argmin(1))
     np.testing.assert_allclose(backend.to_numpy(score[0]), d2.min(1), rtol=1e-4, atol=1e-3)
 
 
 def test_batched_matches_separate(backend):
-    """Clustering B sub-problems at once equals clustering each alone from the same init."""
+    """Clustering B sub-problems at once equals clustering each alone from the same init:
+    catches sub-problems leaking into each other (label offsets, batched sums) on any backend."""
     xh = clustered(2000, 12, seed=3).reshape(2000, 3, 4).transpose(1, 0, 2).copy()  # (3, 2000, 4)
     both = kmeans(backend, backend.asarray(xh), 8, 5, np.random.default_rng(7))
     for b in range(3):
@@ -43,7 +48,10 @@ def test_batched_matches_separate(backend):
         )
 
 
-def test_same_start_on_every_backend(backend, numpy_backend):
+def test_same_start_on_every_backend(other_backend, numpy_backend):
+    """Every other backend starts from numpy's centroids and ends at them: catches an
+    initialisation or update that differs between backends."""
+    backend = other_backend
     xh = clustered(3000, 8, seed=4)
     a = kmeans(backend, backend.asarray(xh), 16, 10, np.random.default_rng(5))
     b = kmeans(numpy_backend, xh, 16, 10, np.random.default_rng(5))
@@ -51,6 +59,7 @@ def test_same_start_on_every_backend(backend, numpy_backend):
 
 
 def test_empty_clusters_are_reseeded(backend):
+    """Catches empty clusters left as NaN or duplicates (the host-side split) on any backend."""
     # 20 distinct points repeated: with 30 centroids drawn from the points, duplicates in the
     # init leave clusters empty; every centroid must still end up a finite, used vector.
     base = clustered(20, 4, seed=6)
@@ -62,6 +71,7 @@ def test_empty_clusters_are_reseeded(backend):
 
 
 def test_spherical_centroids_are_unit(backend):
+    """Catches a missing re-normalisation of spherical (inner-product) centroids."""
     xh = clustered(2000, 8, seed=8)
     res = kmeans(backend, backend.asarray(xh), 16, 5, np.random.default_rng(0), metric="ip", spherical=True)
     norms = np.linalg.norm(backend.to_numpy(res.centroids[0]), axis=1)

@@ -14,6 +14,7 @@ def _mse(be, pq, x):
 
 
 def test_shapes_and_dtypes(backend):
+    """Catches wrong shapes, dtypes or code ranges of codebooks and codes on any backend."""
     x = clustered(3000, 16)
     pq = ProductQuantizer(16, 4, nbits=6).fit(backend, backend.asarray(x), np.random.default_rng(0))
     assert pq.codebooks.shape == (4, 64, 4)
@@ -24,6 +25,7 @@ def test_shapes_and_dtypes(backend):
 
 
 def test_reconstruction_error_falls_as_m_grows(backend):
+    """Catches a broken sub-vector split or decode: finer quantizers must reconstruct better."""
     x = clustered(4000, 32, seed=1)
     errors = []
     for m in (2, 4, 8, 16):
@@ -34,6 +36,7 @@ def test_reconstruction_error_falls_as_m_grows(backend):
 
 
 def test_encode_picks_nearest_codeword(backend):
+    """Catches encoding against the wrong sub-space or codeword, against brute force."""
     x = clustered(2000, 8, seed=2)
     pq = ProductQuantizer(8, 2, nbits=4).fit(backend, backend.asarray(x), np.random.default_rng(0))
     cb = backend.to_numpy(pq.codebooks)
@@ -45,6 +48,7 @@ def test_encode_picks_nearest_codeword(backend):
 
 
 def test_inner_tables(backend):
+    """Catches a transposed or mis-split query table, against an einsum on the host."""
     x = clustered(1500, 8, seed=3)
     pq = ProductQuantizer(8, 4, nbits=4).fit(backend, backend.asarray(x), np.random.default_rng(0))
     q = x[:5]
@@ -71,6 +75,7 @@ def test_m_must_divide_d():
 
 
 def test_opq_lowers_quantization_error(backend):
+    """Catches a non-orthogonal or useless OPQ rotation (the SVD step included) on any backend."""
     from gpupq.opq import OPQ
 
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GpupqError
+from .threads import ThreadBudget
 
 Array = Any  # numpy.ndarray or cupy.ndarray, documented by shape and dtype where used
 
@@ -30,6 +31,19 @@ class Backend:
     #: how ``IVFPQIndex.search`` scans inverted lists here: "lists" (each list once for all
     #: queries probing it; few large host calls) or "padded" (fixed shapes, for the GPU).
     scan_strategy: str = "lists"
+    #: host threads for :meth:`map` (the estimate sets it from ``--threads``)
+    budget: ThreadBudget = ThreadBudget(1)
+
+    @property
+    def threads(self) -> int:
+        """How many pieces of independent work :meth:`map` runs at once."""
+        return self.budget.threads
+
+    def map(self, fn: Any, items: Any) -> list[Any]:
+        """[fn(item) for item in items], on up to :attr:`threads` host threads, results in
+        order. The pieces must write to disjoint outputs. The GPU backend runs them in turn:
+        its kernels are queued asynchronously, host threads add nothing."""
+        return self.budget.map(fn, items)
 
     def device_description(self) -> str:
         raise NotImplementedError
@@ -57,8 +71,8 @@ class Backend:
             return 4 << 30
 
     def argsort_stable(self, a: Array) -> Array:
-        """Stable argsort of a 1-D array: (n,) -> (n,) int64 (CuPy's sort is always stable and
-        takes no ``kind``)."""
+        """Stable argsort of a 1-D array: (n,) -> (n,) int64. ``cupy.argsort`` takes
+        ``kind="stable"`` too (any other kind raises; its sort is always stable)."""
         return self.xp.argsort(a, kind="stable")
 
     def work_bytes(self) -> int:
@@ -134,6 +148,13 @@ class CupyBackend(Backend):
         self.xp = cupy
         self._cupy = cupy
 
+    @property
+    def threads(self) -> int:
+        return 1
+
+    def map(self, fn: Any, items: Any) -> list[Any]:
+        return [fn(item) for item in items]
+
     def device_description(self) -> str:
         cp = self._cupy
         dev = cp.cuda.Device()
@@ -156,9 +177,6 @@ class CupyBackend(Backend):
         # Memory held by CuPy's pool is reusable by us.
         pool = self._cupy.get_default_memory_pool()
         return int(free + pool.free_bytes())
-
-    def argsort_stable(self, a: Array) -> Array:
-        return self.xp.argsort(a)
 
     def work_bytes(self) -> int:
         return int(min(self.free_memory() // 8, 2 << 30))

@@ -15,23 +15,85 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
 from .data import make_synthetic
 from .errors import GpupqError
-from .estimate import EstimateConfig, estimate
-from .formats import FORMATS, open_inputs
+from .estimate import MIN_TIMED_S, EstimateConfig, estimate
+from .formats import FORMATS, INFLATE_LIMIT_ENV, open_inputs, parse_size
 from .report import print_result, to_json
 
+try:  # typer 0.2x vendors its own click; older typer uses click itself
+    from typer import _click as click
+except ImportError:  # pragma: no cover - depends on the typer version installed
+    import click  # type: ignore[no-redef]
+
+
+class _OneLineError(click.exceptions.ClickException):
+    """A usage error shown as gpupq shows every error: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        err.print(f"error: {self.message}", markup=False, highlight=False, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """typer's group, with click's usage errors (a bad choice, a missing value, an unknown
+    option) turned into one line instead of a usage box."""
+
+    def _one_line(self, exc: Any, ctx: Any) -> _OneLineError:
+        message = exc.format_message().replace("Value error, ", "")
+        where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else ctx.command_path
+        return _OneLineError(f"{message} (see {where} --help)")
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # prints the help
+        except click.exceptions.UsageError as exc:
+            raise self._one_line(exc, click.Context(self, info_name=info_name)) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.exceptions.UsageError as exc:
+            raise self._one_line(exc, ctx) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help: flags show as flags (typer's rich help labels them "<bool>")
+    rich_markup_mode=None,
     help="Estimate what IVF-PQ compression does to your vectors: memory, recall@k and speed.",
 )
-out = Console()
-err = Console(stderr=True)
+# emoji=False: paths and messages are printed as they are (":x:" in a file name stays ":x:")
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"gpupq {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
+    """Estimate what IVF-PQ compression does to your vectors: memory, recall@k and speed."""
 
 
 class Metric(str, Enum):
@@ -55,6 +117,9 @@ class BackendChoice(str, Enum):
     numpy = "numpy"
     cupy = "cupy"
     all = "all"
+
+
+FormatChoice = Enum("FormatChoice", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
 
 
 def fail(message: str) -> None:
@@ -106,9 +171,20 @@ def estimate_cmd(
         Path | None,
         typer.Option("--data", help=f"vectors in any supported format, by extension: {', '.join(FORMATS)}"),
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="override the format the extension implies")] = None,
+    fmt: Annotated[
+        FormatChoice | None,
+        typer.Option("--format", case_sensitive=False, help="the format, when the extension does not say"),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="the array in an .npz, or dataset in an HDF5 file")] = None,
     column: Annotated[str | None, typer.Option("--column", help="the embedding column of a Parquet/Arrow file")] = None,
+    inflate_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--inflate-limit",
+            help="most a compressed .npz array or a Parquet/Arrow column may inflate to in a temporary file, "
+            f"e.g. 50GB (default ${INFLATE_LIMIT_ENV}, else 16GB; never past the free space)",
+        ),
+    ] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")] = False,
     n: Annotated[int, typer.Option("--n", help="synthetic: number of vectors")] = 10000,
     d: Annotated[int, typer.Option("--d", help="synthetic: dimensions")] = 64,
@@ -122,7 +198,7 @@ def estimate_cmd(
         RerankStoreChoice,
         typer.Option("--rerank-store", case_sensitive=False, help="precision of the vectors kept for re-ranking"),
     ] = RerankStoreChoice.fp32,
-    k: Annotated[int, typer.Option("-k", help="neighbours returned; recall@k")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="neighbours returned; recall@k")] = 10,
     queries: Annotated[
         int | None,
         typer.Option(
@@ -147,8 +223,19 @@ def estimate_cmd(
         VerifyChoice | None,
         typer.Option("--verify", case_sensitive=False, help="also build the same index with faiss-cpu, side by side"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed for data, split and training")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="seed for data, split and training (0 or more)")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="queries per search call")] = 1024,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="most host threads kept busy (default: the cores this process may use)"),
+    ] = None,
+    min_time: Annotated[
+        float | None,
+        typer.Option(
+            "--min-time",
+            help=f"seconds of runs each timed phase covers, the median run reported (default {MIN_TIMED_S:g})",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
@@ -156,11 +243,20 @@ def estimate_cmd(
     try:
         if sum((npy is not None, data is not None, synthetic)) != 1:
             fail("give exactly one of --data PATH, --npy PATH or --synthetic")
+        fmt_name = fmt.value if fmt is not None else None
         if npy is not None:  # pqtool.py's flag: always an .npy file
-            data, fmt = npy, "npy"
+            data, fmt_name = npy, "npy"
         metric_name = metric.value if metric is not None else None
+        if seed < 0:
+            fail(f"--seed must be 0 or more (got {seed})")
+        limit = None
+        if inflate_limit is not None:
+            try:
+                limit = parse_size(inflate_limit)
+            except GpupqError as exc:
+                fail(f"--inflate-limit {exc}")
         source = data if data is not None else make_synthetic(n, d, seed, metric_name or "l2")
-        inputs = open_inputs(source, fmt, name, column, metric_name, queries_file)
+        inputs = open_inputs(source, fmt_name, name, column, metric_name, queries_file, inflate_limit=limit)
         for note in inputs.notes:
             err.print(note, markup=False, highlight=False, soft_wrap=True)
         config = EstimateConfig(
@@ -176,6 +272,8 @@ def estimate_cmd(
             metric=inputs.dataset.metric,
             seed=seed,
             batch_size=batch_size,
+            threads=threads,
+            min_time=min_time,
         )
         config.check()
         with progress_reporter(not quiet) as progress:
@@ -198,6 +296,8 @@ def estimate_cmd(
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         raise typer.Exit(130) from None
+    for backend_name, why in result.skipped.items():
+        err.print(f"skipped backend {backend_name}: {why}", markup=False, highlight=False, soft_wrap=True)
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if json_out:

@@ -6,34 +6,47 @@ a notebook can inspect; nothing here prints.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .backends import Backend, get_backends
-from .data import Dataset, Split, hold_out, with_query_file
+from . import __version__, formats
+from .backends import Backend, cupy_status, get_backends
+from .data import METRICS, Dataset, Split, hold_out, with_query_file
 from .errors import GpupqError
 from .ivf import IVFPQIndex
 from .kmeans import MAX_POINTS_PER_CENTROID
 from .knn import exact_knn
-from .metrics import RECALL_DEFINITION, MemoryBill, Recall, memory_bill, recall_at_k
+from .metrics import RECALL_DEFINITION, TIE_EPS, GroundTruth, MemoryBill, Recall, memory_bill
 from .opq import OPQ_MAX_TRAIN
 from .pq import check_pq_params
 from .refine import STORES, RerankStore, rerank
+from .threads import ThreadBudget, blas_description, blas_threads, resolve_threads
 from .verify import FaissCheck, deploy_spec, faiss_check, import_faiss, outside_interval
 
 #: progress(phase, done, total): called as long phases advance.
 Progress = Callable[[str, int, int], None]
 
+#: Each timed phase is repeated until its runs cover this many seconds (a phase whose one run
+#: takes longer runs once) and reported as the median run, with the fastest and slowest beside.
+MIN_TIMED_S = 0.5
+#: ... but at most this many runs (a search of a few queries takes well under a millisecond).
+MAX_RUNS = 100
+
 
 @dataclass
 class EstimateConfig:
     """Index and evaluation settings. Defaults are ``pqtool.py``'s; nprobe 8 (FAISS's default
-    is 1, which rarely gives useful recall)."""
+    is 1, which rarely gives useful recall).
+
+    metric: None takes the dataset's (``load_vectors(path, metric="cosine")`` then estimates
+    cosine). threads: the most host threads kept busy, None for every core this process may use.
+    min_time: seconds of runs each timed phase covers (None: :data:`MIN_TIMED_S`; 0: one run).
+    """
 
     m: int = 16
     nlist: int = 128
@@ -44,13 +57,21 @@ class EstimateConfig:
     rerank_store: str = "fp32"
     opq: bool = False
     queries: int = 100
-    metric: str = "l2"
+    metric: str | None = None
     seed: int = 0
     batch_size: int = 1024
+    threads: int | None = None
+    min_time: float | None = None
 
     def check(self) -> None:
-        if self.metric not in ("l2", "ip", "cosine"):
-            raise GpupqError(f"--metric {self.metric!r} is not one of l2, ip, cosine")
+        if self.metric is not None and self.metric not in METRICS:
+            raise GpupqError(f"--metric {self.metric!r} is not one of {', '.join(METRICS)}")
+        if self.seed < 0:
+            raise GpupqError(f"--seed must be 0 or more (got {self.seed})")
+        if self.threads is not None and self.threads < 1:
+            raise GpupqError(f"--threads must be at least 1 (got {self.threads})")
+        if self.min_time is not None and not 0 <= self.min_time <= 600:
+            raise GpupqError(f"--min-time must be between 0 and 600 seconds (got {self.min_time})")
         if self.nlist < 1:
             raise GpupqError(f"--nlist must be at least 1 (got {self.nlist})")
         if not 1 <= self.nprobe <= self.nlist:
@@ -66,8 +87,24 @@ class EstimateConfig:
 
 
 @dataclass
+class Runs:
+    """The wall-clock seconds of each run of one timed phase (device synchronised around each)."""
+
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def to_dict(self) -> dict[str, float | int]:
+        seconds = self.seconds
+        return {"runs": len(seconds), "median_s": self.median, "min_s": min(seconds), "max_s": max(seconds)}
+
+
+@dataclass
 class Timings:
-    """Wall-clock seconds per phase on one backend (device synchronised before each clock read)."""
+    """Seconds per phase on one backend: the median of repeated runs (see :data:`MIN_TIMED_S`),
+    and the rates they give; ``runs`` has each phase's run count, fastest and slowest run."""
 
     ground_truth_s: float | None  # None when the input file stored the ground truth
     train_s: float
@@ -78,6 +115,19 @@ class Timings:
     search_queries_per_s: float
     search_rerank_queries_per_s: float | None
     batch_size: int
+    runs: dict[str, Runs] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "runs"}
+        out["runs"] = {phase: r.to_dict() for phase, r in self.runs.items()}
+        return out
+
+    def rate_range(self, phase: str, work: int) -> tuple[float, float] | None:
+        """(slowest, fastest) rate of a phase over its runs: work / seconds."""
+        r = self.runs.get(phase)
+        if r is None:
+            return None
+        return work / max(r.seconds), work / max(min(r.seconds), 1e-12)
 
 
 @dataclass
@@ -109,7 +159,7 @@ class BackendResult:
                 "vectors_scanned_fraction": self.vectors_scanned_fraction,
                 "vectors_scanned_per_query": self.vectors_scanned_per_query,
             },
-            "timings": asdict(self.timings),
+            "timings": self.timings.to_dict(),
             "train_points": {
                 "coarse": self.train_points_coarse,
                 "pq": self.train_points_pq,
@@ -134,6 +184,13 @@ class EstimateResult:
     faiss: FaissCheck | None = None
     warnings: list[str] = field(default_factory=list)
     recall_definition: str = RECALL_DEFINITION
+    #: queries whose k-th true neighbour is tied with the (k+1)-th (duplicates), or None when the
+    #: stored ground truth holds only k neighbours and cannot tell
+    tied_queries: int | None = None
+    threads: int = 1  # host threads the estimate kept busy at most
+    blas: str = ""  # numpy's BLAS library
+    #: backends ``--backend all`` could not run here, and why
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def _verify_dict(self) -> dict[str, Any] | None:
         """The faiss-cpu check beside the first backend's figures, or None without one."""
@@ -167,6 +224,10 @@ class EstimateResult:
             },
             "params": asdict(self.config),
             "recall_definition": self.recall_definition,
+            "tied_queries": self.tied_queries,
+            "threads": self.threads,
+            "blas": self.blas,
+            "skipped_backends": dict(self.skipped),
             "results": [r.to_dict() for r in self.results],
             "deploy": self.deploy,
             "verify": self._verify_dict(),
@@ -198,7 +259,7 @@ def estimate(
     progress: Progress | None = None,
     queries: Dataset | None = None,
     verify: str | None = None,
-    ground_truth: np.ndarray | None = None,
+    ground_truth: Any = None,
     ground_truth_source: str | None = None,
 ) -> EstimateResult:
     """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
@@ -206,8 +267,9 @@ def estimate(
     Queries are ``config.queries`` rows held out of the dataset, or, given ``queries``, the first
     ``config.queries`` rows of that separate set (then the whole dataset is the base).
     ``verify="faiss"`` also builds the same index with faiss-cpu and measures it side by side.
-    ``ground_truth`` (nq, K) int64: the queries' exact neighbours as base row numbers (as an
-    ann-benchmarks file stores them), used instead of computing them.
+    ``ground_truth`` (nq, K) integer array-like (an HDF5 dataset is read only as far as used):
+    the queries' exact neighbours as base row numbers (as an ann-benchmarks file stores them),
+    used instead of computing them.
     """
     if verify not in (None, "faiss"):
         raise GpupqError(f"--verify {verify!r}: only faiss is supported")
@@ -215,9 +277,14 @@ def estimate(
         import_faiss()  # fail before the long part, not after it
     config = config or EstimateConfig()
     config.check()
+    config = replace(config, metric=_agreed_metric(dataset, config.metric))
     check_pq_params(dataset.d, config.m, config.nbits)
+    skipped: dict[str, str] = {}
     if isinstance(backends, str):
+        if backends.lower() == "all" and not cupy_status().usable:
+            skipped["cupy"] = cupy_status().reason
         backends = get_backends(backends)
+    threads = resolve_threads(config.threads)
     # The metric decides how rows are read (cosine normalises); the caller's object is untouched.
     dataset = Dataset(array=dataset.array, source=dataset.source, metric=config.metric)
     if queries is not None:
@@ -225,15 +292,13 @@ def estimate(
     else:
         split = hold_out(dataset, config.queries, config.seed)
     check_sizes(config, split.n_base)
-    dataset.validate()
     gt = None
     if ground_truth is not None:
         if queries is None:
             raise GpupqError("stored ground truth needs the queries it was computed for")
-        gt = np.asarray(ground_truth, dtype=np.int64)[: split.n_queries]
-        if gt.shape[1] < config.k:
-            raise GpupqError(f"-k {config.k} is more than the {gt.shape[1]} neighbours stored per query")
-        gt = gt[:, : config.k]
+        where = ground_truth_source or "the stored ground truth"
+        gt = formats.read_ground_truth(ground_truth, split.n_queries, config.k, split.n_base, where)
+    dataset.validate()  # the first read of the data: every setting was checked against its shape
 
     ksub = 1 << config.nbits
     n_coarse = min(split.n_base, MAX_POINTS_PER_CENTROID * config.nlist)
@@ -245,15 +310,39 @@ def estimate(
     store = RerankStore(config.rerank_store).fit(train_x)
 
     sizes = (n_coarse, n_pq, n_opq)
-    results = [_run_backend(be, dataset, split, train_x, sizes, store, config, progress, gt) for be in backends]
-    warnings = list(dict.fromkeys(w for r in results for w in r[1]))
-    check = None
-    if verify == "faiss":
-        if progress is not None:
-            progress("[faiss-cpu] verify", 0, 1)
-        check = faiss_check(dataset, split, train_x, results[0][2], config)
-        if progress is not None:
-            progress("[faiss-cpu] verify", 1, 1)
+    # The thread budget: BLAS at `threads` outside the backends' maps, and at 1 inside them,
+    # where `threads` workers share the pieces; never more busy threads than asked for.
+    budget = ThreadBudget(threads)
+    previous = [be.budget for be in backends]
+    try:
+        with blas_threads(threads):
+            runs = []
+            for be in backends:
+                be.budget = budget
+                runs.append(_run_backend(be, dataset, split, train_x, sizes, store, config, progress, gt))
+            truth = runs[0].truth
+            check = None
+            if verify == "faiss":
+                if progress is not None:
+                    progress("[faiss-cpu] verify", 0, 1)
+                check = faiss_check(dataset, split, train_x, truth, config, threads)
+                if progress is not None:
+                    progress("[faiss-cpu] verify", 1, 1)
+    finally:
+        for be, old in zip(backends, previous, strict=True):
+            be.budget = old
+        budget.close()
+    warnings = list(dict.fromkeys(w for r in runs for w in r.warnings))
+    tied = truth.tied
+    tied_queries = int(tied.sum()) if tied is not None else None
+    if tied_queries:
+        first = runs[0].result
+        warnings.append(
+            f"{tied_queries} of {split.n_queries} queries have ties at the k-th exact neighbour (duplicate or "
+            f"equidistant vectors): recall counts any neighbour within the k-th distance (tolerance {TIE_EPS:g}); "
+            f"matched by id it would be {first.recall.by_id:.3f} raw"
+            + (f", {first.recall_rerank.by_id:.3f} re-ranked" if first.recall_rerank is not None else "")
+        )
     return EstimateResult(
         source=dataset.source,
         n=dataset.n,
@@ -264,19 +353,58 @@ def estimate(
         queries_source=split.query_source,
         ground_truth_source=ground_truth_source if gt is not None else None,
         config=config,
-        results=[r[0] for r in results],
+        results=[r.result for r in runs],
         deploy=deploy_spec(config, split.n_base),
         faiss=check,
         warnings=warnings,
+        tied_queries=tied_queries,
+        threads=threads,
+        blas=blas_description(),
+        skipped=skipped,
     )
 
 
-def _timed(be: Backend, fn: Callable[[], Any]) -> tuple[Any, float]:
-    be.synchronize()
-    t0 = time.perf_counter()
-    out = fn()
-    be.synchronize()
-    return out, time.perf_counter() - t0
+def _agreed_metric(dataset: Dataset, metric: str | None) -> str:
+    """The metric to estimate: the config's, else the dataset's; a dataset opened under ip or
+    cosine and a config naming another metric is a contradiction, refused."""
+    if metric is None:
+        return dataset.metric
+    if dataset.metric != "l2" and metric != dataset.metric:
+        raise GpupqError(
+            f"{dataset.source} was opened with metric {dataset.metric} but the estimate asks for {metric}; "
+            "give one metric (EstimateConfig(metric=None) takes the dataset's)"
+        )
+    return metric
+
+
+def _repeat(be: Backend, fns: dict[str, Callable[[], Any]], min_time: float) -> tuple[dict[str, Any], dict[str, Runs]]:
+    """Time each function in runs interleaved with the others (drifting machine load hits all
+    alike) until its runs cover ``min_time`` seconds or :data:`MAX_RUNS` runs.
+
+    Returns the result of each function's first run and its runs. The device is synchronised
+    before each clock read.
+    """
+    results: dict[str, Any] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while True:
+        pending = [n for n in fns if not times[n] or (sum(times[n]) < min_time and len(times[n]) < MAX_RUNS)]
+        if not pending:
+            break
+        for name in pending:
+            be.synchronize()
+            t0 = time.perf_counter()
+            out = fns[name]()
+            be.synchronize()
+            times[name].append(time.perf_counter() - t0)
+            results.setdefault(name, out)
+    return results, {name: Runs(t) for name, t in times.items()}
+
+
+@dataclass
+class _BackendRun:
+    result: BackendResult
+    warnings: list[str]
+    truth: GroundTruth
 
 
 def _run_backend(
@@ -289,11 +417,12 @@ def _run_backend(
     config: EstimateConfig,
     progress: Progress | None,
     stored_gt: np.ndarray | None,
-) -> tuple[BackendResult, list[str], np.ndarray]:
+) -> _BackendRun:
     xp = be.xp
     index_metric = "l2" if config.metric == "l2" else "ip"
     nb = split.n_base
     tag = f"[{be.name}] "
+    min_time = MIN_TIMED_S if config.min_time is None else config.min_time
 
     def report(phase: str, total: int) -> Callable[[int], None]:
         done = [0]
@@ -301,47 +430,53 @@ def _run_backend(
         def step(n: int) -> None:
             done[0] += n
             if progress is not None:
-                progress(tag + phase, done[0], total)
+                progress(tag + phase, min(done[0], total), total)
 
         step(0)
         return step
 
     queries = be.asarray(split.queries)
     nq = queries.shape[0]
+    runs: dict[str, Runs] = {}
 
-    # Ground truth: one pass over the base, unless the input file stores it.
-    t_gt: float | None = None
+    # Ground truth: one pass over the base, unless the input file stores it. k + 1 neighbours:
+    # the (k+1)-th tells whether the k-th is tied.
     if stored_gt is not None:
         gt_ids = stored_gt
     else:
         gt_step = report("ground truth", nb)
-        (_, gt_found), t_gt = _timed(
-            be, lambda: exact_knn(be, queries, split.iter_base(), config.k, index_metric, gt_step)
-        )
-        gt_ids = be.to_numpy(gt_found)
 
-    # Train from the same host sample and the same seed on every backend.
+        def ground_truth() -> Any:
+            return exact_knn(be, queries, split.iter_base(), config.k + 1, index_metric, gt_step)[1]
+
+        out, phase_runs = _repeat(be, {"ground_truth": ground_truth}, min_time)
+        gt_ids = be.to_numpy(out["ground_truth"])
+        runs.update(phase_runs)
+    truth = GroundTruth(split.queries, gt_ids, config.k, index_metric, dataset.rows)
+
+    # Train from the same host sample and the same seed on every backend (and in every run).
     index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric, opq=config.opq)
-    rng = np.random.default_rng(config.seed + 2)
     train_step = report("train", 1)
     n_coarse, n_pq, n_opq = sizes
 
     def train() -> None:
+        rng = np.random.default_rng(config.seed + 2)
         x_opq = be.asarray(train_x[:n_opq]) if n_opq else None
         index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng, x_opq)
+        train_step(1)
 
-    _, t_train = _timed(be, train)
-    train_step(1)
+    runs.update(_repeat(be, {"train": train}, min_time)[1])
 
     add_step = report("add", nb)
 
     def add_all() -> None:
+        _clear_lists(index)
         for ids, x in split.iter_base():
             index.add(be.asarray(x), be.asarray(ids))
             add_step(len(ids))
         index.build()
 
-    _, t_add = _timed(be, add_all)
+    runs.update(_repeat(be, {"add": add_all}, min_time)[1])
 
     def fetch(ids: np.ndarray) -> Any:
         """The stored vectors of ids, at the re-rank store's precision."""
@@ -360,20 +495,22 @@ def _run_backend(
 
     # One untimed call on a few queries first: the timings are of a warm index, as deployed.
     index.search(queries[: min(nq, 8)], config.k, config.nprobe)
-    search_step = report("search", 2 if config.rerank else 1)
-    (found, scanned), t_search = _timed(be, lambda: search_all(config.k, False))
-    search_step(1)
-    recall = recall_at_k(be.to_numpy(found), gt_ids, config.k)
-    recall_rr: Recall | None = None
-    t_rr: float | None = None
+    search_step = report("search", 1)
+    fns = {"search": lambda: search_all(config.k, False)}
     if config.rerank:
-        (found_rr, _), t_rr = _timed(be, lambda: search_all(config.rerank, True))
-        search_step(1)
-        recall_rr = recall_at_k(be.to_numpy(found_rr), gt_ids, config.k)
+        fns["search_rerank"] = lambda: search_all(config.rerank, True)
+    out, phase_runs = _repeat(be, fns, min_time)
+    runs.update(phase_runs)
+    search_step(1)
+    found, scanned = out["search"]
+    recall = truth.recall(be.to_numpy(found))
+    recall_rr = truth.recall(be.to_numpy(out["search_rerank"][0])) if config.rerank else None
 
+    med = {phase: r.median for phase, r in runs.items()}
+    t_add, t_search, t_rr = med["add"], med["search"], med.get("search_rerank")
     timings = Timings(
-        ground_truth_s=t_gt,
-        train_s=t_train,
+        ground_truth_s=med.get("ground_truth"),
+        train_s=med["train"],
         add_s=t_add,
         search_s=t_search,
         search_rerank_s=t_rr,
@@ -381,6 +518,7 @@ def _run_backend(
         search_queries_per_s=nq / t_search if t_search > 0 else float("inf"),
         search_rerank_queries_per_s=(nq / t_rr if t_rr else None),
         batch_size=min(config.batch_size, nq),
+        runs=runs,
     )
     rerank_bytes = store.nbytes(nb, dataset.d) if config.rerank else 0
     bill = memory_bill(nb, dataset.d, config.nlist, config.m, config.nbits, index_metric, rerank_bytes, config.opq)
@@ -399,4 +537,12 @@ def _run_backend(
         train_points_pq=n_pq,
         train_points_opq=n_opq,
     )
-    return result, index.warnings, gt_ids
+    return _BackendRun(result=result, warnings=list(index.warnings), truth=truth)
+
+
+def _clear_lists(index: IVFPQIndex) -> None:
+    """Empty the inverted lists, keeping the trained quantizers (each timed add starts afresh)."""
+    index._pending = []
+    index.codes = index.ids = index.offsets = None
+    index.list_sizes = index._offsets_host = None
+    index._base_cache = None

@@ -82,13 +82,16 @@ def assign(
     xp = be.xp
     nb, n, _ = x.shape
     k = centroids.shape[1]
-    targets = score_operands(be, centroids, metric)
+    targets_t = xp.transpose(score_operands(be, centroids, metric), (0, 2, 1))  # (B, d + 1, k)
     step = max(1, be.block_bytes() // (4 * nb * max(k, 1)))
+    # at least one block per thread: the blocks are independent and run on the thread budget
+    step = min(step, -(-n // be.threads)) if n else step
     labels = xp.empty((nb, n), dtype=xp.int64)
     score = xp.empty((nb, n), dtype=xp.float32) if with_score else None
-    for start in range(0, n, step):
+
+    def block(start: int) -> None:
         stop = min(n, start + step)
-        dots = xp.matmul(with_ones(be, x[:, start:stop]), xp.transpose(targets, (0, 2, 1)))  # (B, s, k)
+        dots = xp.matmul(with_ones(be, x[:, start:stop]), targets_t)  # (B, s, k)
         lab = xp.argmin(dots, axis=2)
         labels[:, start:stop] = lab
         if score is not None:
@@ -98,6 +101,8 @@ def assign(
                 norms = x_norms[:, start:stop] if x_norms is not None else sq_norms(be, x[:, start:stop])
                 best = xp.maximum(best + norms, 0.0)
             score[:, start:stop] = best
+
+    be.map(block, range(0, n, step))
     return labels, score
 
 

@@ -36,14 +36,21 @@ def exact_knn(
     # Score blocks of about block_bytes: cache-sized on a CPU, so the merge reads what the GEMM
     # just wrote; queries are split too when there are very many.
     q_step = max(1, be.work_bytes() // (4 * 4096))
+    # at least one group of queries per thread: each group's rows of the running top-k are its
+    # own, so the groups run on the thread budget without sharing anything they write
+    q_step = min(q_step, -(-nq // be.threads))
     col_step = max(8 * _BLOCK, be.block_bytes() // (4 * min(nq, q_step)))
     for ids, x in base_chunks:
         targets = score_operands(be, be.asarray(x)[None], metric)[0].T  # (d + 1, b), a view
         ids_d = be.asarray(ids)
-        for c in range(0, targets.shape[1], col_step):
-            for s in range(0, nq, q_step):
-                score = q_aug[s : s + q_step] @ targets[:, c : c + col_step]  # ‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩
-                _merge(be, best_d[s : s + q_step], best_i[s : s + q_step], score, ids_d[c : c + col_step], k)
+
+        def group(s: int, targets: Array = targets, ids_d: Array = ids_d) -> None:
+            rows = slice(s, s + q_step)
+            for c in range(0, targets.shape[1], col_step):
+                score = q_aug[rows] @ targets[:, c : c + col_step]  # ‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩
+                _merge(be, best_d[rows], best_i[rows], score, ids_d[c : c + col_step], k)
+
+        be.map(group, range(0, nq, q_step))
         if progress is not None:
             progress(len(ids))
     if metric == "l2":

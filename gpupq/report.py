@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .estimate import EstimateResult
+from .estimate import EstimateResult, Timings
 from .metrics import Recall
 from .verify import outside_interval
 
@@ -41,6 +41,46 @@ def _recall_cell(r: Recall | None) -> str:
     return f"{r.mean:.3f}  [{r.ci95_low:.3f}, {r.ci95_high:.3f}]"
 
 
+def _by_id_differs(recalls: list[Recall | None]) -> bool:
+    """Is the id-intersection figure worth showing beside any of these (it differs when ties
+    make the exact top-k ambiguous)?"""
+    return any(r is not None and r.by_id is not None and abs(r.by_id - r.mean) >= 5e-4 for r in recalls)
+
+
+def _by_id_cell(r: Recall | None) -> str:
+    return "-" if r is None or r.by_id is None else f"{r.by_id:.3f}"
+
+
+def _seconds_cell(timings: Timings, phase: str, seconds: float | None) -> str:
+    """The median run, with the fastest and slowest and how many runs it is the median of."""
+    if seconds is None:
+        return "-"
+    runs = timings.runs.get(phase)
+    if runs is None or len(runs.seconds) < 2:
+        return f"{seconds:.3f} s (1 run)"
+    return f"{seconds:.3f} s ({min(runs.seconds):.3f}–{max(runs.seconds):.3f}, {len(runs.seconds)} runs)"
+
+
+def _rate_cell(timings: Timings, phase: str, rate: float | None, work: int, unit: str) -> str:
+    """A rate from the median run, with the range over runs."""
+    if rate is None:
+        return "-"
+    span = timings.rate_range(phase, work)
+    if span is None or len(timings.runs[phase].seconds) < 2:
+        return f"{human_rate(rate, unit)} (1 run)"
+    slow, fast = span
+    n = len(timings.runs[phase].seconds)
+    return f"{human_rate(rate, unit)} ({_compact(slow)}–{_compact(fast)}, {n} runs)"
+
+
+def _compact(x: float) -> str:
+    """3 significant figures with a k/M/G suffix: 25.1k."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
 def _ratio(full: int, part: int) -> str:
     if not part:
         return "-"
@@ -66,11 +106,15 @@ def render(result: EstimateResult) -> Group:
     for r in backends:
         recall.add_column(escape(r.backend), justify="right")
     recall.add_row(f"raw (PQ distances, top {cfg.k})", *[_recall_cell(r.recall) for r in backends])
+    if _by_id_differs([r.recall for r in backends]):
+        recall.add_row("  matched by id", *[_by_id_cell(r.recall) for r in backends])
     if cfg.rerank:
         recall.add_row(
             f"+ re-rank of top {cfg.rerank} ({cfg.rerank_store} vectors)",
             *[_recall_cell(r.recall_rerank) for r in backends],
         )
+        if _by_id_differs([r.recall_rerank for r in backends]):
+            recall.add_row("  matched by id", *[_by_id_cell(r.recall_rerank) for r in backends])
 
     mem = backends[0].memory  # the same index layout on every backend
     memory = Table(title="Memory", title_justify="left")
@@ -110,31 +154,44 @@ def render(result: EstimateResult) -> Group:
     speed.add_row(
         "ground truth",
         *[
-            f"{r.timings.ground_truth_s:.3f} s" if r.timings.ground_truth_s is not None else "from file"
+            _seconds_cell(r.timings, "ground_truth", r.timings.ground_truth_s)
+            if r.timings.ground_truth_s is not None
+            else "from file"
             for r in backends
         ],
     )
     speed.add_row(
         f"train ({backends[0].train_points_coarse:,} + {backends[0].train_points_pq:,} pts)",
-        *[f"{r.timings.train_s:.3f} s" for r in backends],
+        *[_seconds_cell(r.timings, "train", r.timings.train_s) for r in backends],
     )
+    speed.add_row("add", *[_seconds_cell(r.timings, "add", r.timings.add_s) for r in backends])
     speed.add_row(
-        "add",
-        *[f"{r.timings.add_s:.3f} s ({human_rate(r.timings.add_vectors_per_s, 'vec/s')})" for r in backends],
+        "add rate",
+        *[_rate_cell(r.timings, "add", r.timings.add_vectors_per_s, result.n_base, "vec/s") for r in backends],
     )
     speed.add_row(
         f"search (batch {backends[0].timings.batch_size})",
-        *[human_rate(r.timings.search_queries_per_s, "q/s") for r in backends],
+        *[_rate_cell(r.timings, "search", r.timings.search_queries_per_s, result.n_queries, "q/s") for r in backends],
     )
     if cfg.rerank:
         speed.add_row(
             f"search + re-rank {cfg.rerank}",
-            *[human_rate(r.timings.search_rerank_queries_per_s, "q/s") for r in backends],
+            *[
+                _rate_cell(r.timings, "search_rerank", r.timings.search_rerank_queries_per_s, result.n_queries, "q/s")
+                for r in backends
+            ],
         )
+    speed.caption = (
+        f"median run of each phase; host: up to {result.threads} thread{'s' if result.threads != 1 else ''}, "
+        f"numpy BLAS {result.blas}"
+    )
+    speed.caption_justify = "left"
     parts: list[Any] = [title, recall, memory, speed]
     if result.faiss is not None:
         parts.append(_faiss_table(result))
     parts.append(_deploy_text(result.deploy))
+    if result.warnings:
+        parts.append(Text("Warnings\n" + "\n".join(f"- {w}" for w in result.warnings), style="yellow"))
     parts.append(Text(f"recall: {result.recall_definition}", style="dim"))
     return Group(*parts)
 

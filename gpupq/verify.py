@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import GpupqError
-from .metrics import Recall, recall_at_k
+from .metrics import GroundTruth, Recall
 
 if TYPE_CHECKING:
     from .data import Dataset, Split
@@ -106,15 +106,17 @@ def import_faiss() -> Any:
 
 
 def faiss_check(
-    dataset: Dataset, split: Split, train_x: np.ndarray, gt_ids: np.ndarray, config: EstimateConfig
+    dataset: Dataset, split: Split, train_x: np.ndarray, truth: GroundTruth, config: EstimateConfig, threads: int
 ) -> FaissCheck:
     """Build, train, fill and search the FAISS index the estimate describes.
 
     dataset/split: the same base and queries (rows already normalised under cosine);
     train_x: (n_train, d) float32, the estimate's training sample (FAISS subsamples it to the
-    same caps); gt_ids: (nq, k) int64 exact neighbours, as row numbers.
+    same caps); truth: the exact neighbours gpupq's recall was scored against, so both sides are
+    scored by the same rule; threads: FAISS's OpenMP threads, gpupq's budget.
     """
     faiss = import_faiss()
+    faiss.omp_set_num_threads(threads)
     d = dataset.d
     metric = faiss.METRIC_L2 if config.metric == "l2" else faiss.METRIC_INNER_PRODUCT
     # The rows are already normalised under cosine, so no L2norm stage is needed here.
@@ -147,12 +149,12 @@ def faiss_check(
         return np.where(pos >= 0, row_of[np.maximum(pos, 0)], -1), seconds
 
     found, search_s = search(base)
-    recall = recall_at_k(found, gt_ids, config.k)
+    recall = truth.recall(found)
     recall_rr, rr_qps = None, None
     if refine is not None:
         index.k_factor = config.rerank / config.k
         found_rr, rr_s = search(index)
-        recall_rr = recall_at_k(found_rr, gt_ids, config.k)
+        recall_rr = truth.recall(found_rr)
         rr_qps = nq / rr_s if rr_s > 0 else float("inf")
     return FaissCheck(
         faiss_version=str(faiss.__version__),

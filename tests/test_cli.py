@@ -163,3 +163,100 @@ def test_rerank_store_shrinks_the_bill():
         assert out["params"]["rerank_store"] == store
         sizes[store] = out["results"][0]["memory"]["rerank_store"]
     assert sizes == {"fp32": 2960 * 16 * 4, "fp16": 2960 * 16 * 2, "sq8": 2960 * 16 + 2 * 16 * 4}
+
+
+# ---------------------------------------------------------------------------- the CLI as a user meets it
+
+
+def test_version():
+    import gpupq
+
+    res = run("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"gpupq {gpupq.__version__}"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--metric", "foo"], "Invalid value for '--metric': 'foo' is not one of 'l2', 'ip', 'cosine'"),
+        (["--format", "csv"], "Invalid value for '--format'"),
+        (["--nope"], "No such option: --nope"),
+        (["--n", "many"], "Invalid value for '--n'"),
+        (["--m"], "Option '--m' requires an argument"),
+        (["--seed", "-1"], "--seed must be 0 or more (got -1)"),
+        (["--threads", "0"], "--threads must be at least 1 (got 0)"),
+        (["--inflate-limit", "12XB"], "--inflate-limit '12XB' is not a size"),
+    ],
+)
+def test_usage_errors_are_one_line(args, message):
+    """typer's own errors (a bad choice, an unknown option, a missing value) get the same one
+    line and exit code 2 as gpupq's, not a usage box."""
+    res = run("estimate", "--synthetic", *args)
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
+    assert res.stdout == ""
+
+
+def test_unknown_command_is_one_line():
+    res = run("estimat")
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "No such command 'estimat'" in res.stderr
+
+
+def test_help_shows_flags_as_flags_and_format_choices():
+    res = run("estimate", "--help")
+    assert res.exit_code == 0
+    assert "<bool>" not in res.stdout  # --synthetic, --json, --opq, -q take no value
+    assert "-k, --k" in res.stdout
+    assert "npy|npz|fvecs" in res.stdout  # --format lists its choices
+    assert "--threads" in res.stdout and "--min-time" in res.stdout
+
+
+def test_long_k_option():
+    res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", *FAST, "--k", "5", "--rerank", "0", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["params"]["k"] == 5
+
+
+@pytest.mark.skipif(cupy_status().usable, reason="a GPU is present: nothing is skipped")
+def test_backend_all_says_what_it_skipped():
+    res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", *FAST, "--backend", "all", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert "skipped backend cupy: " in res.stderr
+    out = json.loads(res.stdout)
+    assert [r["backend"] for r in out["results"]] == ["numpy"]
+    assert set(out["skipped_backends"]) == {"cupy"}
+
+
+def test_warnings_in_the_table_too():
+    """Warnings reach a user reading the table, not only stderr."""
+    res = run("estimate", "--synthetic", "--n", "3000", "--d", "16", "--m", "4", "--nlist", "16", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert "39 per centroid" in res.stderr  # PQ training: 2,900 points for 256 centroids
+    assert "Warnings" in res.stdout and "39 per centroid" in res.stdout
+
+
+def test_user_text_is_printed_literally(tmp_path):
+    """A path with rich markup or emoji codes in it is shown as it is, in errors and tables."""
+    odd = tmp_path / ":x: [bold]:train:"
+    odd.mkdir()
+    path = odd / "v.npy"
+    res = run("estimate", "--npy", str(path), "-q")
+    assert res.exit_code == 2 and f"{path}: no such file" in res.stderr
+    np.save(path, clustered(3000, 16))
+    res = run("estimate", "--npy", str(path), *FAST)
+    assert res.exit_code == 0, res.stderr
+    assert str(path) in res.stdout.replace("\n", "")
+    assert "❌" not in res.stdout + res.stderr and "🚆" not in res.stdout + res.stderr
+
+
+def test_inflate_limit_option(tmp_path):
+    """--inflate-limit bounds what a compressed .npz may inflate to, and says how to raise it."""
+    path = tmp_path / "x.npz"
+    np.savez_compressed(path, emb=clustered(3000, 16))  # 192 kB of float32 inflated
+    res = run("estimate", "--data", str(path), *FAST, "--inflate-limit", "100kB")
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--inflate-limit" in res.stderr
+    res = run("estimate", "--data", str(path), *FAST, "--inflate-limit", "1MB", "--json")
+    assert res.exit_code == 0, res.stderr

@@ -1,3 +1,6 @@
+import importlib
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,8 @@ SMALL = dict(m=8, nlist=32, nprobe=4, nbits=6, k=10, rerank=40, queries=60)
 
 
 def test_result_is_complete_and_consistent(backend):
+    """Every field of the result on every backend, against values worked out by hand (code
+    sizes, counts, the bill's sums): catches a field left out, mislabelled or mis-summed."""
     ds = gpupq.make_synthetic(6000, 32, seed=1)
     res = gpupq.estimate(ds, gpupq.EstimateConfig(**SMALL), backends=[backend])
     assert (res.n, res.d, res.n_base, res.n_queries) == (6000, 32, 5940, 60)
@@ -35,11 +40,12 @@ def test_result_is_complete_and_consistent(backend):
     assert t.search_queries_per_s == pytest.approx(60 / t.search_s)
 
 
-def test_backends_agree_with_numpy(backend):
-    """Every backend reaches the recall numpy reaches on the same data and split."""
+def test_backends_agree_with_numpy(other_backend):
+    """Every other backend reaches the recall numpy reaches on the same data and split: catches
+    a backend-specific bug anywhere in the pipeline (scan strategy, CuPy class, chunking)."""
     ds = gpupq.make_synthetic(8000, 32, seed=2)
     cfg = gpupq.EstimateConfig(**{**SMALL, "queries": 200})
-    ours = gpupq.estimate(ds, cfg, backends=[backend]).results[0]
+    ours = gpupq.estimate(ds, cfg, backends=[other_backend]).results[0]
     ref = gpupq.estimate(ds, cfg, backends="numpy").results[0]
     assert abs(ours.recall.mean - ref.recall.mean) <= 0.03
     assert abs(ours.recall_rerank.mean - ref.recall_rerank.mean) <= 0.03
@@ -127,3 +133,125 @@ def test_chunk_size_does_not_change_the_estimate(tmp_path, monkeypatch):
     assert chunked.recall.mean == whole.recall.mean
     assert chunked.recall_rerank.mean == whole.recall_rerank.mean
     assert chunked.vectors_scanned_per_query == whole.vectors_scanned_per_query
+
+
+# ---------------------------------------------------------------------------- ties
+
+
+def _duplicated(distinct: int, copies: int, d: int = 16) -> Dataset:
+    """``distinct`` clustered vectors, each repeated ``copies`` times (rows shuffled)."""
+    x = np.repeat(clustered(distinct, d, seed=12, centres=8), copies, axis=0)
+    return Dataset(x[np.random.default_rng(0).permutation(len(x))], "duplicated")
+
+
+def test_duplicates_do_not_punish_a_right_answer():
+    """30 distinct vectors × 100 copies: every query's 10 nearest are copies of one vector, and
+    which copies the ground truth lists is arbitrary. Recall by distance sees the right answer;
+    by id it would be near 0.1. The ties are counted and warned about, with the id figure."""
+    ds = _duplicated(30, 100)
+    cfg = gpupq.EstimateConfig(m=4, nlist=8, nprobe=2, nbits=4, k=10, rerank=200, queries=50)
+    res = gpupq.estimate(ds, cfg, "numpy")
+    r = res.results[0]
+    assert r.recall_rerank.mean == 1.0 and r.recall_rerank.by_id < 0.5
+    assert r.recall.mean >= 0.9 and r.recall.by_id < 0.5
+    assert res.tied_queries == 50
+    assert any("50 of 50 queries have ties" in w and "by id" in w for w in res.warnings)
+    assert res.to_dict()["tied_queries"] == 50
+
+
+def test_identical_vectors_give_full_recall():
+    """3,000 copies of one vector: every neighbour is exact, so recall is 1.0 raw and re-ranked."""
+    x = np.tile(clustered(1, 8, seed=3), (3000, 1))
+    cfg = gpupq.EstimateConfig(m=2, nlist=4, nprobe=1, nbits=4, k=10, rerank=20, queries=20)
+    res = gpupq.estimate(Dataset(x, "same"), cfg, "numpy")
+    r = res.results[0]
+    assert (r.recall.mean, r.recall_rerank.mean) == (1.0, 1.0)
+    assert res.tied_queries == 20
+
+
+def test_no_ties_no_warning_and_id_recall_agrees():
+    """On clustered data without duplicates, the two measures agree and nothing is warned."""
+    res = gpupq.estimate(gpupq.make_synthetic(6000, 32, seed=1), gpupq.EstimateConfig(**SMALL), "numpy")
+    r = res.results[0]
+    assert res.tied_queries == 0
+    assert not any("ties" in w for w in res.warnings)
+    assert r.recall.by_id == pytest.approx(r.recall.mean, abs=0.01)
+
+
+# ---------------------------------------------------------------------------- metric agreement
+
+
+def test_dataset_metric_is_used_when_the_config_names_none(tmp_path):
+    """load_vectors(path, metric="cosine") with a default EstimateConfig estimates cosine."""
+    path = tmp_path / "x.npy"
+    np.save(path, clustered(3000, 16, seed=5))
+    res = gpupq.estimate(gpupq.load_vectors(path, metric="cosine"), gpupq.EstimateConfig(**{**SMALL, "m": 4}), "numpy")
+    assert res.config.metric == "cosine" and res.to_dict()["params"]["metric"] == "cosine"
+    assert res.results[0].memory.precomputed_table == 0  # an inner-product index
+    assert res.deploy["faiss_index_factory"].startswith("L2norm,")
+
+
+def test_contradicting_metrics_are_refused(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, clustered(3000, 16, seed=5))
+    with pytest.raises(GpupqError, match="opened with metric cosine but the estimate asks for l2"):
+        gpupq.estimate(gpupq.load_vectors(path, metric="cosine"), gpupq.EstimateConfig(metric="l2"), "numpy")
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(seed=-1), "--seed must be 0 or more"),
+        (dict(threads=0), "--threads must be at least 1"),
+        (dict(min_time=-1.0), "--min-time must be between 0 and 600"),
+    ],
+)
+def test_bad_run_settings(change, message):
+    with pytest.raises(GpupqError, match=message):
+        gpupq.estimate(gpupq.make_synthetic(3000, 32), gpupq.EstimateConfig(**{**SMALL, **change}), "numpy")
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def test_phases_are_repeated_and_reported_as_medians():
+    """With min_time > 0 the short phases run several times; each figure is the median run, lies
+    between the fastest and slowest, and the runs are in the JSON."""
+    res = gpupq.estimate(
+        gpupq.make_synthetic(3000, 16), gpupq.EstimateConfig(**{**SMALL, "m": 4, "min_time": 0.05}), "numpy"
+    )
+    t = res.results[0].timings
+    for phase, seconds in (
+        ("ground_truth", t.ground_truth_s),
+        ("train", t.train_s),
+        ("add", t.add_s),
+        ("search", t.search_s),
+        ("search_rerank", t.search_rerank_s),
+    ):
+        runs = t.runs[phase].seconds
+        assert sum(runs) >= 0.05 or len(runs) == importlib.import_module("gpupq.estimate").MAX_RUNS, phase
+        assert min(runs) <= seconds <= max(runs)
+        assert seconds == pytest.approx(float(np.median(runs)))
+    assert len(t.runs["search"].seconds) > 1
+    out = res.to_dict()["results"][0]["timings"]["runs"]
+    assert set(out) == {"ground_truth", "train", "add", "search", "search_rerank"}
+    assert out["search"]["runs"] == len(t.runs["search"].seconds)
+
+
+def test_repeated_runs_do_not_change_the_figures():
+    """Timing repeats re-run the same work: recall, memory and scanned counts are those of one run."""
+    cfg = gpupq.EstimateConfig(**{**SMALL, "m": 4})
+    one = gpupq.estimate(gpupq.make_synthetic(3000, 16), cfg, "numpy").results[0]
+    many = gpupq.estimate(gpupq.make_synthetic(3000, 16), replace(cfg, min_time=0.05), "numpy").results[0]
+    assert (one.recall, one.recall_rerank) == (many.recall, many.recall_rerank)
+    assert one.vectors_scanned_per_query == many.vectors_scanned_per_query
+    assert len(many.timings.runs["add"].seconds) > 1
+
+
+def test_threads_and_blas_are_reported():
+    cfg = gpupq.EstimateConfig(**{**SMALL, "m": 4, "threads": 1})
+    res = gpupq.estimate(gpupq.make_synthetic(3000, 16), cfg, "numpy")
+    assert res.threads == 1
+    d = res.to_dict()
+    assert d["threads"] == 1 and d["params"]["threads"] == 1
+    assert d["blas"] and "unknown" not in d["blas"]

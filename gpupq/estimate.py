@@ -310,28 +310,31 @@ def estimate(
     store = RerankStore(config.rerank_store).fit(train_x)
 
     sizes = (n_coarse, n_pq, n_opq)
-    # The thread budget: BLAS at `threads` outside the backends' maps, and at 1 inside them,
-    # where `threads` workers share the pieces; never more busy threads than asked for.
+    # The thread budget: the backends' coarse-grained work (k-means blocks, groups of queries)
+    # runs on `threads` pool threads, and every BLAS call is single-threaded, so no more than
+    # `threads` threads are ever busy. Measured (benchmarks/bench_load.py): as fast alone as
+    # numpy's own BLAS threads or faster, and beside busy processes the slowdown follows the
+    # share of the cores left instead of multiplying.
     budget = ThreadBudget(threads)
     previous = [be.budget for be in backends]
     try:
-        with blas_threads(threads):
+        with blas_threads(1):
             runs = []
             for be in backends:
                 be.budget = budget
                 runs.append(_run_backend(be, dataset, split, train_x, sizes, store, config, progress, gt))
-            truth = runs[0].truth
-            check = None
-            if verify == "faiss":
-                if progress is not None:
-                    progress("[faiss-cpu] verify", 0, 1)
-                check = faiss_check(dataset, split, train_x, truth, config, threads)
-                if progress is not None:
-                    progress("[faiss-cpu] verify", 1, 1)
     finally:
         for be, old in zip(backends, previous, strict=True):
             be.budget = old
         budget.close()
+    truth = runs[0].truth
+    check = None
+    if verify == "faiss":  # FAISS as it runs by default, on `threads` OpenMP threads
+        if progress is not None:
+            progress("[faiss-cpu] verify", 0, 1)
+        check = faiss_check(dataset, split, train_x, truth, config, threads)
+        if progress is not None:
+            progress("[faiss-cpu] verify", 1, 1)
     warnings = list(dict.fromkeys(w for r in runs for w in r.warnings))
     tied = truth.tied
     tied_queries = int(tied.sum()) if tied is not None else None
@@ -470,7 +473,7 @@ def _run_backend(
     add_step = report("add", nb)
 
     def add_all() -> None:
-        _clear_lists(index)
+        index.reset()  # every run adds the whole base to empty lists
         for ids, x in split.iter_base():
             index.add(be.asarray(x), be.asarray(ids))
             add_step(len(ids))
@@ -539,10 +542,3 @@ def _run_backend(
     )
     return _BackendRun(result=result, warnings=list(index.warnings), truth=truth)
 
-
-def _clear_lists(index: IVFPQIndex) -> None:
-    """Empty the inverted lists, keeping the trained quantizers (each timed add starts afresh)."""
-    index._pending = []
-    index.codes = index.ids = index.offsets = None
-    index.list_sizes = index._offsets_host = None
-    index._base_cache = None

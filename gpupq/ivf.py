@@ -153,6 +153,13 @@ class IVFPQIndex:
         codes = self.pq.encode(self.be, self.residuals(x, labels))
         self._pending.append((labels, codes, ids))
 
+    def reset(self) -> None:
+        """Empty the inverted lists, keeping what was trained (as FAISS ``Index.reset``)."""
+        self._pending = []
+        self.codes = self.ids = self.offsets = None
+        self.list_sizes = self._offsets_host = None
+        self._base_cache = None
+
     @property
     def ntotal(self) -> int:
         built = 0 if self.ids is None else int(self.ids.shape[0])

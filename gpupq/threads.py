@@ -2,9 +2,12 @@
 
 numpy's BLAS starts one thread per core for every product, however small, and its threads spin
 while they wait: beside a busy process they contend for the cores and a phase can take many
-times longer, while the same work pinned to one thread is barely slower on an idle machine. So
-gpupq owns the budget: ``--threads N`` (default: the cores this process may use) is the most
-threads it keeps busy, set on the BLAS for each phase through threadpoolctl.
+times longer (measured: k-means training 10x slower beside three busy processes on two cores).
+So gpupq owns the budget: ``--threads N`` (default: the cores this process may use) is the most
+threads it keeps busy. Independent pieces of work (blocks of points, groups of queries) run on a
+pool of N threads, each calling a single-threaded BLAS (set through threadpoolctl): a thread
+that loses its core to another process delays only the piece it holds, and the others take the
+rest.
 """
 
 from __future__ import annotations

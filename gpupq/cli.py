@@ -31,6 +31,11 @@ except ImportError:  # pragma: no cover - depends on the typer version installed
     import click  # type: ignore[no-redef]
 
 
+#: click 8.2+ signals "no arguments: show the help" with a UsageError subclass; that one must
+#: keep printing the help (click 8.1 prints it without an exception: nothing to catch)
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _OneLineError(click.exceptions.ClickException):
     """A usage error shown as gpupq shows every error: one line on stderr, exit code 2."""
 
@@ -46,13 +51,17 @@ class _Group(TyperGroup):
 
     def _one_line(self, exc: Any, ctx: Any) -> _OneLineError:
         message = exc.format_message().replace("Value error, ", "")
-        where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else ctx.command_path
+        if getattr(exc, "ctx", None) is not None:
+            where = exc.ctx.command_path
+        else:  # click 8.1 leaves ctx unset on some parse errors: name the subcommand being parsed
+            sub = getattr(ctx, "invoked_subcommand", None)
+            where = f"{ctx.command_path} {sub}" if sub else ctx.command_path
         return _OneLineError(f"{message} (see {where} --help)")
 
     def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
         try:
             return super().make_context(info_name, args, parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
+        except _NO_ARGS_IS_HELP:
             raise  # prints the help
         except click.exceptions.UsageError as exc:
             raise self._one_line(exc, click.Context(self, info_name=info_name)) from None
@@ -60,7 +69,7 @@ class _Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except click.exceptions.NoArgsIsHelpError:
+        except _NO_ARGS_IS_HELP:
             raise
         except click.exceptions.UsageError as exc:
             raise self._one_line(exc, ctx) from None

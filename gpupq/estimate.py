@@ -284,6 +284,8 @@ def estimate(
         if backends.lower() == "all" and not cupy_status().usable:
             skipped["cupy"] = cupy_status().reason
         backends = get_backends(backends)
+    if not backends:
+        raise GpupqError("no backend to run the estimate on")
     threads = resolve_threads(config.threads)
     # The metric decides how rows are read (cosine normalises); the caller's object is untouched.
     dataset = Dataset(array=dataset.array, source=dataset.source, metric=config.metric)

@@ -1008,7 +1008,8 @@ def _arrow_column(
         ctype = schema.field(index).type
         if column not in candidates:
             raise GpupqError(f"{path}: column {column!r} is {ctype}, not a list of numbers")
-        dtype = np.dtype(ctype.value_type.to_pandas_dtype())
+        # the numpy type of the values, without to_pandas_dtype (which needs pandas before pyarrow 17)
+        dtype = pa.array([], type=ctype.value_type).to_numpy(zero_copy_only=False).dtype
         fixed = pa.types.is_fixed_size_list(ctype)
         list_size = int(ctype.list_size) if fixed else None
     where = f"{path}:{column}"

@@ -6,8 +6,6 @@ a notebook can inspect; nothing here prints.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -26,17 +24,11 @@ from .opq import OPQ_MAX_TRAIN
 from .pq import check_pq_params
 from .refine import STORES, RerankStore, rerank
 from .threads import ThreadBudget, blas_description, blas_threads, resolve_threads
+from .timing import MIN_TIMED_S, Runs, repeat
 from .verify import FaissCheck, deploy_spec, faiss_check, import_faiss, outside_interval
 
 #: progress(phase, done, total): called as long phases advance.
 Progress = Callable[[str, int, int], None]
-
-#: Each timed phase is repeated until its runs cover this many seconds (a phase whose one run
-#: takes longer runs once) and reported as the median run, with the fastest and slowest beside.
-MIN_TIMED_S = 0.5
-#: ... but at most this many runs (a search of a few queries takes well under a millisecond).
-MAX_RUNS = 100
-
 
 @dataclass
 class EstimateConfig:
@@ -84,21 +76,6 @@ class EstimateConfig:
             raise GpupqError(f"--rerank-store {self.rerank_store!r} is not one of {', '.join(STORES)}")
         if self.batch_size < 1:
             raise GpupqError(f"--batch-size must be at least 1 (got {self.batch_size})")
-
-
-@dataclass
-class Runs:
-    """The wall-clock seconds of each run of one timed phase (device synchronised around each)."""
-
-    seconds: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    def to_dict(self) -> dict[str, float | int]:
-        seconds = self.seconds
-        return {"runs": len(seconds), "median_s": self.median, "min_s": min(seconds), "max_s": max(seconds)}
 
 
 @dataclass
@@ -334,7 +311,7 @@ def estimate(
     if verify == "faiss":  # FAISS as it runs by default, on `threads` OpenMP threads
         if progress is not None:
             progress("[faiss-cpu] verify", 0, 1)
-        check = faiss_check(dataset, split, train_x, truth, config, threads)
+        check = faiss_check(dataset, split, train_x, truth, config, threads, _min_time(config))
         if progress is not None:
             progress("[faiss-cpu] verify", 1, 1)
     warnings = list(dict.fromkeys(w for r in runs for w in r.warnings))
@@ -369,6 +346,11 @@ def estimate(
     )
 
 
+def _min_time(config: EstimateConfig) -> float:
+    """Seconds of runs each timed phase covers (read at run time: tests set it to 0)."""
+    return MIN_TIMED_S if config.min_time is None else config.min_time
+
+
 def _agreed_metric(dataset: Dataset, metric: str | None) -> str:
     """The metric to estimate: the config's, else the dataset's; a dataset opened under ip or
     cosine and a config naming another metric is a contradiction, refused."""
@@ -380,29 +362,6 @@ def _agreed_metric(dataset: Dataset, metric: str | None) -> str:
             "give one metric (EstimateConfig(metric=None) takes the dataset's)"
         )
     return metric
-
-
-def _repeat(be: Backend, fns: dict[str, Callable[[], Any]], min_time: float) -> tuple[dict[str, Any], dict[str, Runs]]:
-    """Time each function in runs interleaved with the others (drifting machine load hits all
-    alike) until its runs cover ``min_time`` seconds or :data:`MAX_RUNS` runs.
-
-    Returns the result of each function's first run and its runs. The device is synchronised
-    before each clock read.
-    """
-    results: dict[str, Any] = {}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    while True:
-        pending = [n for n in fns if not times[n] or (sum(times[n]) < min_time and len(times[n]) < MAX_RUNS)]
-        if not pending:
-            break
-        for name in pending:
-            be.synchronize()
-            t0 = time.perf_counter()
-            out = fns[name]()
-            be.synchronize()
-            times[name].append(time.perf_counter() - t0)
-            results.setdefault(name, out)
-    return results, {name: Runs(t) for name, t in times.items()}
 
 
 @dataclass
@@ -427,7 +386,7 @@ def _run_backend(
     index_metric = "l2" if config.metric == "l2" else "ip"
     nb = split.n_base
     tag = f"[{be.name}] "
-    min_time = MIN_TIMED_S if config.min_time is None else config.min_time
+    min_time = _min_time(config)
 
     def report(phase: str, total: int) -> Callable[[int], None]:
         done = [0]
@@ -454,7 +413,7 @@ def _run_backend(
         def ground_truth() -> Any:
             return exact_knn(be, queries, split.iter_base(), config.k + 1, index_metric, gt_step)[1]
 
-        out, phase_runs = _repeat(be, {"ground_truth": ground_truth}, min_time)
+        out, phase_runs = repeat({"ground_truth": ground_truth}, min_time, be.synchronize)
         gt_ids = be.to_numpy(out["ground_truth"])
         runs.update(phase_runs)
     truth = GroundTruth(split.queries, gt_ids, config.k, index_metric, dataset.rows)
@@ -470,7 +429,7 @@ def _run_backend(
         index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng, x_opq)
         train_step(1)
 
-    runs.update(_repeat(be, {"train": train}, min_time)[1])
+    runs.update(repeat({"train": train}, min_time, be.synchronize)[1])
 
     add_step = report("add", nb)
 
@@ -481,7 +440,7 @@ def _run_backend(
             add_step(len(ids))
         index.build()
 
-    runs.update(_repeat(be, {"add": add_all}, min_time)[1])
+    runs.update(repeat({"add": add_all}, min_time, be.synchronize)[1])
 
     def fetch(ids: np.ndarray) -> Any:
         """The stored vectors of ids, at the re-rank store's precision."""
@@ -504,7 +463,7 @@ def _run_backend(
     fns = {"search": lambda: search_all(config.k, False)}
     if config.rerank:
         fns["search_rerank"] = lambda: search_all(config.rerank, True)
-    out, phase_runs = _repeat(be, fns, min_time)
+    out, phase_runs = repeat(fns, min_time, be.synchronize)
     runs.update(phase_runs)
     search_step(1)
     found, scanned = out["search"]

@@ -8,14 +8,14 @@ the same queries in the same batches, and measures recall, search speed and seri
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import GpupqError
 from .metrics import GroundTruth, Recall
+from .timing import repeat
 
 if TYPE_CHECKING:
     from .data import Dataset, Split
@@ -89,6 +89,8 @@ class FaissCheck:
     rerank_store: int
     train_s: float
     add_s: float
+    #: per phase: runs, median_s, min_s, max_s (train_s etc. are the medians)
+    runs: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -106,67 +108,99 @@ def import_faiss() -> Any:
 
 
 def faiss_check(
-    dataset: Dataset, split: Split, train_x: np.ndarray, truth: GroundTruth, config: EstimateConfig, threads: int
+    dataset: Dataset,
+    split: Split,
+    train_x: np.ndarray,
+    truth: GroundTruth,
+    config: EstimateConfig,
+    threads: int,
+    min_time: float = 0.0,
 ) -> FaissCheck:
     """Build, train, fill and search the FAISS index the estimate describes.
 
     dataset/split: the same base and queries (rows already normalised under cosine);
     train_x: (n_train, d) float32, the estimate's training sample (FAISS subsamples it to the
     same caps); truth: the exact neighbours gpupq's recall was scored against, so both sides are
-    scored by the same rule; threads: FAISS's OpenMP threads, gpupq's budget.
+    scored by the same rule; threads: FAISS's OpenMP threads, gpupq's budget; min_time: each
+    phase timed by the estimate's rule (repeated until its runs cover this long; the median run).
     """
     faiss = import_faiss()
+    omp_before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
+    try:
+        return _faiss_check(faiss, dataset, split, train_x, truth, config, min_time)
+    finally:
+        faiss.omp_set_num_threads(omp_before)
+
+
+def _faiss_check(
+    faiss: Any,
+    dataset: Dataset,
+    split: Split,
+    train_x: np.ndarray,
+    truth: GroundTruth,
+    config: EstimateConfig,
+    min_time: float,
+) -> FaissCheck:
     d = dataset.d
     metric = faiss.METRIC_L2 if config.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    # The rows are already normalised under cosine, so no L2norm stage is needed here.
-    base = faiss.index_factory(d, _ivfpq_factory(config), metric)
-    refine = None
-    if config.rerank:
-        refine = {
-            "fp32": lambda: faiss.IndexFlat(d, metric),
-            "fp16": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, metric),
-            "sq8": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, metric),
-        }[config.rerank_store]()
-    index = faiss.IndexRefine(base, refine) if refine is not None else base
-    t0 = time.perf_counter()
-    index.train(train_x)  # IndexRefine trains both
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _, x in split.iter_base():
-        index.add(x)  # FAISS numbers them 0, 1, ...: positions in the base, mapped to rows below
-    add_s = time.perf_counter() - t0
+
+    def build() -> tuple[Any, Any, Any]:
+        """(base IVF-PQ index, refine index or None, the index searched with re-ranking)."""
+        # The rows are already normalised under cosine, so no L2norm stage is needed here.
+        base = faiss.index_factory(d, _ivfpq_factory(config), metric)
+        refine = None
+        if config.rerank:
+            refine = {
+                "fp32": lambda: faiss.IndexFlat(d, metric),
+                "fp16": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, metric),
+                "sq8": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, metric),
+            }[config.rerank_store]()
+        index = faiss.IndexRefine(base, refine) if refine is not None else base
+        index.train(train_x)  # IndexRefine trains both
+        return base, refine, index
+
+    out, runs = repeat({"train": build}, min_time)
+    base, refine, index = out["train"]
+
+    def add_all() -> None:
+        index.reset()  # keeps what was trained: every run adds the whole base
+        for _, x in split.iter_base():
+            index.add(x)  # FAISS numbers them 0, 1, ...: positions in the base, mapped to rows below
+
+    runs.update(repeat({"add": add_all}, min_time)[1])
     row_of = split.base_ids()
     faiss.extract_index_ivf(base).nprobe = config.nprobe
     queries = split.queries
     nq = len(queries)
     batches = range(0, nq, config.batch_size)
 
-    def search(idx: Any) -> tuple[np.ndarray, float]:
-        t0 = time.perf_counter()
+    def search(idx: Any) -> np.ndarray:
         pos = np.concatenate([idx.search(queries[s : s + config.batch_size], config.k)[1] for s in batches])
-        seconds = time.perf_counter() - t0
-        return np.where(pos >= 0, row_of[np.maximum(pos, 0)], -1), seconds
+        return np.where(pos >= 0, row_of[np.maximum(pos, 0)], -1)
 
-    found, search_s = search(base)
-    recall = truth.recall(found)
-    recall_rr, rr_qps = None, None
+    fns = {"search": lambda: search(base)}
     if refine is not None:
         index.k_factor = config.rerank / config.k
-        found_rr, rr_s = search(index)
-        recall_rr = truth.recall(found_rr)
-        rr_qps = nq / rr_s if rr_s > 0 else float("inf")
+        fns["search_rerank"] = lambda: search(index)
+    found, search_runs = repeat(fns, min_time)  # interleaved, as gpupq's are
+    runs.update(search_runs)
+    recall = truth.recall(found["search"])
+    recall_rr = truth.recall(found["search_rerank"]) if refine is not None else None
+    search_s = runs["search"].median
+    rr_s = runs["search_rerank"].median if refine is not None else None
     return FaissCheck(
         faiss_version=str(faiss.__version__),
         factory=factory_string(config),
         recall=recall,
         recall_rerank=recall_rr,
         search_queries_per_s=nq / search_s if search_s > 0 else float("inf"),
-        search_rerank_queries_per_s=rr_qps,
+        search_rerank_queries_per_s=None if rr_s is None else (nq / rr_s if rr_s > 0 else float("inf")),
         index_serialized=len(faiss.serialize_index(base)),
         rerank_store=len(faiss.serialize_index(refine)) if refine is not None else 0,
-        train_s=train_s,
-        add_s=add_s,
+        train_s=runs["train"].median,
+        add_s=runs["add"].median,
+        runs={phase: r.to_dict() for phase, r in runs.items()},
     )
 
 

@@ -1,0 +1,62 @@
+"""Timings to trust: each timed phase is run until its runs cover enough work to be stable, and
+reported as the median run with the fastest and slowest beside it.
+
+A single run of a short phase says more about the machine's other load than about the phase, and
+two phases timed once each, one after the other, can come out in an order that their work makes
+impossible (plain search slower than search + re-rank). Repeating each until its runs cover
+``min_time`` seconds, interleaving phases that are compared, and taking the median fixes both.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Each timed phase is repeated until its runs cover this many seconds (a phase whose one run
+#: takes longer runs once).
+MIN_TIMED_S = 0.5
+#: ... but at most this many runs (a search of a few queries takes well under a millisecond).
+MAX_RUNS = 100
+
+
+@dataclass
+class Runs:
+    """The wall-clock seconds of each run of one timed phase."""
+
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def to_dict(self) -> dict[str, float | int]:
+        seconds = self.seconds
+        return {"runs": len(seconds), "median_s": self.median, "min_s": min(seconds), "max_s": max(seconds)}
+
+
+def repeat(
+    fns: dict[str, Callable[[], Any]], min_time: float, synchronize: Callable[[], None] = lambda: None
+) -> tuple[dict[str, Any], dict[str, Runs]]:
+    """Time each function in runs interleaved with the others (drifting machine load hits all
+    alike) until its runs cover ``min_time`` seconds or :data:`MAX_RUNS` runs, at least once.
+
+    Returns the result of each function's first run, and its runs. ``synchronize`` (a GPU
+    backend's) is called before each clock read, so queued work is inside the run that queued it.
+    """
+    results: dict[str, Any] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while True:
+        pending = [n for n in fns if not times[n] or (sum(times[n]) < min_time and len(times[n]) < MAX_RUNS)]
+        if not pending:
+            break
+        for name in pending:
+            synchronize()
+            t0 = time.perf_counter()
+            out = fns[name]()
+            synchronize()
+            times[name].append(time.perf_counter() - t0)
+            results.setdefault(name, out)
+    return results, {name: Runs(t) for name, t in times.items()}

@@ -99,12 +99,6 @@ class Timings:
         out["runs"] = {phase: r.to_dict() for phase, r in self.runs.items()}
         return out
 
-    def rate_range(self, phase: str, work: int) -> tuple[float, float] | None:
-        """(slowest, fastest) rate of a phase over its runs: work / seconds."""
-        r = self.runs.get(phase)
-        if r is None:
-            return None
-        return work / max(r.seconds), work / max(min(r.seconds), 1e-12)
 
 
 @dataclass

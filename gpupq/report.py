@@ -24,15 +24,21 @@ def human_bytes(n: float) -> str:
     return f"{n:.2f} TB"
 
 
+def _scaled(x: float) -> tuple[float, str]:
+    """x in units of G, M or k where it reaches them: (value, suffix)."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return x / scale, suffix
+    return x, ""
+
+
 def human_rate(x: float | None, unit: str) -> str:
     if x is None:
         return "-"
     if math.isinf(x):
         return f"> 1e9 {unit}"
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= scale:
-            return f"{x / scale:.2f} {suffix}{unit}"
-    return f"{x:.1f} {unit}"
+    value, suffix = _scaled(x)
+    return f"{value:.2f} {suffix}{unit}" if suffix else f"{x:.1f} {unit}"
 
 
 def _recall_cell(r: Recall | None) -> str:
@@ -62,23 +68,20 @@ def _seconds_cell(timings: Timings, phase: str, seconds: float | None) -> str:
 
 
 def _rate_cell(timings: Timings, phase: str, rate: float | None, work: int, unit: str) -> str:
-    """A rate from the median run, with the range over runs."""
+    """A rate from the median run, with the slowest and fastest run's rates."""
     if rate is None:
         return "-"
-    span = timings.rate_range(phase, work)
-    if span is None or len(timings.runs[phase].seconds) < 2:
+    runs = timings.runs.get(phase)
+    if runs is None or len(runs.seconds) < 2:
         return f"{human_rate(rate, unit)} (1 run)"
-    slow, fast = span
-    n = len(timings.runs[phase].seconds)
-    return f"{human_rate(rate, unit)} ({_compact(slow)}–{_compact(fast)}, {n} runs)"
+    slow, fast = work / max(runs.seconds), work / max(min(runs.seconds), 1e-12)
+    return f"{human_rate(rate, unit)} ({_compact(slow)}–{_compact(fast)}, {len(runs.seconds)} runs)"
 
 
 def _compact(x: float) -> str:
     """3 significant figures with a k/M/G suffix: 25.1k."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= scale:
-            return f"{x / scale:.3g}{suffix}"
-    return f"{x:.3g}"
+    value, suffix = _scaled(x)
+    return f"{value:.3g}{suffix}"
 
 
 def _ratio(full: int, part: int) -> str:

@@ -87,7 +87,8 @@ class Backend:
     def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
         """Smallest ``k`` of each row, ascending (in no particular order when ``sort`` is False).
 
-        d: (n, L) float32. Returns (values (n, k) float32, indices (n, k) int64); ``k`` is
+        d: (n, L) float32 (or integer keys, see :meth:`order_key`); among equal values the pick is
+        unspecified (:meth:`topk_exact` fixes it). Returns (values (n, k) float32, indices (n, k) int64); ``k`` is
         clipped to ``L``.
         """
         xp = self.xp
@@ -105,6 +106,33 @@ class Backend:
             flat = order + (xp.arange(n) * k)[:, None]
             part, vals = xp.take(part, flat), xp.take(vals, flat)
         return vals, part.astype(xp.int64, copy=False)
+
+    def order_key(self, values: Array, tiebreak: Array | None = None) -> Array:
+        """Keys that order (score, tie-break) lexicographically: (n, L) uint64.
+
+        values: (n, L) float32 scores, smaller is better; tiebreak: (n, L) integers below 2^32
+        (ids; -1 sorts last), default the column. The float's bits are mapped to an unsigned
+        integer of the same order (negatives flipped whole, positives' sign bit set) and put
+        above the tie-break, so one integer selection is exact on ties.
+        """
+        xp = self.xp
+        bits = xp.ascontiguousarray(values, dtype=xp.float32).view(xp.int32)
+        flip = (bits >> 31).view(xp.uint32) | xp.uint32(0x80000000)
+        key = (bits.view(xp.uint32) ^ flip).astype(xp.uint64) << xp.uint64(32)
+        if tiebreak is None:
+            tiebreak = xp.arange(values.shape[1], dtype=xp.int64)[None]
+        return key | (tiebreak.astype(xp.uint64) & xp.uint64(0xFFFFFFFF))
+
+    def topk_exact(
+        self, d: Array, k: int, tiebreak: Array | None = None, sort: bool = True
+    ) -> tuple[Array, Array]:
+        """:meth:`topk` with ties broken by ``tiebreak`` (default the column), so the same
+        candidates give the same selection whatever their layout: a search at nprobe p and the
+        first p probe ranks of a deeper scan pick the same ids among equal PQ distances, which
+        are common (vectors with one code in one list)."""
+        keys = self.order_key(d, tiebreak)
+        _, pos = self.topk(keys, k, sort)  # topk orders any dtype; here exact integers
+        return self.xp.take_along_axis(d, pos, axis=1), pos
 
     def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
         """Sum of the rows of each label: out[l] = sum of values[i] where labels[i] == l.

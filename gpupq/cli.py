@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -138,9 +138,10 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def progress_reporter(enabled: bool) -> Iterator[Any]:
+def progress_reporter(enabled: bool, eta: bool = False) -> Iterator[Any]:
     """A progress(phase, done, total) callback drawing rich bars on stderr (a terminal), or
-    printing each phase once as it starts (a pipe or log)."""
+    printing each phase once as it starts (a pipe or log). eta: bars show the time remaining
+    (sweep and recommend, whose phases repeat: builds, candidates)."""
     if not enabled:
         yield None
         return
@@ -150,6 +151,7 @@ def progress_reporter(enabled: bool) -> Iterator[Any]:
             BarColumn(),
             TextColumn("{task.completed:,}/{task.total:,}"),
             TimeElapsedColumn(),
+            *([TextColumn("ETA"), TimeRemainingColumn()] if eta else []),
             console=err,
             transient=True,
         )
@@ -171,6 +173,42 @@ def progress_reporter(enabled: bool) -> Iterator[Any]:
                 err.print(f"{phase} ...", markup=False, highlight=False)
 
         yield update
+
+
+def _open_inputs(
+    npy: Path | None,
+    data: Path | None,
+    fmt: Any,
+    name: str | None,
+    column: str | None,
+    inflate_limit: str | None,
+    synthetic: bool,
+    n: int,
+    d: int,
+    seed: int,
+    metric: Any,
+    queries_file: Path | None,
+) -> Any:
+    """The input options every command shares -> formats.Inputs (notes printed on stderr)."""
+    if sum((npy is not None, data is not None, synthetic)) != 1:
+        fail("give exactly one of --data PATH, --npy PATH or --synthetic")
+    fmt_name = fmt.value if fmt is not None else None
+    if npy is not None:  # pqtool.py's flag: always an .npy file
+        data, fmt_name = npy, "npy"
+    metric_name = metric.value if metric is not None else None
+    if seed < 0:
+        fail(f"--seed must be 0 or more (got {seed})")
+    limit = None
+    if inflate_limit is not None:
+        try:
+            limit = parse_size(inflate_limit)
+        except GpupqError as exc:
+            fail(f"--inflate-limit {exc}")
+    source = data if data is not None else make_synthetic(n, d, seed, metric_name or "l2")
+    inputs = open_inputs(source, fmt_name, name, column, metric_name, queries_file, inflate_limit=limit)
+    for note in inputs.notes:
+        err.print(note, markup=False, highlight=False, soft_wrap=True)
+    return inputs
 
 
 @app.command("estimate")
@@ -250,24 +288,7 @@ def estimate_cmd(
 ) -> None:
     """Build IVF-PQ over your vectors (or synthetic ones) and report recall, memory and speed."""
     try:
-        if sum((npy is not None, data is not None, synthetic)) != 1:
-            fail("give exactly one of --data PATH, --npy PATH or --synthetic")
-        fmt_name = fmt.value if fmt is not None else None
-        if npy is not None:  # pqtool.py's flag: always an .npy file
-            data, fmt_name = npy, "npy"
-        metric_name = metric.value if metric is not None else None
-        if seed < 0:
-            fail(f"--seed must be 0 or more (got {seed})")
-        limit = None
-        if inflate_limit is not None:
-            try:
-                limit = parse_size(inflate_limit)
-            except GpupqError as exc:
-                fail(f"--inflate-limit {exc}")
-        source = data if data is not None else make_synthetic(n, d, seed, metric_name or "l2")
-        inputs = open_inputs(source, fmt_name, name, column, metric_name, queries_file, inflate_limit=limit)
-        for note in inputs.notes:
-            err.print(note, markup=False, highlight=False, soft_wrap=True)
+        inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         config = EstimateConfig(
             m=m,
             nlist=nlist,
@@ -313,6 +334,229 @@ def estimate_cmd(
         sys.stdout.write(to_json(result.to_dict()) + "\n")
     else:
         print_result(result, out)
+
+
+# ---------------------------------------------------------------------------------- sweep, recommend
+# The input options sweep and recommend share with estimate (typer declares options per command).
+_Npy = Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")]
+_Data = Annotated[Path | None, typer.Option("--data", help=f"vectors in any supported format: {', '.join(FORMATS)}")]
+_Fmt = Annotated[FormatChoice | None, typer.Option("--format", case_sensitive=False, help="the format, when the extension does not say")]  # noqa: E501
+_Name = Annotated[str | None, typer.Option("--name", help="the array in an .npz, or dataset in an HDF5 file")]
+_Column = Annotated[str | None, typer.Option("--column", help="the embedding column of a Parquet/Arrow file")]
+_Inflate = Annotated[str | None, typer.Option("--inflate-limit", help="most a compressed input may inflate to (default 16GB)")]  # noqa: E501
+_Synthetic = Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")]
+_N = Annotated[int, typer.Option("--n", help="synthetic: number of vectors")]
+_D = Annotated[int, typer.Option("--d", help="synthetic: dimensions")]
+_K = Annotated[int, typer.Option("-k", "--k", help="neighbours returned; recall@k")]
+_Queries = Annotated[int | None, typer.Option("--queries", help="queries held out (default 100); with --queries-file, its first N rows")]  # noqa: E501
+_QueriesFile = Annotated[Path | None, typer.Option("--queries-file", help="your own queries; nothing is then held out")]
+_Metric = Annotated[Metric | None, typer.Option("--metric", case_sensitive=False, help="distance (default l2)")]
+_Backend = Annotated[BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")]  # noqa: E501
+_Seed = Annotated[int, typer.Option("--seed", help="seed for data, split and training (0 or more)")]
+_Batch = Annotated[int, typer.Option("--batch-size", help="queries per search call")]
+_Threads = Annotated[int | None, typer.Option("--threads", help="most host threads kept busy (default: every core)")]
+_MinTime = Annotated[float, typer.Option("--min-time", help="seconds of runs each timed point covers (default 0: one run)")]  # noqa: E501
+_Json = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
+_NTotal = Annotated[str | None, typer.Option("--n-total", help="bill memory at this deployment size, e.g. 50000000 or 50M")]  # noqa: E501
+_Lists = "comma list or range A-B (A, 2A, 4A, … up to B)"
+
+
+def _count(text: str | None, option: str) -> int | None:
+    """A count such as 50000000, 50M or 1.5B."""
+    if text is None:
+        return None
+    t = text.strip().upper().replace("_", "").replace(",", "")
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        fail(f"{option} {text!r}: give a count such as 50000000, 50M or 2B")
+        raise
+    if value < 1 or value != int(value):
+        fail(f"{option} {text!r}: give a whole number of vectors, at least 1")
+    return int(value)
+
+
+def _grid(
+    m: str | None, nlist: str | None, nbits: str | None, nprobe: str | None, rerank: str | None,
+    stores: str | None, opq: str | None,
+) -> Any:
+    from .refine import STORES
+    from .sweep import Grid, parse_choices, parse_ints, parse_onoff
+
+    grid = Grid(nlist=parse_ints(nlist, "--nlist") if nlist else [], m=parse_ints(m, "--m") if m else [])
+    if nbits:
+        grid.nbits = parse_ints(nbits, "--nbits")
+    if opq:
+        grid.opq = parse_onoff(opq, "--opq")
+    if nprobe:
+        grid.nprobe = parse_ints(nprobe, "--nprobe")
+    if rerank:
+        grid.rerank = sorted(set(parse_ints(rerank.replace("off", "0"), "--rerank")) | ({0} if "0" in rerank.split(",") else set()))  # noqa: E501
+    if stores:
+        grid.stores = parse_choices(stores, "--rerank-store", STORES)
+    return grid
+
+
+def _run_config(k: int, queries: int | None, inputs: Any, seed: int, batch_size: int, threads: int | None,
+                min_time: float, timing: bool, n_total: int | None) -> Any:
+    from .sweep import RunConfig
+
+    nq = queries if queries is not None else (inputs.queries.n if inputs.queries is not None else 100)
+    cfg = RunConfig(k=k, queries=nq, metric=inputs.dataset.metric, seed=seed, batch_size=batch_size,
+                    threads=threads, min_time=min_time, timing=timing, n_total=n_total)
+    cfg.check()
+    return cfg
+
+
+@contextmanager
+def _session(inputs: Any, cfg: Any, backend: BackendChoice, progress: Any) -> Iterator[Any]:
+    from .sweep import open_session
+
+    session = open_session(inputs.dataset, cfg, backend.value, progress, inputs.queries, inputs.ground_truth,
+                           inputs.ground_truth_source)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@app.command("sweep")
+def sweep_cmd(
+    npy: _Npy = None, data: _Data = None, fmt: _Fmt = None, name: _Name = None, column: _Column = None,
+    inflate_limit: _Inflate = None, synthetic: _Synthetic = False, n: _N = 10000, d: _D = 64,
+    m: Annotated[str | None, typer.Option("--m", help=f"PQ sub-quantizers: {_Lists} (default: code sizes 8 to d/2 bytes)")] = None,  # noqa: E501
+    nlist: Annotated[str | None, typer.Option("--nlist", help=f"IVF lists: {_Lists} (default: 4√N to 16√N)")] = None,
+    nbits: Annotated[str | None, typer.Option("--nbits", help="bits per code: comma list (default 8)")] = None,
+    nprobe: Annotated[str | None, typer.Option("--nprobe", help=f"lists probed: {_Lists} (default: doubling until recall stops rising)")] = None,  # noqa: E501
+    rerank: Annotated[str | None, typer.Option("--rerank", help="re-rank depths, 0 = none: comma list (default 0,100)")] = None,  # noqa: E501
+    rerank_store: Annotated[str | None, typer.Option("--rerank-store", help="stores for re-ranking: fp32,fp16,sq8 (default fp16)")] = None,  # noqa: E501
+    opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
+    k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
+    backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
+    min_time: _MinTime = 0.0,
+    no_timing: Annotated[bool, typer.Option("--no-timing", help="measure recall and scanned only (fastest)")] = False,
+    n_total: _NTotal = None,
+    json_out: _Json = False,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="write every point to this CSV file")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="draw the frontiers to this PNG (needs gpupq[plot])")] = None,  # noqa: E501
+    all_points: Annotated[bool, typer.Option("--all", help="table every point, not only the Pareto frontiers")] = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Every operating point of a grid from shared work: recall, memory, queries/s, Pareto frontiers."""
+    from .sweep import sweep
+
+    try:
+        grid = _grid(m, nlist, nbits, nprobe, rerank if rerank is not None else "0,100", rerank_store, opq)
+        total = _count(n_total, "--n-total")
+        for path, opt in ((csv_out, "--csv"), (plot, "--plot")):
+            if path is not None and not path.parent.is_dir():
+                fail(f"{opt} {path}: the folder {path.parent} does not exist")
+        if plot is not None:
+            from .plot import _require_matplotlib
+
+            _require_matplotlib()
+        inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
+        cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, not no_timing, total)
+        with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
+            result = sweep(session, grid, cfg, progress)
+        if csv_out is not None:
+            from .report import sweep_csv
+
+            _write_atomic(csv_out, sweep_csv(result))
+        if plot is not None:
+            from .plot import save
+
+            save(result, plot)
+    except GpupqError as exc:
+        fail(str(exc))
+        return
+    except MemoryError:
+        fail("out of memory; lower --n, --queries or --batch-size")
+        return
+    for w in result.warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    if result.interrupted:
+        err.print("interrupted: showing the points measured so far", markup=False)
+    if json_out:
+        sys.stdout.write(to_json(result.to_dict()) + "\n")
+    else:
+        from .report import render_sweep
+
+        out.print(render_sweep(result, frontier_only=not all_points, width=out.width))
+        if out.is_terminal and result.points:
+            from .plot import terminal_plot
+
+            out.print(terminal_plot(result), markup=False, highlight=False)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command("recommend")
+def recommend_cmd(
+    target_recall: Annotated[float, typer.Option("--target-recall", help="recall@k to reach, e.g. 0.9")],
+    npy: _Npy = None, data: _Data = None, fmt: _Fmt = None, name: _Name = None, column: _Column = None,
+    inflate_limit: _Inflate = None, synthetic: _Synthetic = False, n: _N = 10000, d: _D = 64,
+    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help="most memory the index (+ store) may take, e.g. 8GB (at --n-total when given)")] = None,  # noqa: E501
+    min_qps: Annotated[float | None, typer.Option("--min-qps", help="fewest queries/s acceptable (measured here)")] = None,  # noqa: E501
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="consider the index alone, no re-rank store")] = False,
+    m: Annotated[str | None, typer.Option("--m", help=f"candidate m: {_Lists} (default: 8 to d/2 bytes)")] = None,
+    nlist: Annotated[str | None, typer.Option("--nlist", help=f"candidate nlist: {_Lists} (default: 4√N to 16√N)")] = None,  # noqa: E501
+    nbits: Annotated[str | None, typer.Option("--nbits", help="candidate bits per code (default 8)")] = None,
+    rerank: Annotated[str | None, typer.Option("--rerank", help="candidate re-rank depths (default 0, 5k, 20k)")] = None,  # noqa: E501
+    rerank_store: Annotated[str | None, typer.Option("--rerank-store", help="candidate stores (default fp16,sq8)")] = None,  # noqa: E501
+    opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
+    k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
+    backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
+    min_time: _MinTime = 0.0, n_total: _NTotal = None, json_out: _Json = False, quiet: _Quiet = False,
+) -> None:
+    """The cheapest configuration in memory that meets a recall target, with its evidence."""
+    from .recommend import Target, recommend
+
+    try:
+        grid = _grid(m, nlist, nbits, None, rerank, rerank_store, opq)
+        budget = parse_size(memory_budget) if memory_budget is not None else None
+        target = Target(target_recall, budget, min_qps, rerank=not no_rerank)
+        target.check()
+        total = _count(n_total, "--n-total")
+        inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
+        cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, True, total)
+        with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
+            rec = recommend(session, target, cfg, grid, progress)
+    except GpupqError as exc:
+        fail(str(exc))
+        return
+    except MemoryError:
+        fail("out of memory; lower --n, --queries or --batch-size")
+        return
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    for w in rec.warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    if json_out:
+        sys.stdout.write(to_json(rec.to_dict()) + "\n")
+    else:
+        from .report import render_recommendation
+
+        out.print(render_recommendation(rec))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write text to path through a temporary file beside it: never a half-written file."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @app.command("info")

@@ -270,16 +270,45 @@ class Split:
             if len(ids):
                 yield ids, x
 
-    def sample_base(self, size: int, rng: np.random.Generator) -> np.ndarray:
+    def sample_base(self, size: int, seed: int) -> np.ndarray:
         """(min(size, n_base),) int64 base row numbers, a uniform sample without replacement,
-        in random order (so any prefix is itself a uniform sample)."""
+        in random order.
+
+        Nested: the sample of any size is a prefix of every larger one drawn with the same seed,
+        so an estimate at one nlist and a sweep over many train on the same points. Each base
+        position gets a 64-bit hash of (seed, position) as its key and the sample is the
+        ``size`` smallest keys, in key order (an independent uniform order, whatever the size).
+        One chunked pass, memory O(size + chunk).
+        """
         size = min(size, self.n_base)
-        # Draw positions among base rows, then map positions to row numbers without building
-        # the full id list: row = pos + number of query rows at or before it.
-        pos = rng.choice(self.n_base, size=size, replace=False)
+        salt = _mix64(np.array([seed], dtype=np.uint64))[0]
+        best_k = np.empty(0, dtype=np.uint64)
+        best_p = np.empty(0, dtype=np.int64)
+        for s in range(0, self.n_base, _SAMPLE_CHUNK):
+            pos = np.arange(s, min(s + _SAMPLE_CHUNK, self.n_base), dtype=np.int64)
+            keys = _mix64(pos.astype(np.uint64) ^ salt)
+            best_k = np.concatenate([best_k, keys])
+            best_p = np.concatenate([best_p, pos])
+            if len(best_k) > size:
+                keep = np.argpartition(best_k, size - 1)[:size] if size else np.empty(0, dtype=np.int64)
+                best_k, best_p = best_k[keep], best_p[keep]
+        pos = best_p[np.argsort(best_k, kind="stable")]
+        # Map base positions to row numbers without building the full id list:
+        # row = pos + number of query rows at or before it.
         qids = self.query_ids
         shifted = qids - np.arange(len(qids))  # base positions at which each query row sits
         return (pos + np.searchsorted(shifted, pos, side="right")).astype(np.int64)
+
+
+_SAMPLE_CHUNK = 1 << 20
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: (n,) uint64 -> (n,) uint64 well-mixed hashes (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def hold_out(dataset: Dataset, n_queries: int, seed: int) -> Split:

@@ -15,6 +15,7 @@ import numpy as np
 from . import __version__, formats
 from .backends import Backend, cupy_status, get_backends
 from .data import METRICS, Dataset, Split, hold_out, with_query_file
+from .engine import STORE_TRAIN
 from .errors import GpupqError
 from .ivf import IVFPQIndex
 from .kmeans import MAX_POINTS_PER_CENTROID
@@ -278,9 +279,12 @@ def estimate(
     n_pq = min(split.n_base, MAX_POINTS_PER_CENTROID * ksub)
     n_opq = min(split.n_base, OPQ_MAX_TRAIN) if config.opq else 0
     # One random sample serves every training; each takes a prefix, itself a uniform sample.
-    sample_ids = split.sample_base(max(n_coarse, n_pq, n_opq), np.random.default_rng(config.seed + 1))
+    # The nested sample a sweep trains on too (engine.Workbench.sample): the same points, so an
+    # estimate and the matching point of a sweep give the same index.
+    n_store = min(split.n_base, STORE_TRAIN)
+    sample_ids = split.sample_base(max(n_coarse, n_pq, n_opq, n_store), config.seed + 1)
     train_x = dataset.rows(sample_ids)
-    store = RerankStore(config.rerank_store).fit(train_x)
+    store = RerankStore(config.rerank_store).fit(train_x[:n_store])
 
     sizes = (n_coarse, n_pq, n_opq)
     # The thread budget: the backends' coarse-grained work (k-means blocks, groups of queries)
@@ -305,7 +309,8 @@ def estimate(
     if verify == "faiss":  # FAISS as it runs by default, on `threads` OpenMP threads
         if progress is not None:
             progress("[faiss-cpu] verify", 0, 1)
-        check = faiss_check(dataset, split, train_x, truth, config, threads, _min_time(config))
+        # FAISS trains on exactly the points our index trains on (not the store's longer prefix)
+        check = faiss_check(dataset, split, train_x[: max(sizes)], truth, config, threads, _min_time(config))
         if progress is not None:
             progress("[faiss-cpu] verify", 1, 1)
     warnings = list(dict.fromkeys(w for r in runs for w in r.warnings))

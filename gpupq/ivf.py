@@ -93,10 +93,19 @@ class IVFPQIndex:
         All float32 on the backend; callers pass FAISS-sized samples (256·nlist, 256·ksub and
         256·256 points); larger inputs are subsampled the same way.
         """
+        self.train_coarse(x_coarse, rng, x_pq if x_opq is None else x_opq)
+        if self.opq is not None:
+            x_pq = self.opq.apply(x_pq)
+        return self.train_pq(x_pq, rng)
+
+    def train_coarse(self, x_coarse: Array, rng: np.random.Generator, x_opq: Array | None = None) -> IVFPQIndex:
+        """The first half of :meth:`train`: with OPQ the rotation (on x_opq (n3, d)), then the
+        coarse quantizer on x_coarse (n1, d), unrotated. A sweep trains this once per nlist and
+        shares it (:meth:`with_coarse`) across the PQ settings, as FAISS's bench_fw does."""
         be = self.be
         if self.opq is not None:
-            self.opq.fit(be, x_pq if x_opq is None else x_opq, rng)
-            x_coarse, x_pq = self.opq.apply(x_coarse), self.opq.apply(x_pq)
+            self.opq.fit(be, x_opq, rng)
+            x_coarse = self.opq.apply(x_coarse)
         res = kmeans(
             be,
             x_coarse,
@@ -109,6 +118,24 @@ class IVFPQIndex:
         )
         self.coarse = res.centroids[0]
         self.warnings += res.warnings
+        return self
+
+    def with_coarse(self, other: IVFPQIndex) -> IVFPQIndex:
+        """Take the trained coarse quantizer (and OPQ rotation) of ``other``, shared, not copied."""
+        if (other.nlist, other.d, other.metric) != (self.nlist, self.d, self.metric):
+            raise ValueError("coarse quantizer of another shape or metric")
+        self.coarse = other.coarse
+        if self.opq is not None:
+            if other.opq is None or other.opq.m != self.opq.m:
+                raise ValueError("OPQ rotation trained for another m")
+            self.opq = other.opq
+        self.warnings += other.warnings
+        return self
+
+    def train_pq(self, x_pq: Array, rng: np.random.Generator) -> IVFPQIndex:
+        """The second half of :meth:`train`: the PQ on residuals of x_pq (n2, d), already rotated
+        when OPQ is on, and the precomputed table."""
+        be = self.be
         if x_pq.shape[0] > 256 * self.pq.ksub:
             x_pq = x_pq[be.asarray(rng.permutation(x_pq.shape[0])[: 256 * self.pq.ksub])]
         self.pq.fit(be, self.residuals(x_pq), rng)
@@ -213,6 +240,23 @@ class IVFPQIndex:
                 xp.concatenate([p[1] for p in parts]),
                 SearchStats(scanned=be.host.concatenate([p[2].scanned for p in parts])),
             )
+        out_d, out_i, probes = self.scan(q, k, nprobe)
+        dist, found = self.merge(out_d, out_i, k)
+        scanned = self.list_sizes[be.to_numpy(probes)].sum(axis=1)
+        return dist, found, SearchStats(scanned=scanned)
+
+    def scan(self, q: Array, k: int, nprobe: int) -> tuple[Array, Array, Array]:
+        """The best k candidates of each probed list, per query, by probe rank.
+
+        q: (nq, d) float32. Returns scores (nq, nprobe, k) float32 (smaller is better, inf for
+        an empty slot), ids (nq, nprobe, k) int64, and probes (nq, nprobe) int64: the lists in
+        order of coarse score. Rank r holds the same candidates whatever nprobe > r is asked,
+        so ``merge(scores[:, :p], ids[:, :p], k)`` is the search at nprobe p: a sweep scans
+        once at its largest nprobe and reads every smaller one from the prefix.
+        """
+        self.build()
+        be, xp = self.be, self.be.xp
+        nprobe = min(nprobe, self.nlist)
         if self.opq is not None:
             q = self.opq.apply(q)
         # Coarse search: scores (nq, nlist), smaller is better.
@@ -221,7 +265,7 @@ class IVFPQIndex:
             cscore = sq_norms(be, q)[:, None] - 2.0 * dots + sq_norms(be, self.coarse)[None]
         else:
             cscore = -dots
-        coarse_score, probes = be.topk(cscore, nprobe)  # (nq, nprobe)
+        coarse_score, probes = be.topk_exact(cscore, nprobe)  # (nq, nprobe); ties by list number
         if be.scan_strategy == "lists":
             out_d, out_i = self._scan_lists(q, coarse_score, probes, k)
         else:
@@ -229,15 +273,21 @@ class IVFPQIndex:
             qtab = self.pq.inner_tables(be, q)
             qtab *= -2.0 if self.metric == "l2" else -1.0
             out_d, out_i = self._scan_padded(qtab, coarse_score, probes, k)
-        # nprobe·k candidate slots per query, so k of them always exist; empty ones are inf.
-        nq = q.shape[0]
-        dist, pos = be.topk(out_d.reshape(nq, -1), k)
-        found = xp.take_along_axis(out_i.reshape(nq, -1), pos, axis=1)
+        return out_d, out_i, probes
+
+    def merge(self, out_d: Array, out_i: Array, k: int) -> tuple[Array, Array]:
+        """Per-rank candidates (nq, p, k') from :meth:`scan` -> the top k over them: scores
+        (nq, k) float32 in FAISS's convention and ids (nq, k) int64, -1 where none."""
+        be, xp = self.be, self.be.xp
+        # p·k' candidate slots per query, so k of them exist when k' >= k; empty ones are inf.
+        nq = out_d.shape[0]
+        cand = out_i.reshape(nq, -1)
+        dist, pos = be.topk_exact(out_d.reshape(nq, -1), k, tiebreak=cand)  # ties by id: layout-free
+        found = xp.take_along_axis(cand, pos, axis=1)
         found = xp.where(xp.isfinite(dist), found, -1)
         if self.metric == "ip":
             dist = -dist
-        scanned = self.list_sizes[be.to_numpy(probes)].sum(axis=1)
-        return dist, found, SearchStats(scanned=scanned)
+        return dist, found
 
     def _scan_lists(self, q: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
         """Scan each probed list once for all the queries that probe it (the CPU strategy).
@@ -285,7 +335,8 @@ class IVFPQIndex:
             acc += host.take(coarse_flat, pair)[:, None]
             if base_terms is not None:
                 acc += base_terms[s:e]
-            vals, pos = be.topk(acc, k, sort=False)  # merged and sorted once, at the end
+            # ties by position (id order within the list), so the pick is the same at any nprobe
+            vals, pos = be.topk_exact(acc, k, sort=False)  # merged and sorted once, at the end
             kk = vals.shape[1]
             out_d[pair, :kk] = vals
             out_i[pair, :kk] = host.take(self.ids, s + pos)
@@ -353,7 +404,7 @@ class IVFPQIndex:
                     codes = self.codes[pos, j].astype(xp.int64)  # (B, maxlen)
                     acc += xp.take_along_axis(lut[:, j, :], codes, axis=1)
                 acc = xp.where(valid, acc, _INF)
-                vals, idx = be.topk(acc, kk)
+                vals, idx = be.topk_exact(acc, kk)  # ties by position, as the lists scan
                 out_d[b0:b1, p, :kk] = vals
                 out_i[b0:b1, p, :kk] = self.ids[xp.take_along_axis(pos, idx, axis=1)]
         return out_d, out_i

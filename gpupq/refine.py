@@ -75,11 +75,22 @@ def rerank(
     stored vectors (len(ids), d) float32 on the backend for host ids (r,) int64.
     Returns (scores (nq, k), ids (nq, k)) in FAISS's convention for ``metric`` (l2 or ip).
     """
+    return best_of(be, candidates, candidate_scores(be, q, candidates, fetch, metric), k, metric)
+
+
+def candidate_scores(be: Backend, q: Array, candidates: Array, fetch: Callable[[Any], Array], metric: str) -> Array:
+    """Exact scores of candidate ids with stored vectors: (nq, R) float32, smaller is better
+    (squared L2, or the negated inner product), inf where the id is -1.
+
+    Each score depends only on its (query, id) pair, so the scores of the first R' columns are
+    those a re-rank of depth R' computes: a sweep scores its deepest candidate lists once and
+    reads every shallower depth from the prefix (:func:`best_of` on ``scores[:, :R']``).
+    """
     xp, host = be.xp, be.host
     nq, r = candidates.shape
     # Queries in chunks, so the fetched vectors and the (b, R, d) gather stay within budget.
     step = max(1, be.work_bytes() // max(1, r * q.shape[1] * 4 * 3))
-    out_d, out_i = [], []
+    out = []
     for s in range(0, nq, step):
         cand = candidates[s : s + step]
         cand_h = be.to_numpy(cand)
@@ -87,10 +98,8 @@ def rerank(
         if not valid.any():
             # No candidate in the whole chunk (every probed list empty, or R = 0): nothing to
             # fetch, and a gather from an empty store would fail (CuPy: "non-empty take from
-            # an empty axes"). Same shapes as a chunk with candidates.
-            width = min(k, r)
-            out_d.append(xp.full((cand_h.shape[0], width), _INF, dtype=xp.float32))
-            out_i.append(xp.full((cand_h.shape[0], width), -1, dtype=xp.int64))
+            # an empty axes").
+            out.append(xp.full(cand_h.shape, _INF, dtype=xp.float32))
             continue
         uniq, inverse = host.unique(cand_h[valid], return_inverse=True)
         vecs = fetch(uniq)  # (u, d)
@@ -104,15 +113,23 @@ def rerank(
             score = xp.einsum("brd,brd->br", diff, diff)
         else:
             score = -xp.einsum("brd,bd->br", x, qs)
-        score = xp.where(sl >= 0, score, _INF)
-        vals, pos = be.topk(score, k)
-        ids = xp.take_along_axis(cand, pos, axis=1)
-        out_d.append(vals)
-        out_i.append(xp.where(xp.isfinite(vals), ids, -1))
-    d = xp.concatenate(out_d)
-    i = xp.concatenate(out_i)
-    if d.shape[1] < k:  # fewer candidates than k
-        pad = k - d.shape[1]
-        d = xp.concatenate([d, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)
-        i = xp.concatenate([i, xp.full((nq, pad), -1, dtype=xp.int64)], axis=1)
-    return (-d if metric == "ip" else d), i
+        out.append(xp.where(sl >= 0, score, _INF).astype(xp.float32))
+    return xp.concatenate(out) if out else xp.full((0, r), _INF, dtype=xp.float32)
+
+
+def best_of(be: Backend, candidates: Array, scores: Array, k: int, metric: str) -> tuple[Array, Array]:
+    """The k best of candidates (nq, R) int64 by scores (nq, R) float32 (smaller is better):
+    (scores (nq, k), ids (nq, k)) in FAISS's convention, -1 and inf/−inf past the candidates."""
+    xp = be.xp
+    nq = candidates.shape[0]
+    if candidates.shape[1] == 0:
+        d = xp.full((nq, k), _INF, dtype=xp.float32)
+        i = xp.full((nq, k), -1, dtype=xp.int64)
+        return (-d if metric == "ip" else d), i
+    vals, pos = be.topk_exact(scores, min(k, candidates.shape[1]), tiebreak=candidates)
+    ids = xp.where(xp.isfinite(vals), xp.take_along_axis(candidates, pos, axis=1), -1)
+    if vals.shape[1] < k:  # fewer candidates than k
+        pad = k - vals.shape[1]
+        vals = xp.concatenate([vals, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)
+        ids = xp.concatenate([ids, xp.full((nq, pad), -1, dtype=xp.int64)], axis=1)
+    return (-vals if metric == "ip" else vals), ids

@@ -1,19 +1,28 @@
-"""Rendering an :class:`EstimateResult` as rich tables (stdout) or JSON."""
+"""Rendering results as rich tables (stdout), JSON or CSV: estimates, sweeps and recommendations."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from .estimate import EstimateResult, Timings
-from .metrics import Recall
+from .metrics import RECALL_DEFINITION, Recall
+from .scale import NLIST_RULE, RECALL_CAVEAT
+from .sweep import PARETO_DEFINITION, TIMING_NOTE
 from .verify import outside_interval
+
+if TYPE_CHECKING:
+    from .recommend import Recommendation
+    from .sweep import SweepResult
 
 
 def human_bytes(n: float) -> str:
@@ -282,3 +291,247 @@ def to_json(obj: dict[str, Any]) -> str:
         return v
 
     return json.dumps(clean(obj), indent=2)
+
+
+# ---------------------------------------------------------------------------------- sweep
+#: the CSV's columns, one row per operating point (stable: scripts read them by name)
+SWEEP_CSV_COLUMNS = (
+    "build", "nlist", "m", "nbits", "opq", "nprobe", "rerank", "rerank_store",
+    "recall", "recall_ci95_low", "recall_ci95_high", "recall_by_id",
+    "recall_raw", "recall_raw_ci95_low", "recall_raw_ci95_high",
+    "memory_bytes", "memory_ratio_fp32", "index_bytes", "rerank_store_bytes",
+    "queries_per_s", "timed_runs", "vectors_scanned_per_query", "vectors_scanned_fraction",
+    "pareto_memory", "pareto_qps", "pareto_all",
+)  # fmt: skip
+
+
+def sweep_rows(result: SweepResult) -> list[dict[str, Any]]:
+    """One flat dict per point, keyed by :data:`SWEEP_CSV_COLUMNS`."""
+    rows = []
+    for i, p in enumerate(result.points):
+        b, s = p.build, p.setting
+        rows.append(
+            {
+                "build": b.label, "nlist": b.nlist, "m": b.m, "nbits": b.nbits, "opq": b.opq,
+                "nprobe": s.nprobe, "rerank": s.rerank, "rerank_store": s.store,
+                "recall": p.recall.mean, "recall_ci95_low": p.recall.ci95_low,
+                "recall_ci95_high": p.recall.ci95_high, "recall_by_id": p.recall.by_id,
+                "recall_raw": p.recall_raw.mean, "recall_raw_ci95_low": p.recall_raw.ci95_low,
+                "recall_raw_ci95_high": p.recall_raw.ci95_high,
+                "memory_bytes": p.memory_bytes, "memory_ratio_fp32": p.memory.vectors_fp32 / p.memory_bytes,
+                "index_bytes": p.memory.index_in_memory, "rerank_store_bytes": p.memory.rerank_store if s.rerank else 0,
+                "queries_per_s": p.queries_per_s, "timed_runs": len(p.runs.seconds) if p.runs else 0,
+                "vectors_scanned_per_query": p.scanned_per_query,
+                "vectors_scanned_fraction": p.scanned_fraction,
+                **{f"pareto_{name}": bool(mask[i]) for name, mask in result.frontiers.items()},
+            }
+        )  # fmt: skip
+    return rows
+
+
+def sweep_csv(result: SweepResult) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SWEEP_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in sweep_rows(result):
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _marks(result: SweepResult, i: int) -> str:
+    f = result.frontiers
+    return "".join(
+        mark for name, mark in (("memory", "M"), ("qps", "Q"), ("all", "*")) if f.get(name) and f[name][i]
+    )
+
+
+def _recall_short(r: Recall) -> str:
+    """mean ± the 95% interval's half-width (the interval is symmetric unless clipped at 0 or 1)."""
+    return f"{r.mean:.3f}±{(r.ci95_high - r.ci95_low) / 2:.3f}".replace("±0.", "±.")
+
+
+def _bytes_short(n: float) -> str:
+    """Three significant figures, no space: 924KB, 2.19MB."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 999.5 or unit == "TB":
+            return f"{n:.3g}{unit}"
+        n /= 1000.0
+    return f"{n:.3g}TB"
+
+
+def _rate_short(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if math.isinf(x):
+        return ">1e9"
+    value, suffix = _scaled(x)
+    return f"{value:.3g}{suffix}"
+
+
+def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 80) -> Group:
+    ds = result.dataset
+    head = Text(
+        f"{ds['source']}: {ds['n_base']:,} base vectors × {ds['d']} ({ds['metric']}), "
+        f"{ds['n_queries']:,} queries ({ds['queries_source']}); recall@{result.k}; "
+        f"{result.backend} on {result.device}"
+    )
+    table = Table(
+        title="Operating points" + (" on a Pareto frontier" if frontier_only else ""),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    wide = width >= 110  # the raw (PQ-only) recall with its interval, where the terminal has room
+    cols = [("index", "left"), ("nprobe", "right"), ("rerank", "left"), (f"recall@{result.k}", "right")]
+    cols += [("raw", "right")] if wide else []
+    cols += [("memory", "right"), ("÷fp32", "right"), ("q/s", "right"), ("scanned", "right"), ("P", "left")]
+    for col, just in cols:
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    shown = 0
+    for i, p in enumerate(result.points):
+        marks = _marks(result, i)
+        if frontier_only and not marks:
+            continue
+        shown += 1
+        s = p.setting
+        row = [escape(p.build.label), str(s.nprobe), f"{s.rerank} {s.store}" if s.rerank else "-"]
+        row.append(_recall_short(p.recall))
+        if wide:
+            row.append(_recall_short(p.recall_raw) if s.rerank else "")
+        row += [
+            _bytes_short(p.memory_bytes),
+            f"{p.memory.vectors_fp32 / p.memory_bytes:.1f}x",
+            _rate_short(p.queries_per_s),
+            f"{p.scanned_per_query:,.0f}",
+            marks,
+        ]
+        table.add_row(*row)
+    builds = Table(title="Builds (coarse quantizer trained once per nlist, shared)", title_justify="left")
+    for col in ("index", "coarse train", "PQ train", "add"):
+        builds.add_column(col, justify="left" if col == "index" else "right")
+    for b in result.builds:
+        builds.add_row(
+            escape(b.build.label),
+            "shared" if b.coarse_shared else f"{b.coarse_train_s:.2f} s",
+            f"{b.pq_train_s:.2f} s",
+            f"{b.add_s:.2f} s",
+        )
+    raw = human_bytes(result.points[0].memory.vectors_fp32) if result.points else "-"
+    notes = [
+        f"recall@{result.k}: mean ± half its 95% interval"
+        + ("; raw: the PQ ranking before re-ranking" if wide else " (--csv or --json: the raw PQ recall too)")
+        + "; ÷fp32: raw float32 vectors over the point's memory; q/s: queries per second; scanned: codes "
+        "scanned per query.",
+        f"P (Pareto): M = recall vs memory, Q = recall vs queries/s, * = all three; {PARETO_DEFINITION}.",
+        (
+            "queries/s: " + TIMING_NOTE + (f", over at least {result.min_time:g} s" if result.min_time else ", one run")
+            if result.timed
+            else "queries/s not measured (--no-timing); scanned/query is the hardware-independent cost"
+        ),
+        "memory: the index in memory (codes, ids, centroids, codebooks, precomputed table) plus the re-rank "
+        f"store when the point re-ranks; 'vs fp32' compares with the {raw} of raw float32 vectors.",
+        f"recall: {RECALL_DEFINITION}",
+    ]
+    notes += [f"grid: {rule}" for rule in result.grid.rules]
+    gt = f"ground truth {result.ground_truth_s:.2f} s, " if result.ground_truth_s is not None else ""
+    notes.append(
+        f"{len(result.points)} points ({shown} shown) from {len(result.builds)} builds in {result.wall_s:.1f} s "
+        f"({gt}{result.threads} threads, {result.blas})"
+    )
+    if result.interrupted:
+        notes.insert(0, "INTERRUPTED: the points measured before Ctrl-C; the grid is incomplete.")
+    parts: list[Any] = [head, table, builds, Text("\n".join(notes), style="dim")]
+    if result.deployment:
+        parts.append(_deployment_text(result.deployment))
+    return Group(*parts)
+
+
+def _deployment_text(dep: dict[str, Any]) -> Text:
+    lines = [f"At deployment size N_total = {dep['n_total']:,} ({dep['rule']}; {dep['recall_note']}):"]
+    for row in dep["frontier"]:
+        lines.append(
+            f"  {row['build']} nprobe={row['nprobe']}"
+            + (f" rerank {row['rerank']} ({row['rerank_store']})" if row["rerank"] else "")
+            + f"  ->  nlist={row['nlist_total']} nprobe={row['nprobe_total']}: {human_bytes(row['memory_bytes_total'])}"
+            f" (measured recall {row['recall']:.3f})"
+        )
+    return Text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------- recommend
+def render_recommendation(rec: Recommendation) -> Group:
+    t = rec.target
+    ds = rec.dataset
+    cons = [f"recall@{rec.k} ≥ {t.recall} (95% interval's lower end)"]
+    if t.memory_budget is not None:
+        cons.append(f"memory ≤ {human_bytes(t.memory_budget)}" + (f" at N={rec.n_total:,}" if rec.n_total else ""))
+    if t.min_qps is not None:
+        cons.append(f"≥ {t.min_qps:,.0f} queries/s")
+    if not t.rerank:
+        cons.append("no re-ranking")
+    parts: list[Any] = [
+        Text(
+            f"{ds['source']}: {ds['n_base']:,} base vectors × {ds['d']} ({ds['metric']}), {ds['n_queries']:,} queries; "
+            f"{rec.backend} on {rec.device}\nTarget: " + ", ".join(cons)
+        )
+    ]
+    if rec.answers:
+        table = Table(title="Cheapest configurations that meet the target", title_justify="left")
+        cols = ("", "index", "search", f"recall@{rec.k} [95% CI]", "memory", "vs fp32", "queries/s", "scanned/query")
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("", "index", "search") else "right")
+        if rec.n_total:
+            table.add_column(f"memory at N={rec.n_total:,}", justify="right")
+        for i, f in enumerate(rec.answers):
+            p = f.point
+            assert p is not None
+            row = [
+                "recommended" if i == 0 else f"runner-up {i}",
+                escape(p.build.label),
+                escape(p.setting.label),
+                _recall_cell(p.recall),
+                human_bytes(p.memory_bytes),
+                _ratio(p.memory.vectors_fp32, p.memory_bytes),
+                human_rate(p.queries_per_s, "q/s") if p.queries_per_s is not None else "not timed",
+                f"{p.scanned_per_query:,.0f} ({p.scanned_fraction:.2%})",
+            ]
+            if rec.n_total:
+                row.append(human_bytes(f.candidate.memory_bytes))
+            table.add_row(*row)
+        parts.append(table)
+        best = rec.answers[0]
+        assert best.point is not None
+        from .recommend import deploy_for
+
+        dep = deploy_for(best.point, best.candidate, ds["n_base"], rec.k, ds["metric"])
+        parts.append(_deploy_text(dep))
+    else:
+        parts.append(Text("No configuration evaluated meets every constraint.", style="bold"))
+    for tip in rec.advice:
+        parts.append(Text(tip))
+    evaluated = Table(title="Evidence: every candidate evaluated, cheapest first", title_justify="left")
+    for col in ("index", "memory", "verdict", "at", f"recall@{rec.k} [95% CI]", "queries/s"):
+        evaluated.add_column(col, justify="left" if col in ("index", "verdict", "at") else "right")
+    for f in rec.findings:
+        p = f.point or f.best
+        evaluated.add_row(
+            escape(f.candidate.label),
+            human_bytes(f.candidate.memory_bytes),
+            f.verdict + (f" (+{f.more_queries} queries)" if f.more_queries else ""),
+            escape(p.setting.label) if p else "-",
+            _recall_cell(p.recall) if p else "-",
+            human_rate(p.queries_per_s, "q/s") if p and p.queries_per_s is not None else "-",
+        )
+    parts.append(evaluated)
+    notes = [
+        "verdict: meets (lower end ≥ target), undecided (interval straddles it), short (best seen below it: the "
+        "'at' column shows the best), slow (meets recall, below --min-qps)",
+        f"{len(rec.findings)} of {rec.candidates} candidates evaluated ({rec.over_budget} over the memory budget "
+        f"never trained), {len(rec.evaluated)} points measured, in {rec.wall_s:.1f} s",
+    ]
+    if rec.n_total:
+        notes.append(f"memory at N={rec.n_total:,}: {NLIST_RULE}; {RECALL_CAVEAT}")
+    notes += [f"grid: {rule}" for rule in rec.rules]
+    parts.append(Text("\n".join(notes), style="dim"))
+    return Group(*parts)

@@ -53,11 +53,26 @@ def test_hold_out_removes_queries_from_base():
 def test_sample_base_draws_only_base_rows():
     ds = make_synthetic(3000, 4)
     split = hold_out(ds, 500, seed=0)
-    sample = split.sample_base(2000, np.random.default_rng(0))
+    sample = split.sample_base(2000, seed=0)
     assert len(np.unique(sample)) == 2000
     assert np.isin(sample, split.base_ids()).all()
-    everything = split.sample_base(10**6, np.random.default_rng(0))
+    everything = split.sample_base(10**6, seed=0)
     np.testing.assert_array_equal(np.sort(everything), split.base_ids())
+
+
+def test_sample_base_is_nested_seeded_and_uniform(monkeypatch):
+    import gpupq.data as data
+
+    monkeypatch.setattr(data, "_SAMPLE_CHUNK", 1000)  # several chunks, so the running selection is exercised
+    split = hold_out(make_synthetic(20000, 4), 100, seed=0)
+    big = split.sample_base(5000, seed=3)
+    # a smaller sample is a prefix of a larger one: an estimate and a sweep train on the same points
+    np.testing.assert_array_equal(split.sample_base(700, seed=3), big[:700])
+    assert not np.array_equal(split.sample_base(700, seed=4), big[:700])
+    # uniform over the base: each tenth of the base gets about a tenth of the sample, in random order
+    share = np.histogram(big, bins=10, range=(0, 20000))[0] / len(big)
+    assert np.abs(share - 0.1).max() < 0.02
+    assert not (np.diff(big) > 0).all()
 
 
 def test_synthetic_is_clustered_and_seeded():

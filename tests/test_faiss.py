@@ -10,6 +10,8 @@ comparisons alone do not notice a PQ trained for 4 iterations instead of 25.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -69,8 +71,10 @@ def faiss_recall(dataset: Dataset, cfg: gpupq.EstimateConfig) -> tuple[Recall, R
 CASES = {
     # pqtool.py's synthetic setting: 10,000 x 64, m=16, nlist=128, nprobe=8, k=10, rerank 100
     "pqtool": (dict(n=10000, d=64), dict(m=16, nlist=128, nprobe=8, k=10, rerank=100, queries=400)),
-    # another shape: more, shorter vectors, 6-bit codes, wider probe
-    "d32-nbits6": (dict(n=20000, d=32), dict(m=8, nbits=6, nlist=64, nprobe=4, k=5, rerank=50, queries=400)),
+    # another shape: more, shorter vectors, 6-bit codes, wider probe. Its recall varies with the
+    # training seed by ±0.025 on both sides (seeds 0-5: ours 0.248, FAISS 0.248 on average), so
+    # one seed's difference is noise on a 0.03 tolerance: the means over 4 seeds are compared
+    "d32-nbits6": (dict(n=20000, d=32, seeds=4), dict(m=8, nbits=6, nlist=64, nprobe=4, k=5, rerank=50, queries=400)),
     # inner product and cosine, FAISS METRIC_INNER_PRODUCT
     "ip": (dict(n=10000, d=48, centres=400), dict(m=12, nlist=64, nprobe=6, k=10, rerank=30, queries=400, metric="ip")),
     "cosine": (
@@ -88,11 +92,18 @@ def test_recall_matches_faiss(case):
         dataset = Dataset(clustered(data_kw["n"], data_kw["d"], seed=1, centres=data_kw["centres"]), case)
     else:
         dataset = gpupq.make_synthetic(data_kw["n"], data_kw["d"], seed=0)
-    ours = gpupq.estimate(dataset, cfg, backends="numpy").results[0]
-    raw, rr, _ = faiss_recall(dataset, cfg)
-    assert abs(ours.recall.mean - raw.mean) <= 0.03, (ours.recall.mean, raw.mean)
-    assert abs(ours.recall_rerank.mean - rr.mean) <= 0.03, (ours.recall_rerank.mean, rr.mean)
-    assert 0.2 < raw.mean < 1.0  # a setting where recall is informative, not saturated
+    ours_raw, ours_rr, theirs_raw, theirs_rr = [], [], [], []
+    for seed in range(data_kw.get("seeds", 1)):
+        cfg = replace(cfg, seed=seed)
+        ours = gpupq.estimate(dataset, cfg, backends="numpy").results[0]
+        raw, rr, _ = faiss_recall(dataset, cfg)
+        ours_raw.append(ours.recall.mean)
+        ours_rr.append(ours.recall_rerank.mean)
+        theirs_raw.append(raw.mean)
+        theirs_rr.append(rr.mean)
+    assert abs(np.mean(ours_raw) - np.mean(theirs_raw)) <= 0.03, (ours_raw, theirs_raw)
+    assert abs(np.mean(ours_rr) - np.mean(theirs_rr)) <= 0.03, (ours_rr, theirs_rr)
+    assert 0.2 < np.mean(theirs_raw) < 1.0  # a setting where recall is informative, not saturated
 
 
 def test_recall_matches_faiss_on_real_shaped_data():
@@ -197,21 +208,29 @@ def test_opq_matches_faiss(metric, n, d, m, nlist, nprobe):
     50 OPQ rounds dominate the time.)"""
     x = _correlated(n, d, seed=10)
     dataset = Dataset(x, "correlated")
-    cfg = gpupq.EstimateConfig(m=m, nlist=nlist, nprobe=nprobe, k=10, rerank=20, queries=400, opq=True, metric=metric)
-    ours = gpupq.estimate(dataset, cfg, backends="numpy").results[0]
-
-    split = hold_out(dataset, cfg.queries, cfg.seed)
-    truth = faiss_truth(dataset, cfg, split)
-    ids = split.base_ids()
-    xb = Dataset(x, "correlated", metric).rows(ids)
-    fm = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    index = faiss.index_factory(d, f"OPQ{m},IVF{nlist},PQ{m}np", fm)
-    index.train(xb)
-    index.add(xb)
-    faiss.extract_index_ivf(index).nprobe = nprobe
-    _, found = index.search(truth.queries, cfg.k)
-    theirs = truth.recall(ids[found]).mean
-    assert abs(ours.recall.mean - theirs) <= 0.03, (ours.recall.mean, theirs)
+    # The small ip/cosine cases vary with the training seed by about ±0.04 on both sides (ip,
+    # seeds 0-3: ours 0.631, FAISS 0.650 on average): their means over 3 seeds are compared.
+    seeds = 1 if metric == "l2" else 3
+    ours_all, theirs_all = [], []
+    for seed in range(seeds):
+        cfg = gpupq.EstimateConfig(
+            m=m, nlist=nlist, nprobe=nprobe, k=10, rerank=20, queries=400, opq=True, metric=metric, seed=seed
+        )
+        ours = gpupq.estimate(dataset, cfg, backends="numpy").results[0]
+        split = hold_out(dataset, cfg.queries, cfg.seed)
+        truth = faiss_truth(dataset, cfg, split)
+        ids = split.base_ids()
+        xb = Dataset(x, "correlated", metric).rows(ids)
+        fm = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        index = faiss.index_factory(d, f"OPQ{m},IVF{nlist},PQ{m}np", fm)
+        index.train(xb)
+        index.add(xb)
+        faiss.extract_index_ivf(index).nprobe = nprobe
+        _, found = index.search(truth.queries, cfg.k)
+        ours_all.append(ours.recall.mean)
+        theirs_all.append(truth.recall(ids[found]).mean)
+    theirs = float(np.mean(theirs_all))
+    assert abs(np.mean(ours_all) - theirs) <= 0.03, (ours_all, theirs_all)
     assert 0.2 < theirs < 0.99
     serialized = len(faiss.serialize_index(index))
     assert ours.memory.opq_matrix == d * d * 4

@@ -1,0 +1,402 @@
+"""The engine under every command: stages built once per key, operating points read from shared work.
+
+An operating point is a trained and filled index (a :class:`Build`: nlist, m, nbits, OPQ) searched
+at one nprobe, optionally re-ranked to depth R from a store of some precision. Most of the work
+behind many points is shared, and :class:`Workbench` builds each stage once per what it depends
+on (DESIGN.md §5):
+
+- the training sample: one nested sample (a smaller one is a prefix of a larger one), so every
+  build trains on the same points as a separate estimate would;
+- ground truth: once per query set, at the largest k asked (plus one, to see ties);
+- the coarse quantizer: once per (nlist, OPQ rotation), with the random generator's state after
+  it kept, so the PQ trained next is the one a separate estimate trains;
+- PQ codebooks and codes: once per build; re-rank stores once per precision;
+- nprobe: one scan at the largest nprobe keeps each probed list's best candidates by probe rank,
+  and the search at any smaller nprobe p is the merge of the first p ranks (:meth:`IVFPQIndex.scan`);
+- re-rank depth: the PQ ranking to depth R_max is scored exactly once per store, and depth R is
+  the best k of the first R scores.
+
+A derived point has exact recall but no time of its own; :meth:`Workbench.time_point` times a
+point by running it as deployed (search at its nprobe, re-rank at its depth), so every
+queries/s figure the tools report was measured at its own setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend
+from .data import Dataset, Split
+from .ivf import IVFPQIndex
+from .kmeans import MAX_POINTS_PER_CENTROID
+from .knn import exact_knn
+from .metrics import GroundTruth, MemoryBill, Recall, memory_bill
+from .opq import OPQ_MAX_TRAIN
+from .refine import RerankStore, best_of, candidate_scores, rerank
+from .timing import Runs, repeat
+
+#: progress(phase, done, total)
+Progress = Callable[[str, int, int], None]
+
+#: training points of the sq8 re-rank store's ranges (FAISS trains its refine SQ on the training
+#: set; a fixed size keeps the store the same whatever else a sweep trains)
+STORE_TRAIN = 256 * 256
+
+
+@dataclass(frozen=True, order=True)
+class Build:
+    """What is trained and encoded: one index."""
+
+    nlist: int
+    m: int
+    nbits: int = 8
+    opq: bool = False
+
+    @property
+    def label(self) -> str:
+        """FAISS's factory spelling, e.g. ``OPQ16,IVF1024,PQ16x4``."""
+        pq = f"PQ{self.m}" + (f"x{self.nbits}" if self.nbits != 8 else "")
+        return (f"OPQ{self.m}," if self.opq else "") + f"IVF{self.nlist},{pq}"
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """How a build is searched: nprobe, re-rank depth (0 = none) and the store it reads."""
+
+    nprobe: int
+    rerank: int = 0
+    store: str = ""  # "" when rerank is 0
+
+    @property
+    def label(self) -> str:
+        return f"nprobe={self.nprobe}" + (f", rerank {self.rerank} ({self.store})" if self.rerank else "")
+
+
+def train_sizes(n_base: int, build: Build) -> tuple[int, int, int]:
+    """FAISS's training sample caps: (coarse, PQ, OPQ) points for ``build`` over n_base vectors."""
+    n_coarse = min(n_base, MAX_POINTS_PER_CENTROID * build.nlist)
+    n_pq = min(n_base, MAX_POINTS_PER_CENTROID * (1 << build.nbits))
+    n_opq = min(n_base, OPQ_MAX_TRAIN) if build.opq else 0
+    return n_coarse, n_pq, n_opq
+
+
+def sample_size(n_base: int, builds: Sequence[Build]) -> int:
+    """Points the nested training sample needs for every build and the re-rank store."""
+    return max([min(n_base, STORE_TRAIN)] + [max(train_sizes(n_base, b)) for b in builds])
+
+
+@dataclass
+class Coarse:
+    """A trained coarse quantizer (and OPQ rotation), and the generator's state after it."""
+
+    index: IVFPQIndex
+    rng: np.random.Generator
+    train_s: float
+
+
+@dataclass
+class Built:
+    """A trained, filled index and what it cost."""
+
+    build: Build
+    index: IVFPQIndex
+    coarse_s: float  # the coarse stage's training time (shared by every build of its nlist)
+    train_s: float  # PQ (and table) training of this build alone
+    add_s: float
+    shared_coarse: bool  # the coarse stage was trained for an earlier build
+
+
+@dataclass
+class Curve:
+    """One scan of a build at its largest nprobe, read at every nprobe asked.
+
+    ranked[p]: (nq, depth) int64 ids on the backend, the PQ ranking at nprobe p (best first,
+    -1 past the candidates); scanned[p]: (nq,) int64 codes scanned per query at nprobe p.
+    """
+
+    depth: int
+    ranked: dict[int, Any]
+    scanned: dict[int, np.ndarray]
+
+
+@dataclass
+class PointResult:
+    """One operating point, measured."""
+
+    build: Build
+    setting: Setting
+    recall: Recall  # of what the point returns (re-ranked when it re-ranks)
+    recall_raw: Recall  # the PQ ranking alone at this nprobe
+    memory: MemoryBill
+    scanned_per_query: float
+    scanned_fraction: float
+    queries_per_s: float | None = None  # None: not timed
+    runs: Runs | None = None
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the point needs in memory: the index, plus the re-rank store when it re-ranks."""
+        return self.memory.with_rerank if self.setting.rerank else self.memory.index_in_memory
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "build": self.build.label,
+            "nlist": self.build.nlist,
+            "m": self.build.m,
+            "nbits": self.build.nbits,
+            "opq": self.build.opq,
+            "nprobe": self.setting.nprobe,
+            "rerank": self.setting.rerank,
+            "rerank_store": self.setting.store or None,
+            "recall": self.recall.to_dict(),
+            "recall_raw": self.recall_raw.to_dict(),
+            "memory_bytes": self.memory_bytes,
+            "memory": self.memory.to_dict(),
+            "vectors_scanned_per_query": self.scanned_per_query,
+            "vectors_scanned_fraction": self.scanned_fraction,
+            "queries_per_s": self.queries_per_s,
+            "timed_runs": self.runs.to_dict() if self.runs else None,
+        }
+
+
+@dataclass
+class Workbench:
+    """The stages of one backend over one split, each built once per key (see the module doc).
+
+    dataset: rows read by id (the ground truth's tie check, re-rank fetches, the sample);
+    metric: the dataset's (l2, ip or cosine; cosine rows are already normalised);
+    stored_gt: (nq, >=k) base row numbers from the input file, or None to compute them.
+    """
+
+    be: Backend
+    dataset: Dataset
+    split: Split
+    seed: int = 0
+    batch_size: int = 1024
+    min_time: float = 0.0
+    progress: Progress | None = None
+    stored_gt: np.ndarray | None = None
+    ground_truth_s: float | None = None
+    _sample: np.ndarray | None = None
+    _gt_ids: np.ndarray | None = None
+    _coarse: dict[tuple[int, int], Coarse] = field(default_factory=dict)
+    _built: dict[Build, Built] = field(default_factory=dict)
+    _stores: dict[str, RerankStore] = field(default_factory=dict)
+    _queries: Any = None
+
+    @property
+    def index_metric(self) -> str:
+        return "l2" if self.dataset.metric == "l2" else "ip"
+
+    @property
+    def queries(self) -> Any:
+        """(nq, d) float32 queries on the backend."""
+        if self._queries is None:
+            self._queries = self.be.asarray(self.split.queries)
+        return self._queries
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(f"[{self.be.name}] {phase}", done, total)
+
+    # ------------------------------------------------------------------ shared stages
+    def sample(self, size: int) -> np.ndarray:
+        """The first ``size`` rows of the nested training sample: (size, d) float32, host."""
+        size = min(size, self.split.n_base)
+        if self._sample is None or self._sample.shape[0] < size:
+            ids = self.split.sample_base(size, self.seed + 1)
+            self._sample = self.dataset.rows(ids)
+        return self._sample[:size]
+
+    def truth(self, k: int, k_max: int | None = None) -> GroundTruth:
+        """Exact neighbours of the queries for recall@k, computed once at the largest k asked
+        (k_max, default k) plus one, which tells whether the k-th is tied."""
+        want = max(k, k_max or k) + 1
+        if self._gt_ids is None or (self.stored_gt is None and self._gt_ids.shape[1] < min(want, self.split.n_base)):
+            if self.stored_gt is not None:
+                self._gt_ids = self.stored_gt
+            else:
+                nb = self.split.n_base
+                done = [0]
+
+                def step(n: int) -> None:
+                    done[0] += n
+                    self._report("ground truth", min(done[0], nb), nb)
+
+                def ground_truth() -> Any:
+                    it = self.split.iter_base()
+                    return exact_knn(self.be, self.queries, it, min(want, nb), self.index_metric, step)[1]
+
+                out, runs = repeat({"gt": ground_truth}, self.min_time, self.be.synchronize)
+                self._gt_ids = self.be.to_numpy(out["gt"])
+                self.ground_truth_s = runs["gt"].median
+        return GroundTruth(self.split.queries, self._gt_ids, k, self.index_metric, self.dataset.rows)
+
+    def store(self, kind: str) -> RerankStore:
+        if kind not in self._stores:
+            self._stores[kind] = RerankStore(kind).fit(self.sample(STORE_TRAIN))
+        return self._stores[kind]
+
+    def coarse(self, build: Build) -> tuple[Coarse, bool]:
+        """The coarse quantizer of ``build`` (and whether it was already trained). Keyed by nlist,
+        and by m under OPQ, whose rotation (trained first) depends on m."""
+        key = (build.nlist, build.m if build.opq else 0)
+        if key in self._coarse:
+            return self._coarse[key], True
+        be = self.be
+        n_coarse, _, n_opq = train_sizes(self.split.n_base, build)
+        x = self.sample(max(n_coarse, n_opq))
+        m = build.m if build.opq else 1  # the OPQ rotation is trained for m; the PQ is not trained here
+        index = IVFPQIndex(be, self.dataset.d, build.nlist, m, 8, self.index_metric, build.opq)
+        rng = np.random.default_rng(self.seed + 2)
+        t0 = time.perf_counter()
+        x_opq = be.asarray(x[:n_opq]) if build.opq else None
+        index.train_coarse(be.asarray(x[:n_coarse]), rng, x_opq)
+        be.synchronize()
+        stage = Coarse(index=index, rng=rng, train_s=time.perf_counter() - t0)
+        self._coarse[key] = stage
+        return stage, False
+
+    def built(self, build: Build) -> Built:
+        """``build`` trained (sharing its coarse stage) and filled with the whole base."""
+        if build in self._built:
+            return self._built[build]
+        be = self.be
+        coarse, shared = self.coarse(build)
+        _, n_pq, _ = train_sizes(self.split.n_base, build)
+        index = IVFPQIndex(be, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, build.opq)
+        index.with_coarse(coarse.index)
+        rng = copy.deepcopy(coarse.rng)  # the state a separate estimate's PQ training starts from
+        self._report(f"train {build.label}", 0, 1)
+        t0 = time.perf_counter()
+        x_pq = be.asarray(self.sample(n_pq))
+        if index.opq is not None:
+            x_pq = index.opq.apply(x_pq)
+        index.train_pq(x_pq, rng)
+        be.synchronize()
+        t1 = time.perf_counter()
+        self._report(f"train {build.label}", 1, 1)
+        nb, done = self.split.n_base, 0
+        for ids, x in self.split.iter_base():
+            index.add(be.asarray(x), be.asarray(ids))
+            done += len(ids)
+            self._report(f"add {build.label}", done, nb)
+        index.build()
+        be.synchronize()
+        out = Built(build, index, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
+        self._built[build] = out
+        return out
+
+    def drop(self, build: Build) -> None:
+        """Forget a build's index (its codes) once its points are measured; memory stays bounded
+        by one build at a time rather than the whole grid."""
+        self._built.pop(build, None)
+
+    # ------------------------------------------------------------------ points
+    def curve(self, build: Build, nprobes: Sequence[int], depth: int) -> Curve:
+        """The PQ ranking to ``depth`` at every nprobe in ``nprobes``, from one scan at the
+        largest (each per-list candidate set of the scan keeps ``depth``, as a search at that
+        depth does)."""
+        index = self.built(build).index
+        be, xp = self.be, self.be.xp
+        ps = sorted({min(p, build.nlist) for p in nprobes})
+        top = ps[-1]
+        q = self.queries
+        nq = q.shape[0]
+        # the scan's candidate buffers hold chunk·top·depth scores and ids (12 bytes each)
+        step = max(1, be.work_bytes() // (top * depth * 12))
+        ranked: dict[int, list[Any]] = {p: [] for p in ps}
+        scanned: dict[int, list[np.ndarray]] = {p: [] for p in ps}
+        for s in range(0, nq, step):
+            out_d, out_i, probes = index.scan(q[s : s + step], depth, top)
+            sizes = np.cumsum(index.list_sizes[be.to_numpy(probes)], axis=1)  # (b, top)
+            for p in ps:
+                ranked[p].append(index.merge(out_d[:, :p], out_i[:, :p], depth)[1])
+                scanned[p].append(sizes[:, p - 1])
+        return Curve(
+            depth=depth,
+            ranked={p: xp.concatenate(v) for p, v in ranked.items()},
+            scanned={p: np.concatenate(v) for p, v in scanned.items()},
+        )
+
+    def fetcher(self, kind: str) -> Callable[[np.ndarray], Any]:
+        store = self.store(kind)
+
+        def fetch(ids: np.ndarray) -> Any:
+            """The stored vectors of ids, at the store's precision."""
+            return self.be.asarray(store.round_trip(self.dataset.rows(ids)))
+
+        return fetch
+
+    def points(
+        self, build: Build, curve: Curve, nprobe: int, k: int, reranks: Sequence[tuple[int, str]], truth: GroundTruth
+    ) -> list[PointResult]:
+        """Every point of ``build`` at ``nprobe`` from the curve: the raw ranking, and each
+        (depth, store) in ``reranks`` (depths at most curve.depth), untimed."""
+        be = self.be
+        ranked = curve.ranked[nprobe]
+        nb = self.split.n_base
+        scanned = float(curve.scanned[nprobe].mean())
+        raw = truth.recall(be.to_numpy(ranked[:, :k]))
+        out = [self._point(build, Setting(nprobe), raw, raw, scanned, nb)]
+        by_store: dict[str, list[int]] = {}
+        for r, kind in reranks:
+            by_store.setdefault(kind, []).append(r)
+        for kind, depths in by_store.items():
+            deepest = max(depths)
+            cand = ranked[:, :deepest]
+            scores = candidate_scores(be, self.queries, cand, self.fetcher(kind), self.index_metric)
+            for r in sorted(depths):
+                _, ids = best_of(be, cand[:, :r], scores[:, :r], k, self.index_metric)
+                rec = truth.recall(be.to_numpy(ids))
+                out.append(self._point(build, Setting(nprobe, r, kind), rec, raw, scanned, nb))
+        return out
+
+    def _point(self, build: Build, setting: Setting, rec: Recall, raw: Recall, scanned: float, nb: int) -> PointResult:
+        store_bytes = self.store(setting.store).nbytes(nb, self.dataset.d) if setting.rerank else 0
+        bill = memory_bill(
+            nb, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, store_bytes, build.opq
+        )
+        return PointResult(build, setting, rec, raw, bill, scanned, scanned / nb if nb else 0.0)
+
+    def search_fn(self, build: Build, setting: Setting, k: int) -> Callable[[], Any]:
+        """One run of ``setting`` as deployed: every query, in batches, searched at its nprobe
+        (to its re-rank depth when it re-ranks) and re-ranked. Returns the ids (nq, k)."""
+        index = self.built(build).index
+        be, xp = self.be, self.be.xp
+        q_all = self.queries
+        want = setting.rerank or k
+        fetch = self.fetcher(setting.store) if setting.rerank else None
+
+        def run() -> Any:
+            found = []
+            for s in range(0, q_all.shape[0], self.batch_size):
+                q = q_all[s : s + self.batch_size]
+                _, ids, _ = index.search(q, want, setting.nprobe)
+                if fetch is not None:
+                    _, ids = rerank(be, q, ids, fetch, k, self.index_metric)
+                found.append(ids)
+            return xp.concatenate(found)
+
+        return run
+
+    def time_point(self, point: PointResult, k: int, min_time: float | None = None) -> PointResult:
+        """Time ``point`` run at its own setting (the timing rule of :mod:`gpupq.timing`) and
+        fill in its queries/s."""
+        index = self.built(point.build).index
+        index.search(self.queries[: min(8, self.queries.shape[0])], k, point.setting.nprobe)  # warm
+        _, runs = repeat(
+            {"search": self.search_fn(point.build, point.setting, k)},
+            self.min_time if min_time is None else min_time,
+            self.be.synchronize,
+        )
+        point.runs = runs["search"]
+        t = point.runs.median
+        point.queries_per_s = self.queries.shape[0] / t if t > 0 else float("inf")
+        return point

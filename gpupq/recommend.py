@@ -1,0 +1,385 @@
+"""``gpupq recommend``: the cheapest configuration in memory that meets a recall target.
+
+The search is economical rather than the whole grid:
+
+1. Every candidate (build × re-rank store, or no re-rank) has a memory bill known before anything
+   is trained, so candidates are ordered by memory (at ``--n-total`` when given) and those over
+   the budget are never trained.
+2. Candidates are evaluated cheapest first; the first three that meet every constraint are the
+   answer and its runners-up, and nothing dearer is trained (a dearer one cannot be cheaper:
+   FAISS's ``OperatingPoints`` prunes the same way).
+3. For each candidate and re-rank depth, the smallest nprobe that meets the target is found by
+   doubling (1, 2, 4, …) and then bisection between the last two doublings. Recall is not always
+   monotone in nprobe with PQ (FAISS issues #514, #2096): the answer is the smallest nprobe this
+   search found, and every point it evaluated is in the evidence.
+4. A point meets the target when its 95% interval's lower end does. A point whose mean meets it
+   but whose interval straddles it is undecided: the answer says how many queries would decide
+   it, rather than guess.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .engine import Build, PointResult, Setting
+from .errors import GpupqError
+from .estimate import EstimateConfig
+from .metrics import RECALL_DEFINITION
+from .scale import NLIST_RULE, RECALL_CAVEAT, Deployment, deployment
+from .sweep import Grid, RunConfig, Session, check_grid, fill_defaults
+from .threads import blas_threads
+from .verify import deploy_spec
+
+Progress = Callable[[str, int, int], None]
+
+#: re-rank depths tried by default, as multiples of k
+DEFAULT_DEPTH_FACTORS = (5, 20)
+#: re-rank stores tried by default: fp32 gives the same recall as fp16 in practice at twice the memory
+DEFAULT_STORES = ("fp16", "sq8")
+ANSWERS = 3  # the recommendation and two runners-up
+
+
+@dataclass
+class Target:
+    recall: float
+    memory_budget: int | None = None  # bytes, at the deployment size
+    min_qps: float | None = None
+    rerank: bool = True
+
+    def check(self) -> None:
+        if not 0 < self.recall <= 1:
+            raise GpupqError(f"--target-recall must be in (0, 1] (got {self.recall})")
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise GpupqError("--memory-budget must be positive")
+        if self.min_qps is not None and self.min_qps <= 0:
+            raise GpupqError("--min-qps must be positive")
+
+
+@dataclass
+class Candidate:
+    """A build and a re-rank store ("" for none): what decides memory."""
+
+    build: Build
+    store: str
+    memory_bytes: int  # at the deployment size
+    deploy: Deployment | None  # the bill at --n-total, None without it
+
+    @property
+    def label(self) -> str:
+        return self.build.label + (f" + {self.store} re-rank store" if self.store else "")
+
+
+@dataclass
+class Finding:
+    """What the search learnt about one candidate."""
+
+    candidate: Candidate
+    verdict: str  # meets | undecided | short | slow
+    point: PointResult | None  # the chosen point: meets (or undecided: the best guess)
+    more_queries: int | None = None  # queries that would decide an undecided point
+    best: PointResult | None = None  # the highest recall seen (for "closest")
+
+    def to_dict(self, n_base: int, k: int, metric: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "candidate": self.candidate.label,
+            "verdict": self.verdict,
+            "memory_bytes": self.candidate.memory_bytes,
+            "point": self.point.to_dict() if self.point else None,
+            "more_queries": self.more_queries,
+            "best": self.best.to_dict() if self.best else None,
+        }
+        if self.point is not None:
+            out["deploy"] = deploy_for(self.point, self.candidate, n_base, k, metric)
+        if self.candidate.deploy is not None:
+            out["at_n_total"] = self.candidate.deploy.to_dict()
+        return out
+
+
+def deploy_for(point: PointResult, cand: Candidate, n_base: int, k: int, metric: str) -> dict[str, Any]:
+    """FAISS factory string and cuVS parameters; at --n-total, with nlist and nprobe scaled."""
+    b, s = point.build, point.setting
+    nlist, nprobe, n = b.nlist, s.nprobe, n_base
+    if cand.deploy is not None:
+        nlist, nprobe, n = cand.deploy.nlist, round(s.nprobe * cand.deploy.nlist / b.nlist) or 1, cand.deploy.n_total
+    cfg = EstimateConfig(
+        m=b.m, nlist=nlist, nprobe=max(1, min(nprobe, nlist)), nbits=b.nbits, k=k, rerank=s.rerank,
+        rerank_store=s.store or "fp32", opq=b.opq, metric=metric,
+    )
+    return deploy_spec(cfg, n)
+
+
+@dataclass
+class Recommendation:
+    target: Target
+    k: int
+    dataset: dict[str, Any]
+    backend: str
+    device: str
+    answers: list[Finding]  # cheapest first: the recommendation, then runners-up
+    findings: list[Finding]  # every candidate evaluated, in the order evaluated
+    evaluated: list[PointResult]  # every point measured
+    over_budget: int  # candidates never trained: over the memory budget
+    candidates: int
+    advice: list[str] = field(default_factory=list)
+    n_total: int | None = None
+    wall_s: float = 0.0
+    rules: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        nb, metric = self.dataset["n_base"], self.dataset["metric"]
+        return {
+            "gpupq_version": __version__,
+            "command": "recommend",
+            "dataset": self.dataset,
+            "target": {
+                "recall": self.target.recall,
+                "k": self.k,
+                "memory_budget": self.target.memory_budget,
+                "min_qps": self.target.min_qps,
+                "rerank": self.target.rerank,
+                "n_total": self.n_total,
+                "rule": "meets the target when the 95% interval's lower end does",
+            },
+            "backend": self.backend,
+            "device": self.device,
+            "recall_definition": RECALL_DEFINITION,
+            "n_total_rule": NLIST_RULE if self.n_total else None,
+            "recall_note": RECALL_CAVEAT if self.n_total else None,
+            "answers": [f.to_dict(nb, self.k, metric) for f in self.answers],
+            "findings": [f.to_dict(nb, self.k, metric) for f in self.findings],
+            "evaluated_points": [p.to_dict() for p in self.evaluated],
+            "candidates": self.candidates,
+            "over_budget": self.over_budget,
+            "advice": self.advice,
+            "grid_rules": self.rules,
+            "wall_s": self.wall_s,
+            "warnings": self.warnings,
+        }
+
+
+def more_queries_needed(point: PointResult, target: float) -> int | None:
+    """Queries to add so the 95% interval's lower end clears ``target``, if the mean stays put
+    (the half-width shrinks as 1/√queries); None when the mean itself is below the target."""
+    r = point.recall
+    margin = r.mean - target
+    if margin <= 0:
+        return None
+    half = (r.ci95_high - r.ci95_low) / 2
+    need = r.queries * (half / margin) ** 2
+    return max(1, math.ceil(need - r.queries))
+
+
+def recommend(
+    session: Session,
+    target: Target,
+    config: RunConfig,
+    grid: Grid | None = None,
+    progress: Progress | None = None,
+) -> Recommendation:
+    """The cheapest configurations (in memory) of ``grid`` that meet ``target`` on the session's
+    backend. See the module docstring for the search."""
+    target.check()
+    bench, be = session.bench, session.backend
+    k, nb, d = config.k, session.split.n_base, session.dataset.d
+    grid = grid or Grid(nlist=[], m=[])
+    if not target.rerank:
+        grid.rerank = [0]
+    elif grid.rerank == [0]:  # not given: the default depths
+        grid.rerank = [0] + [f * k for f in DEFAULT_DEPTH_FACTORS if f * k <= nb]
+        grid.rules.append(f"re-rank depths: 0, {', '.join(f'{f}·k' for f in DEFAULT_DEPTH_FACTORS)}")
+    if not grid.stores:
+        grid.stores = list(DEFAULT_STORES)
+        grid.rules.append(f"re-rank stores: {', '.join(DEFAULT_STORES)} (fp32 costs twice fp16 for the same ranking)")
+    grid = fill_defaults(grid, nb, d)
+    check_grid(grid, d, nb, k)
+    metric = bench.index_metric
+    n_total = config.n_total
+    stores = [""] + (sorted(set(grid.stores)) if any(r > 0 for r in grid.rerank) else [])
+    candidates = []
+    for build in grid.builds():
+        for store in stores:
+            st = bench.store(store) if store else None
+            dep = deployment(build, 1, st, nb, n_total, d, metric) if n_total else None
+            if dep is not None:
+                mem = dep.memory_bytes
+            else:
+                mem = deployment(build, 1, st, nb, nb, d, metric).memory_bytes
+            candidates.append(Candidate(build, store, mem, dep))
+    candidates.sort(key=lambda c: (c.memory_bytes, c.build, c.store))
+    affordable = [c for c in candidates if target.memory_budget is None or c.memory_bytes <= target.memory_budget]
+    over = [c for c in candidates if c not in affordable]
+    depths_for = {
+        "": [0],
+        **{s: sorted({r for r in grid.rerank if r > 0}) for s in stores if s},
+    }
+    out = Recommendation(
+        target=target, k=k, dataset=session.describe(), backend=be.name, device=be.device_description(),
+        answers=[], findings=[], evaluated=[], over_budget=len(over), candidates=len(candidates),
+        n_total=n_total, rules=list(grid.rules),
+    )
+    t0 = time.perf_counter()
+    session.dataset.validate()
+    cache: dict[tuple[Build, int, int, str], PointResult] = {}
+    with blas_threads(1):
+        truth = bench.truth(k)
+
+        def point(build: Build, p: int, r: int, store: str) -> PointResult:
+            key = (build, p, r, store)
+            if key not in cache:
+                curve = bench.curve(build, [p], max(k, r))
+                pts = bench.points(build, curve, p, k, [(r, store)] if r else [], truth)
+                for pt in pts:
+                    cache[(build, p, pt.setting.rerank, pt.setting.store)] = pt
+                    out.evaluated.append(pt)
+                if key not in cache:  # the raw point alone was asked for under another store key
+                    cache[key] = pts[0]
+            return cache[key]
+
+        def evaluate(cand: Candidate) -> Finding:
+            found: list[tuple[PointResult, str, int | None]] = []
+            best: PointResult | None = None
+            for r in depths_for[cand.store]:
+                pt, verdict, more, top = _min_nprobe(cand.build, r, cand.store, target.recall, point)
+                best = top if best is None or top.recall.mean > best.recall.mean else best
+                if pt is not None:
+                    found.append((pt, verdict, more))
+            meets = [f for f in found if f[1] == "meets"]
+            if meets:
+                for pt, _, _ in meets:  # timed at its own setting: the depth that runs fastest wins
+                    if config.timing or target.min_qps is not None:
+                        bench.time_point(pt, k, config.min_time)
+                fast = [f for f in meets if target.min_qps is None or (f[0].queries_per_s or 0) >= target.min_qps]
+                if fast:
+                    pick = max(fast, key=lambda f: f[0].queries_per_s or 0.0)
+                    return Finding(cand, "meets", pick[0], best=best)
+                pick = max(meets, key=lambda f: f[0].queries_per_s or 0.0)
+                return Finding(cand, "slow", pick[0], best=best)
+            if found:  # undecided: the shallowest nprobe whose mean meets the target
+                pt, _, more = min(found, key=lambda f: (f[0].setting.nprobe, f[0].setting.rerank))
+                return Finding(cand, "undecided", pt, more_queries=more, best=best)
+            return Finding(cand, "short", None, best=best)
+
+        for i, cand in enumerate(affordable):
+            if progress is not None:
+                progress("recommend: candidates (cheapest first)", i, len(affordable))
+            try:
+                finding = evaluate(cand)
+            except KeyboardInterrupt:
+                out.advice.append("interrupted: the answers below are from the candidates evaluated so far")
+                break
+            out.findings.append(finding)
+            if finding.verdict == "meets":
+                out.answers.append(finding)
+                if len(out.answers) >= ANSWERS:
+                    break
+        if progress is not None:
+            progress("recommend: candidates (cheapest first)", len(affordable), len(affordable))
+        if not out.answers and over and not any(f.verdict == "undecided" for f in out.findings):
+            # what the budget costs: the cheapest over it that meets the target
+            for cand in over:
+                finding = evaluate(cand)
+                out.findings.append(finding)
+                if finding.verdict == "meets":
+                    out.advice.append(
+                        f"nothing within the memory budget meets the target; the cheapest that does is "
+                        f"{cand.label} at {_mb(cand.memory_bytes)}: relax --memory-budget to at least that"
+                    )
+                    break
+    out.advice.extend(_advice(out, target))
+    out.wall_s = time.perf_counter() - t0
+    for b in {f.candidate.build for f in out.findings}:
+        for w in bench.built(b).index.warnings:
+            if w not in out.warnings:
+                out.warnings.append(w)
+    return out
+
+
+def _mb(n: float) -> str:
+    from .report import human_bytes
+
+    return human_bytes(n)
+
+
+def _advice(out: Recommendation, target: Target) -> list[str]:
+    tips = []
+    undecided = [f for f in out.findings if f.verdict == "undecided"]
+    slow = [f for f in out.findings if f.verdict == "slow"]
+    if not out.answers:
+        if undecided:
+            f = undecided[0]
+            assert f.point is not None
+            tips.append(
+                f"undecided: {f.candidate.label} at {f.point.setting.label} has recall {f.point.recall.mean:.3f} "
+                f"(95% interval {f.point.recall.ci95_low:.3f}–{f.point.recall.ci95_high:.3f}), which straddles "
+                f"{target.recall}; about {f.more_queries} more queries (--queries) would decide it"
+            )
+        if slow:
+            fastest = max(slow, key=lambda f: (f.point.queries_per_s or 0) if f.point else 0)
+            assert fastest.point is not None
+            tips.append(
+                f"configurations meet the recall but none reaches --min-qps {target.min_qps:g}: the fastest, "
+                f"{fastest.candidate.label} at {fastest.point.setting.label}, does "
+                f"{fastest.point.queries_per_s:,.0f} queries/s; relax --min-qps"
+            )
+        seen = [f.best for f in out.findings if f.best is not None]
+        if seen and not undecided and not slow:
+            closest = max(seen, key=lambda p: p.recall.mean)
+            tips.append(
+                f"nothing evaluated meets recall {target.recall}: the closest is {closest.build.label} at "
+                f"{closest.setting.label}, recall {closest.recall.mean:.3f} "
+                f"({closest.recall.ci95_low:.3f}–{closest.recall.ci95_high:.3f}); "
+                + ("allow re-ranking (drop --no-rerank), " if not target.rerank else "")
+                + "try larger codes (--m, --nbits) or a lower --target-recall"
+            )
+        if not out.findings:
+            tips.append("no candidate fits the memory budget; relax --memory-budget")
+    return tips
+
+
+def _min_nprobe(
+    build: Build,
+    r: int,
+    store: str,
+    target: float,
+    point: Callable[[Build, int, int, str], PointResult],
+) -> tuple[PointResult | None, str, int | None, PointResult]:
+    """The smallest nprobe of ``build`` at depth r meeting ``target`` by its interval's lower end:
+    doubling, then bisection between the last failing and the first meeting doubling.
+
+    Returns (point or None, "meets" | "undecided" | "short", queries to decide, best seen).
+    """
+    nlist = build.nlist
+    p, prev = 1, 0
+    best: PointResult | None = None
+    undecided: PointResult | None = None
+    while True:
+        pt = point(build, p, r, store)
+        best = pt if best is None or pt.recall.mean > best.recall.mean else best
+        if pt.recall.ci95_low >= target:
+            break
+        if undecided is None and pt.recall.mean >= target:
+            undecided = pt
+        if p >= nlist:
+            if undecided is not None:
+                return undecided, "undecided", more_queries_needed(undecided, target), best
+            return None, "short", None, best
+        prev, p = p, min(2 * p, nlist)
+    lo, hi = prev, p  # lo fails (or is 0), hi meets
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if point(build, mid, r, store).recall.ci95_low >= target:
+            hi = mid
+        else:
+            lo = mid
+    chosen = point(build, hi, r, store)
+    assert best is not None
+    return chosen, "meets", None, best
+
+
+__all__ = ["Recommendation", "Setting", "Target", "recommend"]

@@ -516,7 +516,11 @@ def recommend_cmd(
 
     try:
         grid = _grid(m, nlist, nbits, None, rerank, rerank_store, opq)
-        budget = parse_size(memory_budget) if memory_budget is not None else None
+        try:
+            budget = parse_size(memory_budget) if memory_budget is not None else None
+        except GpupqError as exc:
+            fail(f"--memory-budget {exc}")
+            return
         target = Target(target_recall, budget, min_qps, rerank=not no_rerank)
         target.check()
         total = _count(n_total, "--n-total")

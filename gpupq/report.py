@@ -359,6 +359,15 @@ def _bytes_short(n: float) -> str:
     return f"{n:.3g}TB"
 
 
+def _count_short(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for scale, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(n)
+
+
 def _rate_short(x: float | None) -> str:
     if x is None:
         return "-"
@@ -477,27 +486,30 @@ def render_recommendation(rec: Recommendation) -> Group:
         )
     ]
     if rec.answers:
-        table = Table(title="Cheapest configurations that meet the target", title_justify="left")
-        cols = ("", "index", "search", f"recall@{rec.k} [95% CI]", "memory", "vs fp32", "queries/s", "scanned/query")
+        table = Table(
+            title="Cheapest configurations that meet the target", title_justify="left", box=box.SIMPLE_HEAD,
+            pad_edge=False, collapse_padding=True,
+        )  # fmt: skip
+        cols = ["", "index", "nprobe", "rerank", f"recall@{rec.k}", "memory", "q/s", "scanned"]
+        cols += [f"at N={_count_short(rec.n_total)}"] if rec.n_total else []
         for col in cols:
-            table.add_column(col, justify="left" if col in ("", "index", "search") else "right")
-        if rec.n_total:
-            table.add_column(f"memory at N={rec.n_total:,}", justify="right")
+            table.add_column(col, justify="left" if col in ("", "index", "rerank") else "right", no_wrap=True)
         for i, f in enumerate(rec.answers):
             p = f.point
             assert p is not None
+            s = p.setting
             row = [
-                "recommended" if i == 0 else f"runner-up {i}",
+                "best" if i == 0 else f"#{i + 1}",
                 escape(p.build.label),
-                escape(p.setting.label),
-                _recall_cell(p.recall),
-                human_bytes(p.memory_bytes),
-                _ratio(p.memory.vectors_fp32, p.memory_bytes),
-                human_rate(p.queries_per_s, "q/s") if p.queries_per_s is not None else "not timed",
-                f"{p.scanned_per_query:,.0f} ({p.scanned_fraction:.2%})",
+                str(s.nprobe),
+                f"{s.rerank} {s.store}" if s.rerank else "-",
+                _recall_short(p.recall),
+                _bytes_short(p.memory_bytes),
+                _rate_short(p.queries_per_s),
+                f"{p.scanned_per_query:,.0f}",
             ]
             if rec.n_total:
-                row.append(human_bytes(f.candidate.memory_bytes))
+                row.append(_bytes_short(f.candidate.memory_bytes))
             table.add_row(*row)
         parts.append(table)
         best = rec.answers[0]
@@ -510,23 +522,30 @@ def render_recommendation(rec: Recommendation) -> Group:
         parts.append(Text("No configuration evaluated meets every constraint.", style="bold"))
     for tip in rec.advice:
         parts.append(Text(tip))
-    evaluated = Table(title="Evidence: every candidate evaluated, cheapest first", title_justify="left")
-    for col in ("index", "memory", "verdict", "at", f"recall@{rec.k} [95% CI]", "queries/s"):
-        evaluated.add_column(col, justify="left" if col in ("index", "verdict", "at") else "right")
+    evaluated = Table(
+        title="Evidence: every candidate evaluated, cheapest first", title_justify="left", box=box.SIMPLE_HEAD,
+        pad_edge=False, collapse_padding=True,
+    )  # fmt: skip
+    for col in ("index", "store", "memory", "verdict", "nprobe", "rerank", f"recall@{rec.k}", "q/s"):
+        evaluated.add_column(col, justify="left" if col in ("index", "store", "verdict") else "right", no_wrap=True)
     for f in rec.findings:
         p = f.point or f.best
         evaluated.add_row(
-            escape(f.candidate.label),
-            human_bytes(f.candidate.memory_bytes),
-            f.verdict + (f" (+{f.more_queries} queries)" if f.more_queries else ""),
-            escape(p.setting.label) if p else "-",
-            _recall_cell(p.recall) if p else "-",
-            human_rate(p.queries_per_s, "q/s") if p and p.queries_per_s is not None else "-",
+            escape(f.candidate.build.label),
+            f.candidate.store or "-",
+            _bytes_short(f.candidate.memory_bytes),
+            f.verdict + (f" (+{f.more_queries}q)" if f.more_queries else ""),
+            str(p.setting.nprobe) if p else "-",
+            str(p.setting.rerank or "-") if p else "-",
+            _recall_short(p.recall) if p else "-",
+            _rate_short(p.queries_per_s) if p else "-",
         )
     parts.append(evaluated)
     notes = [
-        "verdict: meets (lower end ≥ target), undecided (interval straddles it), short (best seen below it: the "
-        "'at' column shows the best), slow (meets recall, below --min-qps)",
+        f"recall@{rec.k}: mean ± half its 95% interval; memory: index (+ re-rank store); q/s: queries per "
+        "second, timed at the point's own setting; scanned: codes per query",
+        "verdict: meets (lower end ≥ target), undecided (interval straddles it; +q: queries that would decide), "
+        "short (the best seen is shown), slow (meets recall, below --min-qps)",
         f"{len(rec.findings)} of {rec.candidates} candidates evaluated ({rec.over_budget} over the memory budget "
         f"never trained), {len(rec.evaluated)} points measured, in {rec.wall_s:.1f} s",
     ]

@@ -28,8 +28,11 @@ def test_verify_through_the_cli():
     ours, check = out["results"][0], out["verify"]
     assert check["factory"] == "IVF64,PQ8x8np,Refine(SQ8)" == out["deploy"]["faiss_index_factory"]
     assert check["compared_with"] == "numpy"
-    assert abs(check["recall"]["mean"] - ours["recall"]["mean"]) <= 0.03
-    assert abs(check["recall_rerank"]["mean"] - ours["recall_rerank"]["mean"]) <= 0.03
+    # One training seed on each side: their recalls differ by training noise (about ±0.03 here);
+    # agreement within 0.03 on average is tested over several seeds in test_faiss.py. This test
+    # catches the plumbing: a check run on other data, split or settings lands far outside this.
+    assert abs(check["recall"]["mean"] - ours["recall"]["mean"]) <= 0.06
+    assert abs(check["recall_rerank"]["mean"] - ours["recall_rerank"]["mean"]) <= 0.06
     assert isinstance(check["recall_outside_interval"], bool)
     assert abs(ours["memory"]["index_serialized"] - check["index_serialized"]) / check["index_serialized"] < 0.01
     assert abs(ours["memory"]["rerank_store"] - check["rerank_store"]) / check["rerank_store"] < 0.01

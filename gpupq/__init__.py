@@ -11,6 +11,11 @@ from .formats import load_npy, load_vectors
 from .ivf import IVFPQIndex
 from .pq import ProductQuantizer
 
+# sweep and recommend are reached as gpupq.sweep.sweep / gpupq.recommend.recommend: a function
+# named like its module here would hide the module (``import gpupq.sweep as m`` gets the attribute)
+from .recommend import Recommendation, Target
+from .sweep import Grid, RunConfig, SweepResult, open_session
+
 __all__ = [
     "Backend",
     "BackendResult",
@@ -19,9 +24,14 @@ __all__ = [
     "EstimateConfig",
     "EstimateResult",
     "GpupqError",
+    "Grid",
     "IVFPQIndex",
     "NumpyBackend",
     "ProductQuantizer",
+    "Recommendation",
+    "RunConfig",
+    "SweepResult",
+    "Target",
     "__version__",
     "estimate",
     "get_backends",
@@ -29,5 +39,6 @@ __all__ = [
     "load_npy",
     "load_vectors",
     "make_synthetic",
+    "open_session",
     "usable_backends",
 ]

@@ -283,11 +283,21 @@ def estimate_cmd(
             help=f"seconds of runs each timed phase covers, the median run reported (default {MIN_TIMED_S:g})",
         ),
     ] = None,
+    n_total: Annotated[
+        str | None, typer.Option("--n-total", help="also bill memory at this deployment size, e.g. 50M")
+    ] = None,
+    scale_curve: Annotated[
+        bool,
+        typer.Option(
+            "--scale-curve", help="also measure recall on nested subsamples (N/8..N) and extend the trend to --n-total"
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Build IVF-PQ over your vectors (or synthetic ones) and report recall, memory and speed."""
     try:
+        total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         config = EstimateConfig(
             m=m,
@@ -316,6 +326,8 @@ def estimate_cmd(
                 verify=verify.value if verify is not None else None,
                 ground_truth=inputs.ground_truth,
                 ground_truth_source=inputs.ground_truth_source,
+                n_total=total,
+                scale_curve=scale_curve,
             )
     except GpupqError as exc:
         fail(str(exc))

@@ -15,7 +15,7 @@ import numpy as np
 from . import __version__, formats
 from .backends import Backend, cupy_status, get_backends
 from .data import METRICS, Dataset, Split, hold_out, with_query_file
-from .engine import STORE_TRAIN
+from .engine import STORE_TRAIN, Build, Setting
 from .errors import GpupqError
 from .ivf import IVFPQIndex
 from .kmeans import MAX_POINTS_PER_CENTROID
@@ -163,6 +163,10 @@ class EstimateResult:
     blas: str = ""  # numpy's BLAS library
     #: backends ``--backend all`` could not run here, and why
     skipped: dict[str, str] = field(default_factory=dict)
+    #: the bill at --n-total (gpupq.scale.Deployment), or None
+    deployment: Any = None
+    #: recall on nested subsamples (gpupq.scalecurve.ScaleCurve), or None
+    scale_curve: Any = None
 
     def _verify_dict(self) -> dict[str, Any] | None:
         """The faiss-cpu check beside the first backend's figures, or None without one."""
@@ -204,6 +208,8 @@ class EstimateResult:
             "deploy": self.deploy,
             "verify": self._verify_dict(),
             "warnings": list(self.warnings),
+            "deployment": self.deployment.to_dict() if self.deployment is not None else None,
+            "scale_curve": self.scale_curve.to_dict() if self.scale_curve is not None else None,
         }
 
 
@@ -233,6 +239,8 @@ def estimate(
     verify: str | None = None,
     ground_truth: Any = None,
     ground_truth_source: str | None = None,
+    n_total: int | None = None,
+    scale_curve: bool = False,
 ) -> EstimateResult:
     """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
 
@@ -241,7 +249,9 @@ def estimate(
     ``verify="faiss"`` also builds the same index with faiss-cpu and measures it side by side.
     ``ground_truth`` (nq, K) integer array-like (an HDF5 dataset is read only as far as used):
     the queries' exact neighbours as base row numbers (as an ann-benchmarks file stores them),
-    used instead of computing them.
+    used instead of computing them. ``n_total``: also bill the index at that many vectors
+    (:mod:`gpupq.scale`); ``scale_curve``: also measure recall on nested subsamples of the base
+    and extend the trend to ``n_total`` (:mod:`gpupq.scalecurve`).
     """
     if verify not in (None, "faiss"):
         raise GpupqError(f"--verify {verify!r}: only faiss is supported")
@@ -300,6 +310,16 @@ def estimate(
             for be in backends:
                 be.budget = budget
                 runs.append(_run_backend(be, dataset, split, train_x, sizes, store, config, progress, gt))
+            curve = None
+            if scale_curve:  # on the first backend, with the same split and queries
+                from .scalecurve import scale_curve as measure_curve
+
+                build, setting = _point_of(config)
+                backends[0].budget = budget
+                curve = measure_curve(
+                    dataset, split, build, setting, config.k, backends[0], config.seed, None, n_total,
+                    config.batch_size, progress,
+                )  # fmt: skip
     finally:
         for be, old in zip(backends, previous, strict=True):
             be.budget = old
@@ -342,7 +362,23 @@ def estimate(
         threads=threads,
         blas=blas_description(),
         skipped=skipped,
+        deployment=_deployment(config, split.n_base, dataset.d, store, n_total) if n_total else None,
+        scale_curve=curve,
     )
+
+
+def _point_of(config: EstimateConfig) -> tuple[Build, Setting]:
+    build = Build(config.nlist, config.m, config.nbits, config.opq)
+    return build, Setting(config.nprobe, config.rerank, config.rerank_store if config.rerank else "")
+
+
+def _deployment(config: EstimateConfig, n_base: int, d: int, store: RerankStore, n_total: int) -> Any:
+    """The estimate's configuration billed at n_total vectors (gpupq.scale)."""
+    from .scale import deployment
+
+    build, setting = _point_of(config)
+    index_metric = "l2" if config.metric == "l2" else "ip"
+    return deployment(build, setting.nprobe, store if setting.rerank else None, n_base, n_total, d, index_metric)
 
 
 def _min_time(config: EstimateConfig) -> float:

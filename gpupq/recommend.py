@@ -190,7 +190,7 @@ def recommend(
     grid = grid or Grid(nlist=[], m=[])
     if not target.rerank:
         grid.rerank = [0]
-    elif grid.rerank == [0]:  # not given: the default depths
+    elif not grid.rerank:  # not given: the default depths
         grid.rerank = [0] + [f * k for f in DEFAULT_DEPTH_FACTORS if f * k <= nb]
         grid.rules.append(f"re-rank depths: 0, {', '.join(f'{f}·k' for f in DEFAULT_DEPTH_FACTORS)}")
     if not grid.stores:

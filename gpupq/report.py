@@ -17,6 +17,7 @@ from rich.text import Text
 from .estimate import EstimateResult, Timings
 from .metrics import RECALL_DEFINITION, Recall
 from .scale import NLIST_RULE, RECALL_CAVEAT
+from .scalecurve import CAVEAT
 from .sweep import PARETO_DEFINITION, TIMING_NOTE
 from .verify import outside_interval
 
@@ -202,6 +203,10 @@ def render(result: EstimateResult) -> Group:
     if result.faiss is not None:
         parts.append(_faiss_table(result))
     parts.append(_deploy_text(result.deploy))
+    if result.deployment is not None:
+        parts.append(_n_total_text(result.deployment.to_dict(), result))
+    if result.scale_curve is not None:
+        parts.append(render_scale_curve(result.scale_curve))
     if result.warnings:
         parts.append(Text("Warnings\n" + "\n".join(f"- {w}" for w in result.warnings), style="yellow"))
     parts.append(Text(f"recall: {result.recall_definition}", style="dim"))
@@ -273,6 +278,55 @@ def _deploy_text(deploy: dict[str, Any]) -> Text:
     ]
     lines += [f"       {note}" for note in deploy["notes"]]
     return Text("Deploy what was measured\n" + "\n".join(lines))
+
+
+def _n_total_text(dep: dict[str, Any], result: EstimateResult) -> Text:
+    bill = dep["memory"]
+    rr = result.config.rerank
+    lines = [
+        f"At deployment size N_total = {dep['n_total']:,}: nlist {dep['nlist']}, nprobe {dep['nprobe']}",
+        f"  codes {human_bytes(bill['codes'])}, ids {human_bytes(bill['ids'])}, index in memory "
+        f"{human_bytes(bill['index_in_memory'])}"
+        + (f", + re-rank store {human_bytes(bill['rerank_store'])} = {human_bytes(bill['with_rerank'])}" if rr else "")
+        + f" (float32 vectors: {human_bytes(bill['vectors_fp32'])})",
+        f"  {dep['rule']}; {dep['recall_note']}",
+    ]
+    return Text("\n".join(lines))
+
+
+def render_scale_curve(curve: Any) -> Group:
+    """The recall measured on nested subsamples, the fitted trend and its extrapolation."""
+    table = Table(
+        title=f"Recall as the collection grows ({curve.build.label}, nprobe={curve.setting.nprobe}"
+        + (f", rerank {curve.setting.rerank} {curve.setting.store}" if curve.setting.rerank else "")
+        + ")",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("vectors", "nlist", f"recall@{curve.k}", "raw", "scanned/query"):
+        table.add_column(col, justify="right")
+    for p in curve.points:
+        scanned = f"{p.scanned_per_query:,.0f}"
+        table.add_row(f"{p.n:,}", str(p.nlist), _recall_short(p.recall), _recall_short(p.recall_raw), scanned)
+    t = curve.trend
+    lines = [
+        f"trend: recall ≈ {t.a:.3f} {'+' if t.b >= 0 else '−'} {abs(t.b):.3f}·log2(N), i.e. {t.b:+.3f} per doubling "
+        f"(weighted least squares; χ²/dof {t.chi2_per_dof:.2f})"
+    ]
+    if curve.prediction is not None:
+        mean, low, high = curve.prediction
+        lines.append(
+            f"at N_total = {curve.n_total:,}: recall ≈ {mean:.3f}, 95% band [{low:.3f}, {high:.3f}], for nlist "
+            f"{curve.nlist_total:,} (this curve keeps vectors per list constant; the memory bill scales nlist by √N)"
+        )
+        lines.append(f"caveat: {CAVEAT}")
+    elif curve.n_total is None:
+        lines.append("give --n-total to extend the trend to the collection you will deploy")
+    lines += curve.notes
+    lines.append("method: nested random subsamples of the base, each with exact ground truth for the same queries and "
+                 "its own index with nlist scaled by n/N (vectors per list constant)")  # fmt: skip
+    return Group(table, Text("\n".join(lines)))
 
 
 def print_result(result: EstimateResult, console: Console) -> None:

@@ -78,6 +78,7 @@ class Trend:
     a: float
     b: float
     cov: np.ndarray  # (2, 2) covariance of (a, b)
+    chi2_per_dof: float  # scatter about the line in units of the points' own noise (≈1 when the line fits)
     points: list[tuple[int, float, float]]  # (n, recall, half-width of its 95% interval)
 
     def predict(self, n: int) -> tuple[float, float, float]:
@@ -94,8 +95,14 @@ class Trend:
             "a": self.a,
             "b": self.b,
             "per_doubling": self.b,
+            "chi2_per_dof": self.chi2_per_dof,
             "points": [{"n": n, "recall": r, "ci95_half_width": h} for n, r, h in self.points],
         }
+
+
+#: above this χ²/dof the measured points do not follow one log-linear trend, and no extrapolation
+#: is given (for one degree of freedom, 4 is beyond the 95th percentile of χ², 3.84)
+MAX_CHI2_PER_DOF = 4.0
 
 
 def fit_trend(points: list[tuple[int, float, float]]) -> Trend:
@@ -115,4 +122,4 @@ def fit_trend(points: list[tuple[int, float, float]]) -> Trend:
     # scatter beyond what the intervals explain widens the band (chi² per degree of freedom > 1)
     chi2 = float((w * resid**2).sum() / dof) if dof > 0 else 1.0
     cov = cov * max(chi2, 1.0)
-    return Trend(float(coef[0]), float(coef[1]), cov, [(int(a), float(b), float(c)) for a, b, c in points])
+    return Trend(float(coef[0]), float(coef[1]), cov, chi2, [(int(a), float(b), float(c)) for a, b, c in points])

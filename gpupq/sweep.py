@@ -89,7 +89,7 @@ class Grid:
     nbits: list[int] = field(default_factory=lambda: [8])
     opq: list[bool] = field(default_factory=lambda: [False])
     nprobe: list[int] | None = None
-    rerank: list[int] = field(default_factory=lambda: [0])
+    rerank: list[int] = field(default_factory=list)  # empty: the command's default
     stores: list[str] = field(default_factory=list)  # empty: the command's default
     rules: list[str] = field(default_factory=list)  # how defaulted axes were chosen
 
@@ -132,6 +132,8 @@ def fill_defaults(grid: Grid, n_base: int, d: int) -> Grid:
     if not grid.m:
         grid.m, rule = default_m(d)
         rules.append(rule)
+    if not grid.rerank:
+        grid.rerank = [0]
     if not grid.stores:
         grid.stores = ["fp16"]
     if grid.nprobe is None:

@@ -316,3 +316,74 @@ def test_cosine_sweep_runs_on_normalised_rows():
     result = sweep(session, Grid(nlist=[16], m=[4], nprobe=[16], rerank=[0, 2950], stores=["fp32"]), cfg)
     # every list probed and the whole base re-ranked from fp32 vectors: exact search
     assert result.points[-1].recall.mean == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------- scale curve
+def _gaussian_split(n=64400, d=16, seed=0):
+    from gpupq.data import hold_out
+
+    x = np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
+    ds = Dataset(x, "gaussian")
+    return ds, hold_out(ds, 400, seed)
+
+
+def test_scale_curve_predicts_a_size_it_did_not_measure():
+    """The answer is known: the recall at the full base, measured directly, lies in the band the
+    trend of the nested subsamples at 1/16 to 1/2 of it predicts. (Gaussian data: no cluster count
+    for nlist to cross, so the trend is steady; 4-bit codes: the PQ trains on its full 4,096-point
+    sample at every size.)"""
+    from gpupq.backends import NumpyBackend
+    from gpupq.engine import Setting
+    from gpupq.scalecurve import nested_bases, scale_curve
+
+    ds, split = _gaussian_split()
+    be = NumpyBackend()
+    build = Build(nlist=512, m=8, nbits=4)
+    sizes = [4000, 8000, 16000, 32000]
+    a, b = nested_bases(split, [4000, 8000], 3)
+    assert np.isin(a, b).all() and not np.isin(a, split.query_ids).any()  # nested, base rows only
+    curve = scale_curve(ds, split, build, Setting(8), 10, be, sizes=sizes, n_total=split.n_base)
+    assert [p.n for p in curve.points] == sizes
+    assert [p.nlist for p in curve.points] == [32, 64, 128, 256]  # nlist ∝ n: vectors per list constant
+    scanned = [p.scanned_per_query for p in curve.points]
+    assert max(scanned) / min(scanned) < 1.1
+    assert curve.trend.b < 0  # more vectors near each query, same scan: recall falls
+    _, low, high = curve.prediction
+    measured = scale_curve(ds, split, build, Setting(8), 10, be, sizes=[16000, split.n_base]).points[-1]
+    assert low <= measured.recall.mean <= high, (curve.prediction, measured.recall.mean)
+    assert high - low < 0.1
+
+
+def test_scale_curve_gives_no_extrapolation_when_the_points_do_not_follow_a_trend():
+    from gpupq.backends import NumpyBackend
+    from gpupq.data import hold_out
+    from gpupq.engine import Setting
+    from gpupq.scalecurve import scale_curve
+
+    # 256 natural clusters: at the small sizes nlist is below the cluster count, and recall jumps
+    ds = make_synthetic(64000, 32, 0)
+    split = hold_out(ds, 400, 0)
+    curve = scale_curve(ds, split, Build(512, 16, 4), Setting(4), 10, NumpyBackend(), sizes=[4000, 8000, 16000],
+                        n_total=10**8)  # fmt: skip
+    assert curve.trend.chi2_per_dof > 4
+    assert curve.prediction is None
+    assert any("no extrapolation" in note for note in curve.notes)
+
+
+def test_estimate_n_total_and_scale_curve_through_the_cli():
+    from gpupq.cli import app
+
+    args = ["estimate", "--synthetic", "--n", "8000", "--d", "32", "--m", "8", "--nlist", "64", "--rerank", "40"]
+    res = cli_runner().invoke(app, [*args, "--rerank-store", "sq8", "--n-total", "2B", "--scale-curve", "--json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    dep = data["deployment"]
+    nlist = scaled_nlist(64, data["dataset"]["n_base"], 2 * 10**9)
+    bill = memory_bill(2 * 10**9, 32, nlist, 8, 8, "l2", 2 * 10**9 * 32 + 2 * 32 * 4)
+    assert dep["n_total"] == 2 * 10**9 and dep["nlist"] == nlist
+    assert dep["memory_bytes"] == bill.with_rerank
+    curve = data["scale_curve"]
+    nb = data["dataset"]["n_base"]
+    assert [p["n"] for p in curve["points"]] == [nb // 8, nb // 4, nb // 2, nb]
+    assert "prediction" in curve or any("no extrapolation" in n for n in curve["notes"])
+    assert "extrapolated" in curve["caveat"]

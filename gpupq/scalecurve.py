@@ -1,0 +1,181 @@
+"""``--scale-curve``: how recall moves as the collection grows, measured on nested subsamples.
+
+The method, kept simple so it can be stated in one paragraph of output:
+
+1. Nested subsamples of the base: the base in one random order (a hash of the seed and row, as
+   the training sample), and subsample s its first n_s rows, so each contains the smaller ones.
+   Default sizes N/8, N/4, N/2 and N.
+2. Each subsample is a base of its own: exact ground truth over it for the same queries, an index
+   trained on it with nlist scaled by n_s / N (vectors per list kept constant, so the same nprobe
+   scans about the same number of vectors per query), the same m, nbits, nprobe and re-ranking.
+3. recall = a + b·log2(n) is fitted by weighted least squares (weights from each point's 95%
+   interval) and extended to ``--n-total`` with a 95% band (:func:`gpupq.scale.fit_trend`).
+
+The caveat is printed with it: an extrapolation assumes the trend stays log-linear beyond the
+sizes measured, and holds for a deployment that keeps vectors per list constant (nlist ∝ N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset, Split, with_query_file
+from .engine import Build, Setting, Workbench
+from .errors import GpupqError
+from .metrics import Recall
+from .scale import MAX_CHI2_PER_DOF, Trend, fit_trend
+from .threads import blas_threads
+
+CAVEAT = (
+    "extrapolated: assumes recall stays linear in log2(N) beyond the sizes measured, for a deployment with "
+    "nlist grown in proportion to N (vectors per list constant) and the same nprobe and re-ranking"
+)
+DEFAULT_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
+
+
+class _Rows:
+    """The rows ``rows`` (sorted ascending) of an (n, d) array-like, as an (len(rows), d) array-like."""
+
+    def __init__(self, array: Any, rows: np.ndarray) -> None:
+        self._array = array
+        self._rows = rows
+        self.shape = (len(rows), int(array.shape[1]))
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = 2
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            return np.asarray(self._array[self._rows[key]])
+        return np.asarray(self._array[self._rows[np.asarray(key, dtype=np.int64)]])
+
+
+@dataclass
+class CurvePoint:
+    n: int
+    nlist: int
+    recall: Recall  # of what the configuration returns (re-ranked when it re-ranks)
+    recall_raw: Recall
+    scanned_per_query: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "nlist": self.nlist,
+            "recall": self.recall.to_dict(),
+            "recall_raw": self.recall_raw.to_dict(),
+            "vectors_scanned_per_query": self.scanned_per_query,
+        }
+
+
+@dataclass
+class ScaleCurve:
+    build: Build
+    setting: Setting
+    k: int
+    points: list[CurvePoint]
+    trend: Trend
+    n_total: int | None = None
+    prediction: tuple[float, float, float] | None = None  # (mean, low, high) at n_total
+    nlist_total: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "build": self.build.label,
+            "nprobe": self.setting.nprobe,
+            "rerank": self.setting.rerank,
+            "rerank_store": self.setting.store or None,
+            "k": self.k,
+            "method": __doc__.split("\n\n")[1].strip() if __doc__ else "",
+            "points": [p.to_dict() for p in self.points],
+            "trend": self.trend.to_dict(),
+            "caveat": CAVEAT,
+            "notes": self.notes,
+        }
+        if self.prediction is not None:
+            mean, low, high = self.prediction
+            out["prediction"] = {
+                "n_total": self.n_total,
+                "nlist": self.nlist_total,
+                "recall": mean,
+                "band95_low": low,
+                "band95_high": high,
+            }
+        return out
+
+
+def nested_bases(split: Split, sizes: list[int], seed: int) -> list[np.ndarray]:
+    """Row numbers of each nested subsample of the base: (n_s,) int64 sorted, one per size."""
+    order = split.sample_base(max(sizes), seed)
+    return [np.sort(order[:s]) for s in sizes]
+
+
+def scale_curve(
+    dataset: Dataset,
+    split: Split,
+    build: Build,
+    setting: Setting,
+    k: int,
+    be: Any,
+    seed: int = 0,
+    sizes: list[int] | None = None,
+    n_total: int | None = None,
+    batch_size: int = 1024,
+    progress: Any = None,
+) -> ScaleCurve:
+    """Measure ``build`` at ``setting`` on nested subsamples of the base (``sizes``, default
+    N/8..N) with the split's queries, fit the trend and extend it to ``n_total``."""
+    nb = split.n_base
+    notes: list[str] = []
+    if sizes is None:
+        sizes = sorted({max(1, int(nb * f)) for f in DEFAULT_FRACTIONS})
+    need = max(k, setting.rerank, 1 << build.nbits)
+    kept = [s for s in sizes if s >= need and s <= nb]
+    if len(kept) < len(sizes):
+        notes.append(f"sizes below {need} vectors (k, the re-rank depth or 2^nbits) skipped")
+    if len(kept) < 2:
+        raise GpupqError(f"--scale-curve needs at least two subsample sizes of {need} vectors or more; use more data")
+    queries = Dataset(split.queries, split.query_source or f"{dataset.source} (held-out queries)", dataset.metric)
+    points = []
+    with blas_threads(1):
+        for i, (n, rows) in enumerate(zip(kept, nested_bases(split, kept, seed + 3), strict=True)):
+            if progress is not None:
+                progress("scale curve: subsamples", i, len(kept))
+            # rows: dataset row numbers of base vectors only (sample_base never draws a held-out query)
+            sub = Dataset(_Rows(dataset.array, rows), f"{dataset.source}[{n} rows]", dataset.metric)
+            sub_split = with_query_file(sub, queries)
+            nlist = max(1, min(n, round(build.nlist * n / nb)))
+            sub_build = Build(nlist, build.m, build.nbits, build.opq)
+            bench = Workbench(be, sub, sub_split, seed=seed, batch_size=batch_size)
+            truth = bench.truth(k)
+            p = min(setting.nprobe, nlist)
+            curve = bench.curve(sub_build, [p], max(k, setting.rerank))
+            reranks = [(setting.rerank, setting.store)] if setting.rerank else []
+            pts = bench.points(sub_build, curve, p, k, reranks, truth)
+            pt = pts[-1]
+            points.append(CurvePoint(n, nlist, pt.recall, pt.recall_raw, pt.scanned_per_query))
+        if progress is not None:
+            progress("scale curve: subsamples", len(kept), len(kept))
+    # A recall of exactly 1 (or 0) has a zero-width interval; the rule of three bounds its error at
+    # 3/queries instead, so a saturated point does not pin the line.
+    floor = 3.0 / split.n_queries
+    trend = fit_trend(
+        [(p.n, p.recall.mean, max((p.recall.ci95_high - p.recall.ci95_low) / 2, floor)) for p in points]
+    )
+    out = ScaleCurve(build, setting, k, points, trend, notes=notes)
+    if n_total is not None:
+        out.n_total = n_total
+        out.nlist_total = max(1, round(build.nlist * n_total / nb))
+        if trend.chi2_per_dof > MAX_CHI2_PER_DOF:
+            out.notes.append(
+                f"no extrapolation: the measured recalls do not follow one log-linear trend (χ²/dof "
+                f"{trend.chi2_per_dof:.1f} > {MAX_CHI2_PER_DOF:g}); the lists' structure changes across these "
+                "sizes (e.g. fewer lists than natural clusters at the small ones), so measure nearer N_total"
+            )
+        else:
+            out.prediction = trend.predict(n_total)
+    return out
+

@@ -197,6 +197,8 @@ def recommend(
         grid.stores = list(DEFAULT_STORES)
         grid.rules.append(f"re-rank stores: {', '.join(DEFAULT_STORES)} (fp32 costs twice fp16 for the same ranking)")
     grid = fill_defaults(grid, nb, d)
+    grid.rules = [r for r in grid.rules if not r.startswith("nprobe:")]  # the sweep's rule; not used here
+    grid.rules.append("nprobe: the smallest meeting the target, by doubling (1, 2, 4, …) then bisection")
     check_grid(grid, d, nb, k)
     metric = bench.index_metric
     n_total = config.n_total

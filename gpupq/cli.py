@@ -521,7 +521,9 @@ def recommend_cmd(
     opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
     k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
     backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
-    min_time: _MinTime = 0.0, n_total: _NTotal = None, json_out: _Json = False, quiet: _Quiet = False,
+    min_time: _MinTime = 0.0, n_total: _NTotal = None,
+    scale_curve: Annotated[bool, typer.Option("--scale-curve", help="also measure the recommendation's recall on nested subsamples, extended to --n-total")] = False,  # noqa: E501
+    json_out: _Json = False, quiet: _Quiet = False,
 ) -> None:
     """The cheapest configuration in memory that meets a recall target, with its evidence."""
     from .recommend import Target, recommend
@@ -539,7 +541,7 @@ def recommend_cmd(
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, True, total)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
-            rec = recommend(session, target, cfg, grid, progress)
+            rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)
     except GpupqError as exc:
         fail(str(exc))
         return

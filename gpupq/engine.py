@@ -386,6 +386,26 @@ class Workbench:
 
         return run
 
+    def time_points(self, points: Sequence[PointResult], k: int, min_time: float | None = None) -> None:
+        """Time points of one build together: their runs interleaved (a drift in machine load hits
+        every point alike, so their queries/s compare fairly), each until its runs cover
+        ``min_time`` (at least one run), and fill in each point's queries/s."""
+        if not points:
+            return
+        build = points[0].build
+        if any(p.build != build for p in points):
+            raise ValueError("time_points takes the points of one build")
+        index = self.built(build).index
+        for p in {pt.setting.nprobe for pt in points}:  # warm, as a deployed index is
+            index.search(self.queries[: min(8, self.queries.shape[0])], k, p)
+        fns = {str(i): self.search_fn(build, pt.setting, k) for i, pt in enumerate(points)}
+        _, runs = repeat(fns, self.min_time if min_time is None else min_time, self.be.synchronize)
+        nq = self.queries.shape[0]
+        for i, pt in enumerate(points):
+            pt.runs = runs[str(i)]
+            t = pt.runs.median
+            pt.queries_per_s = nq / t if t > 0 else float("inf")
+
     def time_point(self, point: PointResult, k: int, min_time: float | None = None) -> PointResult:
         """Time ``point`` run at its own setting (the timing rule of :mod:`gpupq.timing`) and
         fill in its queries/s."""

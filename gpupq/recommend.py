@@ -130,6 +130,7 @@ class Recommendation:
     wall_s: float = 0.0
     rules: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scale_curve: Any = None  # the recommendation's recall on nested subsamples (gpupq.scalecurve)
 
     def to_dict(self) -> dict[str, Any]:
         nb, metric = self.dataset["n_base"], self.dataset["metric"]
@@ -160,6 +161,7 @@ class Recommendation:
             "grid_rules": self.rules,
             "wall_s": self.wall_s,
             "warnings": self.warnings,
+            "scale_curve": self.scale_curve.to_dict() if self.scale_curve is not None else None,
         }
 
 
@@ -181,9 +183,11 @@ def recommend(
     config: RunConfig,
     grid: Grid | None = None,
     progress: Progress | None = None,
+    scale_curve: bool = False,
 ) -> Recommendation:
     """The cheapest configurations (in memory) of ``grid`` that meet ``target`` on the session's
-    backend. See the module docstring for the search."""
+    backend. See the module docstring for the search. ``scale_curve``: also measure the
+    recommendation's recall on nested subsamples and extend it to ``config.n_total``."""
     target.check()
     bench, be = session.bench, session.backend
     k, nb, d = config.k, session.split.n_base, session.dataset.d
@@ -294,6 +298,14 @@ def recommend(
                     )
                     break
     out.advice.extend(_advice(out, target))
+    if scale_curve and out.answers and out.answers[0].point is not None:
+        from .scalecurve import scale_curve as measure_curve
+
+        p = out.answers[0].point
+        out.scale_curve = measure_curve(
+            session.dataset, session.split, p.build, p.setting, k, be, config.seed, None, n_total,
+            config.batch_size, progress,
+        )  # fmt: skip
     out.wall_s = time.perf_counter() - t0
     for b in {f.candidate.build for f in out.findings}:
         for w in bench.built(b).index.warnings:

@@ -595,6 +595,8 @@ def render_recommendation(rec: Recommendation) -> Group:
             _rate_short(p.queries_per_s) if p else "-",
         )
     parts.append(evaluated)
+    if rec.scale_curve is not None:
+        parts.append(render_scale_curve(rec.scale_curve))
     notes = [
         f"recall@{rec.k}: mean ± half its 95% interval; memory: index (+ re-rank store); q/s: queries per "
         "second, timed at the point's own setting; scanned: codes per query",

@@ -413,18 +413,19 @@ def sweep(
                 result.builds.append(
                     BuildCost(build, built.coarse_s, built.shared_coarse, built.train_s, built.add_s)
                 )
-                for j, p in enumerate(pts):
-                    if config.timing:
-                        if progress is not None:
-                            progress(f"time {build.label}", j, len(pts))
-                        bench.time_point(p, k, config.min_time)
-                    result.points.append(p)  # complete: kept if Ctrl-C comes next
+                if config.timing:  # the build's points together, runs interleaved
+                    if progress is not None:
+                        progress(f"time {len(pts)} points of {build.label}", 0, 1)
+                    bench.time_points(pts, k, config.min_time)
+                    if progress is not None:
+                        progress(f"time {len(pts)} points of {build.label}", 1, 1)
+                result.points.extend(pts)  # complete: kept if Ctrl-C comes next
                 result.warnings.extend(w for w in built.index.warnings if w not in result.warnings)
                 bench.drop(build)
                 if progress is not None:
                     progress("sweep: builds", i + 1, len(builds))
     except KeyboardInterrupt:
-        result.interrupted = True  # the points measured so far are whole; a half-timed one was not kept
+        result.interrupted = True  # the builds measured so far are whole; one half-timed was not kept
     result.wall_s = time.perf_counter() - t_start
     tied = truth.tied if "truth" in locals() else None
     if tied is not None and int(tied.sum()):

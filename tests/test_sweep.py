@@ -124,6 +124,32 @@ def test_sweep_times_each_point_at_its_own_setting(monkeypatch):
     assert all(p.queries_per_s and p.queries_per_s > 0 and len(p.runs.seconds) >= 1 for p in result.points)
 
 
+def test_points_are_timed_interleaved_until_min_time(monkeypatch):
+    """With --min-time each point runs until its runs cover it, the points of a build in turn."""
+    _ds, _cfg, session = _session()
+    order = []
+    real = session.bench.search_fn
+
+    def spy(build, setting, k):
+        run = real(build, setting, k)
+
+        def counted():
+            order.append(setting.nprobe)
+            return run()
+
+        return counted
+
+    monkeypatch.setattr(session.bench, "search_fn", spy)
+    monkeypatch.setattr("gpupq.timing.MAX_RUNS", 3)
+    pts = session.bench.points(Build(16, 8), session.bench.curve(Build(16, 8), [1, 4], 10), 1, 10, [],
+                               session.bench.truth(10))  # fmt: skip
+    pts += session.bench.points(Build(16, 8), session.bench.curve(Build(16, 8), [4], 10), 4, 10, [],
+                                session.bench.truth(10))  # fmt: skip
+    session.bench.time_points(pts, 10, min_time=60.0)  # never reached: MAX_RUNS ends it
+    assert order == [1, 4, 1, 4, 1, 4]
+    assert [len(p.runs.seconds) for p in pts] == [3, 3]
+
+
 def test_default_nprobe_doubles_until_recall_stops_rising():
     _ds, cfg, session = _session()
     result = sweep(session, Grid(nlist=[64], m=[8]), cfg)
@@ -151,19 +177,21 @@ def test_ctrl_c_keeps_the_points_measured(monkeypatch):
     _ds, cfg, session = _session()
     cfg.timing = True
     calls = {"n": 0}
-    real = session.bench.time_point
+    real = session.bench.time_points
 
-    def interrupt_on_fifth(point, k, min_time=None):
+    def interrupt_second_build(points, k, min_time=None):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(point, k, min_time)
+        return real(points, k, min_time)
 
-    monkeypatch.setattr(session.bench, "time_point", interrupt_on_fifth)
+    monkeypatch.setattr(session.bench, "time_points", interrupt_second_build)
     result = sweep(session, Grid(nlist=[16, 32], m=[8], nprobe=[1, 2, 4], rerank=[0]), cfg)
     assert result.interrupted
-    assert len(result.points) == 4 and all(p.queries_per_s for p in result.points)
-    assert len(result.frontiers["memory"]) == 4
+    # the first build's three points, measured whole; none of the build being timed
+    assert len(result.points) == 3 and all(p.queries_per_s for p in result.points)
+    assert {p.build.nlist for p in result.points} == {16}
+    assert len(result.frontiers["memory"]) == 3
     assert json.loads(json.dumps(result.to_dict()))["interrupted"] is True
 
 
@@ -281,9 +309,9 @@ def test_recommend_cli_prints_the_answer_and_deploy_strings():
     from gpupq.cli import app
 
     args = ["recommend", "--synthetic", "--n", "6000", "--d", "32", "--target-recall", "0.8", "--nlist", "32"]
-    res = cli_runner().invoke(app, [*args, "--m", "8,16", "--n-total", "10M", "-q"])
+    res = cli_runner().invoke(app, [*args, "--m", "8,16", "--n-total", "10M", "--scale-curve", "-q"])
     assert res.exit_code == 0, res.stderr
-    for text in ("best", "#2", "index_factory", "cuVS", "Evidence", "at N=10M"):
+    for text in ("best", "#2", "index_factory", "cuVS", "Evidence", "at N=10M", "Recall as the collection grows"):
         assert text in res.stdout, text
 
 
@@ -387,3 +415,20 @@ def test_estimate_n_total_and_scale_curve_through_the_cli():
     assert [p["n"] for p in curve["points"]] == [nb // 8, nb // 4, nb // 2, nb]
     assert "prediction" in curve or any("no extrapolation" in n for n in curve["notes"])
     assert "extrapolated" in curve["caveat"]
+
+
+def test_opq_builds_train_their_own_rotation_and_coarse_and_equal_estimates():
+    """Under OPQ the coarse quantizer is trained on rotated vectors, and the rotation depends on m:
+    the stage is keyed by (nlist, m), and each point still equals its estimate."""
+    ds = make_synthetic(4000, 16, 0)
+    cfg = RunConfig(k=10, queries=100, timing=False)
+    session = open_session(ds, cfg, "numpy")
+    result = sweep(session, Grid(nlist=[16], m=[4, 8], opq=[False, True], nprobe=[4]), cfg)
+    session.close()
+    shared = {(b.build.m, b.build.opq): b.coarse_shared for b in result.builds}
+    assert shared == {(4, False): False, (4, True): False, (8, False): True, (8, True): False}
+    for m in (4, 8):
+        est = estimate(ds, EstimateConfig(m=m, nlist=16, nprobe=4, rerank=0, queries=100, opq=True), "numpy")
+        pt = next(p for p in result.points if p.build.m == m and p.build.opq)
+        assert pt.recall == est.results[0].recall
+        assert pt.memory_bytes == est.results[0].memory.index_in_memory

@@ -183,6 +183,7 @@ class Workbench:
     progress: Progress | None = None
     stored_gt: np.ndarray | None = None
     ground_truth_s: float | None = None
+    ground_truth_runs: Runs | None = None
     _sample: np.ndarray | None = None
     _gt_ids: np.ndarray | None = None
     _coarse: dict[tuple[int, int], Coarse] = field(default_factory=dict)
@@ -235,6 +236,7 @@ class Workbench:
 
                 out, runs = repeat({"gt": ground_truth}, self.min_time, self.be.synchronize)
                 self._gt_ids = self.be.to_numpy(out["gt"])
+                self.ground_truth_runs = runs["gt"]
                 self.ground_truth_s = runs["gt"].median
         return GroundTruth(self.split.queries, self._gt_ids, k, self.index_metric, self.dataset.rows)
 
@@ -249,19 +251,57 @@ class Workbench:
         key = (build.nlist, build.m if build.opq else 0)
         if key in self._coarse:
             return self._coarse[key], True
+        t0 = time.perf_counter()
+        index, rng = self._train_coarse(build)
+        self.be.synchronize()
+        stage = Coarse(index=index, rng=rng, train_s=time.perf_counter() - t0)
+        self._coarse[key] = stage
+        return stage, False
+
+    def _train_coarse(self, build: Build) -> tuple[IVFPQIndex, np.random.Generator]:
+        """The first half of training ``build``: (OPQ rotation and) coarse quantizer, from the
+        seed's generator; returns them and the generator in the state the PQ training starts from."""
         be = self.be
         n_coarse, _, n_opq = train_sizes(self.split.n_base, build)
         x = self.sample(max(n_coarse, n_opq))
         m = build.m if build.opq else 1  # the OPQ rotation is trained for m; the PQ is not trained here
         index = IVFPQIndex(be, self.dataset.d, build.nlist, m, 8, self.index_metric, build.opq)
         rng = np.random.default_rng(self.seed + 2)
-        t0 = time.perf_counter()
         x_opq = be.asarray(x[:n_opq]) if build.opq else None
         index.train_coarse(be.asarray(x[:n_coarse]), rng, x_opq)
-        be.synchronize()
-        stage = Coarse(index=index, rng=rng, train_s=time.perf_counter() - t0)
-        self._coarse[key] = stage
-        return stage, False
+        return index, rng
+
+    def _train_pq(self, build: Build, coarse: IVFPQIndex, rng: np.random.Generator) -> IVFPQIndex:
+        """The second half: a new index of ``build`` sharing ``coarse``, its PQ trained from ``rng``."""
+        be = self.be
+        _, n_pq, _ = train_sizes(self.split.n_base, build)
+        index = IVFPQIndex(be, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, build.opq)
+        index.with_coarse(coarse)
+        x_pq = be.asarray(self.sample(n_pq))
+        if index.opq is not None:
+            x_pq = index.opq.apply(x_pq)
+        return index.train_pq(x_pq, rng)
+
+    def train_index(self, build: Build) -> IVFPQIndex:
+        """``build`` trained from scratch, nothing cached or shared: what ``estimate`` times."""
+        coarse, rng = self._train_coarse(build)
+        return self._train_pq(build, coarse, rng)
+
+    def fill(self, index: IVFPQIndex, label: str = "") -> None:
+        """Empty ``index``'s lists and add the whole base, chunk by chunk, then build the lists."""
+        index.reset()
+        nb, done = self.split.n_base, 0
+        for ids, x in self.split.iter_base():
+            index.add(self.be.asarray(x), self.be.asarray(ids))
+            done += len(ids)
+            self._report(f"add {label}".rstrip(), done, nb)
+        index.build()
+
+    def adopt(self, build: Build, index: IVFPQIndex, train_s: float, add_s: float) -> Built:
+        """Take an index trained and filled elsewhere (by ``estimate``'s timed runs) as ``build``'s."""
+        out = Built(build, index, 0.0, train_s, add_s, False)
+        self._built[build] = out
+        return out
 
     def built(self, build: Build) -> Built:
         """``build`` trained (sharing its coarse stage) and filled with the whole base."""
@@ -269,25 +309,14 @@ class Workbench:
             return self._built[build]
         be = self.be
         coarse, shared = self.coarse(build)
-        _, n_pq, _ = train_sizes(self.split.n_base, build)
-        index = IVFPQIndex(be, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, build.opq)
-        index.with_coarse(coarse.index)
-        rng = copy.deepcopy(coarse.rng)  # the state a separate estimate's PQ training starts from
         self._report(f"train {build.label}", 0, 1)
         t0 = time.perf_counter()
-        x_pq = be.asarray(self.sample(n_pq))
-        if index.opq is not None:
-            x_pq = index.opq.apply(x_pq)
-        index.train_pq(x_pq, rng)
+        # a copy of the generator: every build of this coarse stage starts its PQ from the same state
+        index = self._train_pq(build, coarse.index, copy.deepcopy(coarse.rng))
         be.synchronize()
         t1 = time.perf_counter()
         self._report(f"train {build.label}", 1, 1)
-        nb, done = self.split.n_base, 0
-        for ids, x in self.split.iter_base():
-            index.add(be.asarray(x), be.asarray(ids))
-            done += len(ids)
-            self._report(f"add {build.label}", done, nb)
-        index.build()
+        self.fill(index, build.label)
         be.synchronize()
         out = Built(build, index, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
         self._built[build] = out
@@ -367,22 +396,24 @@ class Workbench:
 
     def search_fn(self, build: Build, setting: Setting, k: int) -> Callable[[], Any]:
         """One run of ``setting`` as deployed: every query, in batches, searched at its nprobe
-        (to its re-rank depth when it re-ranks) and re-ranked. Returns the ids (nq, k)."""
+        (to its re-rank depth when it re-ranks) and re-ranked. The run returns the ids (nq, k) on
+        the backend and the codes scanned per query (nq,) int64 on the host."""
         index = self.built(build).index
         be, xp = self.be, self.be.xp
         q_all = self.queries
         want = setting.rerank or k
         fetch = self.fetcher(setting.store) if setting.rerank else None
 
-        def run() -> Any:
-            found = []
+        def run() -> tuple[Any, np.ndarray]:
+            found, scanned = [], []
             for s in range(0, q_all.shape[0], self.batch_size):
                 q = q_all[s : s + self.batch_size]
-                _, ids, _ = index.search(q, want, setting.nprobe)
+                _, ids, stats = index.search(q, want, setting.nprobe)
                 if fetch is not None:
                     _, ids = rerank(be, q, ids, fetch, k, self.index_metric)
                 found.append(ids)
-            return xp.concatenate(found)
+                scanned.append(stats.scanned)
+            return xp.concatenate(found), np.concatenate(scanned)
 
         return run
 

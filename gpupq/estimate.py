@@ -15,15 +15,12 @@ import numpy as np
 from . import __version__, formats
 from .backends import Backend, cupy_status, get_backends
 from .data import METRICS, Dataset, Split, hold_out, with_query_file
-from .engine import STORE_TRAIN, Build, Setting
+from .engine import STORE_TRAIN, Build, Setting, Workbench, train_sizes
 from .errors import GpupqError
 from .ivf import IVFPQIndex
-from .kmeans import MAX_POINTS_PER_CENTROID
-from .knn import exact_knn
-from .metrics import RECALL_DEFINITION, TIE_EPS, GroundTruth, MemoryBill, Recall, memory_bill
-from .opq import OPQ_MAX_TRAIN
+from .metrics import RECALL_DEFINITION, TIE_EPS, GroundTruth, MemoryBill, Recall
 from .pq import check_pq_params
-from .refine import STORES, RerankStore, rerank
+from .refine import STORES, RerankStore
 from .threads import ThreadBudget, blas_description, blas_threads, resolve_threads
 from .timing import MIN_TIMED_S, Runs, repeat
 from .verify import FaissCheck, deploy_spec, faiss_check, import_faiss, outside_interval
@@ -284,10 +281,7 @@ def estimate(
         gt = formats.read_ground_truth(ground_truth, split.n_queries, config.k, split.n_base, where)
     dataset.validate()  # the first read of the data: every setting was checked against its shape
 
-    ksub = 1 << config.nbits
-    n_coarse = min(split.n_base, MAX_POINTS_PER_CENTROID * config.nlist)
-    n_pq = min(split.n_base, MAX_POINTS_PER_CENTROID * ksub)
-    n_opq = min(split.n_base, OPQ_MAX_TRAIN) if config.opq else 0
+    n_coarse, n_pq, n_opq = train_sizes(split.n_base, _point_of(config)[0])  # FAISS's sample caps
     # One random sample serves every training; each takes a prefix, itself a uniform sample.
     # The nested sample a sweep trains on too (engine.Workbench.sample): the same points, so an
     # estimate and the matching point of a sweep give the same index.
@@ -417,94 +411,57 @@ def _run_backend(
     progress: Progress | None,
     stored_gt: np.ndarray | None,
 ) -> _BackendRun:
-    xp = be.xp
-    index_metric = "l2" if config.metric == "l2" else "ip"
+    """One backend's estimate, through the engine's stages (an estimate is a sweep of one point):
+    the same ground truth, training sequence, fill and search runs, each phase timed by the
+    timing rule (repeated runs, median) instead of once."""
     nb = split.n_base
-    tag = f"[{be.name}] "
     min_time = _min_time(config)
-
-    def report(phase: str, total: int) -> Callable[[int], None]:
-        done = [0]
-
-        def step(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress(tag + phase, min(done[0], total), total)
-
-        step(0)
-        return step
-
-    queries = be.asarray(split.queries)
-    nq = queries.shape[0]
+    build, setting = _point_of(config)
+    bench = Workbench(
+        be, dataset, split, seed=config.seed, batch_size=config.batch_size, min_time=min_time,
+        progress=progress, stored_gt=stored_gt,
+    )  # fmt: skip
+    bench._sample = train_x  # the sample drawn once for every backend (and FAISS): the same rows
+    bench._stores[config.rerank_store] = store
     runs: dict[str, Runs] = {}
 
-    # Ground truth: one pass over the base, unless the input file stores it. k + 1 neighbours:
+    # Ground truth: one pass over the base, unless the input file stores it; k + 1 neighbours,
     # the (k+1)-th tells whether the k-th is tied.
-    if stored_gt is not None:
-        gt_ids = stored_gt
-    else:
-        gt_step = report("ground truth", nb)
-
-        def ground_truth() -> Any:
-            return exact_knn(be, queries, split.iter_base(), config.k + 1, index_metric, gt_step)[1]
-
-        out, phase_runs = repeat({"ground_truth": ground_truth}, min_time, be.synchronize)
-        gt_ids = be.to_numpy(out["ground_truth"])
-        runs.update(phase_runs)
-    truth = GroundTruth(split.queries, gt_ids, config.k, index_metric, dataset.rows)
+    truth = bench.truth(config.k)
+    if bench.ground_truth_runs is not None:
+        runs["ground_truth"] = bench.ground_truth_runs
 
     # Train from the same host sample and the same seed on every backend (and in every run).
-    index = IVFPQIndex(be, dataset.d, config.nlist, config.m, config.nbits, index_metric, opq=config.opq)
-    train_step = report("train", 1)
-    n_coarse, n_pq, n_opq = sizes
+    def train() -> IVFPQIndex:
+        bench._report("train", 0, 1)
+        index = bench.train_index(build)
+        bench._report("train", 1, 1)
+        return index
 
-    def train() -> None:
-        rng = np.random.default_rng(config.seed + 2)
-        x_opq = be.asarray(train_x[:n_opq]) if n_opq else None
-        index.train(be.asarray(train_x[:n_coarse]), be.asarray(train_x[:n_pq]), rng, x_opq)
-        train_step(1)
-
-    runs.update(repeat({"train": train}, min_time, be.synchronize)[1])
-
-    add_step = report("add", nb)
+    out, phase_runs = repeat({"train": train}, min_time, be.synchronize)
+    runs.update(phase_runs)
+    index = out["train"]
 
     def add_all() -> None:
-        index.reset()  # every run adds the whole base to empty lists
-        for ids, x in split.iter_base():
-            index.add(be.asarray(x), be.asarray(ids))
-            add_step(len(ids))
-        index.build()
+        bench.fill(index)  # every run adds the whole base to empty lists
 
     runs.update(repeat({"add": add_all}, min_time, be.synchronize)[1])
-
-    def fetch(ids: np.ndarray) -> Any:
-        """The stored vectors of ids, at the re-rank store's precision."""
-        return be.asarray(store.round_trip(dataset.rows(ids)))
-
-    def search_all(want: int, with_rerank: bool) -> tuple[Any, Any]:
-        found, scanned = [], []
-        for s in range(0, nq, config.batch_size):
-            q = queries[s : s + config.batch_size]
-            _, ids, stats = index.search(q, want, config.nprobe)
-            if with_rerank:
-                _, ids = rerank(be, q, ids, fetch, config.k, index_metric)
-            found.append(ids)
-            scanned.append(stats.scanned)
-        return xp.concatenate(found), np.concatenate(scanned)
+    bench.adopt(build, index, runs["train"].median, runs["add"].median)
 
     # One untimed call on a few queries first: the timings are of a warm index, as deployed.
-    index.search(queries[: min(nq, 8)], config.k, config.nprobe)
-    search_step = report("search", 1)
-    fns = {"search": lambda: search_all(config.k, False)}
+    index.search(bench.queries[: min(split.n_queries, 8)], config.k, config.nprobe)
+    bench._report("search", 0, 1)
+    fns = {"search": bench.search_fn(build, Setting(config.nprobe), config.k)}
     if config.rerank:
-        fns["search_rerank"] = lambda: search_all(config.rerank, True)
-    out, phase_runs = repeat(fns, min_time, be.synchronize)
+        fns["search_rerank"] = bench.search_fn(build, setting, config.k)
+    out, phase_runs = repeat(fns, min_time, be.synchronize)  # interleaved: drift hits both alike
     runs.update(phase_runs)
-    search_step(1)
+    bench._report("search", 1, 1)
     found, scanned = out["search"]
     recall = truth.recall(be.to_numpy(found))
     recall_rr = truth.recall(be.to_numpy(out["search_rerank"][0])) if config.rerank else None
 
+    nq = split.n_queries
     med = {phase: r.median for phase, r in runs.items()}
     t_add, t_search, t_rr = med["add"], med["search"], med.get("search_rerank")
     timings = Timings(
@@ -519,22 +476,21 @@ def _run_backend(
         batch_size=min(config.batch_size, nq),
         runs=runs,
     )
-    rerank_bytes = store.nbytes(nb, dataset.d) if config.rerank else 0
-    bill = memory_bill(nb, dataset.d, config.nlist, config.m, config.nbits, index_metric, rerank_bytes, config.opq)
+    point = bench._point(build, setting, recall_rr or recall, recall, float(scanned.mean()), nb)
+    n_coarse, n_pq, n_opq = sizes
     result = BackendResult(
         backend=be.name,
         device=be.device_description(),
         library_version=be.library_version(),
         recall=recall,
         recall_rerank=recall_rr,
-        memory=bill,
+        memory=point.memory,
         lists_probed_fraction=config.nprobe / config.nlist,
-        vectors_scanned_fraction=float(scanned.mean()) / nb,
-        vectors_scanned_per_query=float(scanned.mean()),
+        vectors_scanned_fraction=point.scanned_fraction,
+        vectors_scanned_per_query=point.scanned_per_query,
         timings=timings,
         train_points_coarse=n_coarse,
         train_points_pq=n_pq,
         train_points_opq=n_opq,
     )
-    return _BackendRun(result=result, warnings=list(index.warnings), truth=truth)
-
+    return _BackendRun(result=result, warnings=list(dict.fromkeys(index.warnings)), truth=truth)

@@ -24,6 +24,7 @@ from .errors import GpupqError
 from .estimate import MIN_TIMED_S, EstimateConfig, estimate
 from .formats import FORMATS, INFLATE_LIMIT_ENV, open_inputs, parse_size
 from .report import print_result, to_json
+from .sweep import POINT_MIN_TIME
 
 try:  # typer 0.2x vendors its own click; older typer uses click itself
     from typer import _click as click
@@ -367,7 +368,7 @@ _Backend = Annotated[BackendChoice, typer.Option("--backend", case_sensitive=Fal
 _Seed = Annotated[int, typer.Option("--seed", help="seed for data, split and training (0 or more)")]
 _Batch = Annotated[int, typer.Option("--batch-size", help="queries per search call")]
 _Threads = Annotated[int | None, typer.Option("--threads", help="most host threads kept busy (default: every core)")]
-_MinTime = Annotated[float, typer.Option("--min-time", help="seconds of runs each timed point covers (default 0: one run)")]  # noqa: E501
+_MinTime = Annotated[float, typer.Option("--min-time", help="seconds of runs each timed point covers, the median reported (0: one run)")]  # noqa: E501
 _Json = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
 _NTotal = Annotated[str | None, typer.Option("--n-total", help="bill memory at this deployment size, e.g. 50000000 or 50M")]  # noqa: E501
@@ -447,7 +448,7 @@ def sweep_cmd(
     opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
     k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
     backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
-    min_time: _MinTime = 0.0,
+    min_time: _MinTime = POINT_MIN_TIME,
     no_timing: Annotated[bool, typer.Option("--no-timing", help="measure recall and scanned only (fastest)")] = False,
     n_total: _NTotal = None,
     json_out: _Json = False,
@@ -466,9 +467,9 @@ def sweep_cmd(
             if path is not None and not path.parent.is_dir():
                 fail(f"{opt} {path}: the folder {path.parent} does not exist")
         if plot is not None:
-            from .plot import _require_matplotlib
+            from .plot import require_matplotlib
 
-            _require_matplotlib()
+            require_matplotlib()
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, not no_timing, total)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
@@ -521,7 +522,7 @@ def recommend_cmd(
     opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
     k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
     backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
-    min_time: _MinTime = 0.0, n_total: _NTotal = None,
+    min_time: _MinTime = POINT_MIN_TIME, n_total: _NTotal = None,
     scale_curve: Annotated[bool, typer.Option("--scale-curve", help="also measure the recommendation's recall on nested subsamples, extended to --n-total")] = False,  # noqa: E501
     json_out: _Json = False, quiet: _Quiet = False,
 ) -> None:

@@ -132,7 +132,7 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------- matplotlib
-def _require_matplotlib() -> None:
+def require_matplotlib() -> None:
     try:
         import matplotlib
         import matplotlib.figure  # noqa: F401
@@ -334,7 +334,7 @@ def figure(result: SweepResult) -> Figure:
     """The sweep's frontiers side by side: recall@k vs memory (left, the "memory" frontier) and
     recall@k vs queries/s (right, the "qps" frontier, timed points only). A Figure on an Agg
     canvas of its own: no pyplot, no global state."""
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

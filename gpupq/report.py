@@ -488,7 +488,9 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
         "scanned per query.",
         f"P (Pareto): M = recall vs memory, Q = recall vs queries/s, * = all three; {PARETO_DEFINITION}.",
         (
-            "queries/s: " + TIMING_NOTE + (f", over at least {result.min_time:g} s" if result.min_time else ", one run")
+            "queries/s: "
+            + TIMING_NOTE
+            + (f", runs covering at least {result.min_time:g} s" if result.min_time else ", one run")
             if result.timed
             else "queries/s not measured (--no-timing); scanned/query is the hardware-independent cost"
         ),

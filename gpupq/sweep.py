@@ -34,6 +34,11 @@ Progress = Callable[[str, int, int], None]
 NPROBE_FLAT = 0.005
 #: the automatic doubling's first scan covers nprobe 1..this
 NPROBE_FIRST_SCAN = 16
+#: seconds of runs each timed point covers by default: a fast point (a few ms) is repeated and its
+#: median taken, where one run says more about the machine's other load than about the point; a
+#: slow one runs once. Chosen against the issue's 480-point grid on 100,000 x 128, which must stay
+#: within 1.5x its builds alone: 0 gave 1.20x, 0.05 gave 1.43x (benchmarks/RESULTS.md)
+POINT_MIN_TIME = 0.025
 
 
 # ---------------------------------------------------------------------------------- grid
@@ -177,7 +182,7 @@ class RunConfig:
     seed: int = 0
     batch_size: int = 1024
     threads: int | None = None
-    min_time: float = 0.0  # seconds of runs per timed point; 0: one run each
+    min_time: float = POINT_MIN_TIME  # seconds of runs per timed point; 0: one run each
     timing: bool = True
     n_total: int | None = None
 
@@ -302,7 +307,7 @@ class SweepResult:
     ground_truth_s: float | None = None
     wall_s: float = 0.0
     timed: bool = True
-    min_time: float = 0.0
+    min_time: float = POINT_MIN_TIME
     threads: int = 1
     blas: str = ""
     interrupted: bool = False

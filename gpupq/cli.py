@@ -488,6 +488,9 @@ def sweep_cmd(
     except MemoryError:
         fail("out of memory; lower --n, --queries or --batch-size")
         return
+    except KeyboardInterrupt:  # before the sweep began (while loading): nothing measured to show
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if result.interrupted:

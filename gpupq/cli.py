@@ -212,6 +212,21 @@ def _open_inputs(
     return inputs
 
 
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """What a command reports in one line instead of a traceback: gpupq's errors and running out
+    of memory (exit 2), Ctrl-C (exit 130)."""
+    try:
+        yield
+    except GpupqError as exc:
+        fail(str(exc))
+    except MemoryError:
+        fail("out of memory; lower --n, --queries or --batch-size")
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+
+
 @app.command("estimate")
 def estimate_cmd(
     npy: Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")] = None,
@@ -297,7 +312,7 @@ def estimate_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Build IVF-PQ over your vectors (or synthetic ones) and report recall, memory and speed."""
-    try:
+    with _user_errors():
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         config = EstimateConfig(
@@ -330,15 +345,6 @@ def estimate_cmd(
                 n_total=total,
                 scale_curve=scale_curve,
             )
-    except GpupqError as exc:
-        fail(str(exc))
-        return
-    except MemoryError:
-        fail("out of memory; lower --n, --queries or --batch-size")
-        return
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
     for backend_name, why in result.skipped.items():
         err.print(f"skipped backend {backend_name}: {why}", markup=False, highlight=False, soft_wrap=True)
     for w in result.warnings:
@@ -460,7 +466,7 @@ def sweep_cmd(
     """Every operating point of a grid from shared work: recall, memory, queries/s, Pareto frontiers."""
     from .sweep import sweep
 
-    try:
+    with _user_errors():
         grid = _grid(m, nlist, nbits, nprobe, rerank if rerank is not None else "0,100", rerank_store, opq)
         total = _count(n_total, "--n-total")
         for path, opt in ((csv_out, "--csv"), (plot, "--plot")):
@@ -482,15 +488,6 @@ def sweep_cmd(
             from .plot import save
 
             save(result, plot)
-    except GpupqError as exc:
-        fail(str(exc))
-        return
-    except MemoryError:
-        fail("out of memory; lower --n, --queries or --batch-size")
-        return
-    except KeyboardInterrupt:  # before the sweep began (while loading): nothing measured to show
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if result.interrupted:
@@ -532,7 +529,7 @@ def recommend_cmd(
     """The cheapest configuration in memory that meets a recall target, with its evidence."""
     from .recommend import Target, recommend
 
-    try:
+    with _user_errors():
         grid = _grid(m, nlist, nbits, None, rerank, rerank_store, opq)
         try:
             budget = parse_size(memory_budget) if memory_budget is not None else None
@@ -546,15 +543,6 @@ def recommend_cmd(
         cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, True, total)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)
-    except GpupqError as exc:
-        fail(str(exc))
-        return
-    except MemoryError:
-        fail("out of memory; lower --n, --queries or --batch-size")
-        return
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
     for w in rec.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if json_out:

@@ -16,7 +16,7 @@ on (DESIGN.md §5):
 - re-rank depth: the PQ ranking to depth R_max is scored exactly once per store, and depth R is
   the best k of the first R scores.
 
-A derived point has exact recall but no time of its own; :meth:`Workbench.time_point` times a
+A derived point has exact recall but no time of its own; :meth:`Workbench.time_points` times a
 point by running it as deployed (search at its nprobe, re-rank at its depth), so every
 queries/s figure the tools report was measured at its own setting.
 """
@@ -202,11 +202,19 @@ class Workbench:
             self._queries = self.be.asarray(self.split.queries)
         return self._queries
 
-    def _report(self, phase: str, done: int, total: int) -> None:
+    def report(self, phase: str, done: int, total: int) -> None:
+        """Progress of ``phase`` on this backend (``[numpy] train`` …), when a callback is set."""
         if self.progress is not None:
             self.progress(f"[{self.be.name}] {phase}", done, total)
 
     # ------------------------------------------------------------------ shared stages
+    def use_sample(self, rows: np.ndarray, store: RerankStore | None = None) -> None:
+        """Take training rows already read, (n, d) float32 the nested sample's first n (and a
+        store fitted on them): estimate reads them once for every backend and FAISS."""
+        self._sample = rows
+        if store is not None:
+            self._stores[store.kind] = store
+
     def sample(self, size: int) -> np.ndarray:
         """The first ``size`` rows of the nested training sample: (size, d) float32, host."""
         size = min(size, self.split.n_base)
@@ -228,7 +236,7 @@ class Workbench:
 
                 def step(n: int) -> None:
                     done[0] += n
-                    self._report("ground truth", min(done[0], nb), nb)
+                    self.report("ground truth", min(done[0], nb), nb)
 
                 def ground_truth() -> Any:
                     it = self.split.iter_base()
@@ -294,7 +302,7 @@ class Workbench:
         for ids, x in self.split.iter_base():
             index.add(self.be.asarray(x), self.be.asarray(ids))
             done += len(ids)
-            self._report(f"add {label}".rstrip(), done, nb)
+            self.report(f"add {label}".rstrip(), done, nb)
         index.build()
 
     def adopt(self, build: Build, index: IVFPQIndex, train_s: float, add_s: float) -> Built:
@@ -309,13 +317,13 @@ class Workbench:
             return self._built[build]
         be = self.be
         coarse, shared = self.coarse(build)
-        self._report(f"train {build.label}", 0, 1)
+        self.report(f"train {build.label}", 0, 1)
         t0 = time.perf_counter()
         # a copy of the generator: every build of this coarse stage starts its PQ from the same state
         index = self._train_pq(build, coarse.index, copy.deepcopy(coarse.rng))
         be.synchronize()
         t1 = time.perf_counter()
-        self._report(f"train {build.label}", 1, 1)
+        self.report(f"train {build.label}", 1, 1)
         self.fill(index, build.label)
         be.synchronize()
         out = Built(build, index, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
@@ -373,7 +381,7 @@ class Workbench:
         nb = self.split.n_base
         scanned = float(curve.scanned[nprobe].mean())
         raw = truth.recall(be.to_numpy(ranked[:, :k]))
-        out = [self._point(build, Setting(nprobe), raw, raw, scanned, nb)]
+        out = [self.point(build, Setting(nprobe), raw, raw, scanned, nb)]
         by_store: dict[str, list[int]] = {}
         for r, kind in reranks:
             by_store.setdefault(kind, []).append(r)
@@ -384,10 +392,11 @@ class Workbench:
             for r in sorted(depths):
                 _, ids = best_of(be, cand[:, :r], scores[:, :r], k, self.index_metric)
                 rec = truth.recall(be.to_numpy(ids))
-                out.append(self._point(build, Setting(nprobe, r, kind), rec, raw, scanned, nb))
+                out.append(self.point(build, Setting(nprobe, r, kind), rec, raw, scanned, nb))
         return out
 
-    def _point(self, build: Build, setting: Setting, rec: Recall, raw: Recall, scanned: float, nb: int) -> PointResult:
+    def point(self, build: Build, setting: Setting, rec: Recall, raw: Recall, scanned: float, nb: int) -> PointResult:
+        """A measured point with its memory bill (the store's when it re-ranks)."""
         store_bytes = self.store(setting.store).nbytes(nb, self.dataset.d) if setting.rerank else 0
         bill = memory_bill(
             nb, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, store_bytes, build.opq
@@ -436,18 +445,3 @@ class Workbench:
             pt.runs = runs[str(i)]
             t = pt.runs.median
             pt.queries_per_s = nq / t if t > 0 else float("inf")
-
-    def time_point(self, point: PointResult, k: int, min_time: float | None = None) -> PointResult:
-        """Time ``point`` run at its own setting (the timing rule of :mod:`gpupq.timing`) and
-        fill in its queries/s."""
-        index = self.built(point.build).index
-        index.search(self.queries[: min(8, self.queries.shape[0])], k, point.setting.nprobe)  # warm
-        _, runs = repeat(
-            {"search": self.search_fn(point.build, point.setting, k)},
-            self.min_time if min_time is None else min_time,
-            self.be.synchronize,
-        )
-        point.runs = runs["search"]
-        t = point.runs.median
-        point.queries_per_s = self.queries.shape[0] / t if t > 0 else float("inf")
-        return point

@@ -421,8 +421,7 @@ def _run_backend(
         be, dataset, split, seed=config.seed, batch_size=config.batch_size, min_time=min_time,
         progress=progress, stored_gt=stored_gt,
     )  # fmt: skip
-    bench._sample = train_x  # the sample drawn once for every backend (and FAISS): the same rows
-    bench._stores[config.rerank_store] = store
+    bench.use_sample(train_x, store)  # drawn once for every backend (and FAISS): the same rows
     runs: dict[str, Runs] = {}
 
     # Ground truth: one pass over the base, unless the input file stores it; k + 1 neighbours,
@@ -433,9 +432,9 @@ def _run_backend(
 
     # Train from the same host sample and the same seed on every backend (and in every run).
     def train() -> IVFPQIndex:
-        bench._report("train", 0, 1)
+        bench.report("train", 0, 1)
         index = bench.train_index(build)
-        bench._report("train", 1, 1)
+        bench.report("train", 1, 1)
         return index
 
     out, phase_runs = repeat({"train": train}, min_time, be.synchronize)
@@ -450,13 +449,13 @@ def _run_backend(
 
     # One untimed call on a few queries first: the timings are of a warm index, as deployed.
     index.search(bench.queries[: min(split.n_queries, 8)], config.k, config.nprobe)
-    bench._report("search", 0, 1)
+    bench.report("search", 0, 1)
     fns = {"search": bench.search_fn(build, Setting(config.nprobe), config.k)}
     if config.rerank:
         fns["search_rerank"] = bench.search_fn(build, setting, config.k)
     out, phase_runs = repeat(fns, min_time, be.synchronize)  # interleaved: drift hits both alike
     runs.update(phase_runs)
-    bench._report("search", 1, 1)
+    bench.report("search", 1, 1)
     found, scanned = out["search"]
     recall = truth.recall(be.to_numpy(found))
     recall_rr = truth.recall(be.to_numpy(out["search_rerank"][0])) if config.rerank else None
@@ -476,7 +475,7 @@ def _run_backend(
         batch_size=min(config.batch_size, nq),
         runs=runs,
     )
-    point = bench._point(build, setting, recall_rr or recall, recall, float(scanned.mean()), nb)
+    point = bench.point(build, setting, recall_rr or recall, recall, float(scanned.mean()), nb)
     n_coarse, n_pq, n_opq = sizes
     result = BackendResult(
         backend=be.name,

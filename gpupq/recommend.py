@@ -243,8 +243,6 @@ def recommend(
                 for pt in pts:
                     cache[(build, p, pt.setting.rerank, pt.setting.store)] = pt
                     out.evaluated.append(pt)
-                if key not in cache:  # the raw point alone was asked for under another store key
-                    cache[key] = pts[0]
             return cache[key]
 
         def evaluate(cand: Candidate) -> Finding:
@@ -257,9 +255,9 @@ def recommend(
                     found.append((pt, verdict, more))
             meets = [f for f in found if f[1] == "meets"]
             if meets:
-                for pt, _, _ in meets:  # timed at its own setting: the depth that runs fastest wins
-                    if config.timing or target.min_qps is not None:
-                        bench.time_point(pt, k, config.min_time)
+                if config.timing or target.min_qps is not None:
+                    # each at its own setting, the candidate's depths interleaved: the fastest wins
+                    bench.time_points([f[0] for f in meets], k, config.min_time)
                 fast = [f for f in meets if target.min_qps is None or (f[0].queries_per_s or 0) >= target.min_qps]
                 if fast:
                     pick = max(fast, key=lambda f: f[0].queries_per_s or 0.0)

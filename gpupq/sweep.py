@@ -403,6 +403,7 @@ def sweep(
     )
     t_start = time.perf_counter()
     session.dataset.validate()
+    truth = None
     try:
         with blas_threads(1):
             truth = bench.truth(k)
@@ -432,7 +433,7 @@ def sweep(
     except KeyboardInterrupt:
         result.interrupted = True  # the builds measured so far are whole; one half-timed was not kept
     result.wall_s = time.perf_counter() - t_start
-    tied = truth.tied if "truth" in locals() else None
+    tied = truth.tied if truth is not None else None
     if tied is not None and int(tied.sum()):
         result.warnings.append(
             f"{int(tied.sum())} of {split.n_queries} queries have ties at the k-th exact neighbour; "

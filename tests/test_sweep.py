@@ -226,6 +226,11 @@ def test_recommendation_meets_its_target_when_rerun_with_more_queries():
     # cheapest first, and nothing cheaper met it
     mems = [f.candidate.memory_bytes for f in rec.answers]
     assert mems == sorted(mems)
+    evaluated = [f.candidate.memory_bytes for f in rec.findings]
+    assert evaluated == sorted(evaluated)
+    nb = rec.dataset["n_base"]
+    cheapest = min(memory_bill(nb, 32, nl, m, 8, "l2").index_in_memory for nl in (32, 64) for m in (8, 16))
+    assert evaluated[0] == cheapest
     assert all(f.verdict != "meets" for f in rec.findings if f.candidate.memory_bytes < best.candidate.memory_bytes)
     # nprobe is the smallest that meets it: one less does not (by the interval's lower end)
     if p.setting.nprobe > 1:

@@ -28,9 +28,6 @@ class Backend:
     xp: Any = np
     #: numpy, for host-side bookkeeping (random draws, small tables) in algorithm modules
     host: Any = np
-    #: how ``IVFPQIndex.search`` scans inverted lists here: "lists" (each list once for all
-    #: queries probing it; few large host calls) or "padded" (fixed shapes, for the GPU).
-    scan_strategy: str = "lists"
     #: host threads for :meth:`map` (the estimate sets it from ``--threads``)
     budget: ThreadBudget = ThreadBudget(1)
 
@@ -84,6 +81,14 @@ class Backend:
         so the argmin reads what the GEMM just wrote while it is still in cache."""
         return 16 << 20
 
+    def scan_bytes(self) -> int:
+        """Size to aim for with one chunk of the inverted-list scan: a few MB on a CPU, so a
+        chunk's scores are still in the last-level cache when they are selected, and few
+        enough chunks that the thread pool's overhead stays small (measured on 2 cores at
+        IVF1024, nprobe 16, 1,024 queries: 4 MB 49 ms, 16 MB 40 ms, 32 MB 44 ms); large on a
+        GPU, so each kernel has work enough to fill the device."""
+        return 16 << 20
+
     def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
         """Smallest ``k`` of each row, ascending (in no particular order when ``sort`` is False).
 
@@ -110,29 +115,62 @@ class Backend:
     def order_key(self, values: Array, tiebreak: Array | None = None) -> Array:
         """Keys that order (score, tie-break) lexicographically: (n, L) uint64.
 
-        values: (n, L) float32 scores, smaller is better; tiebreak: (n, L) integers below 2^32
-        (ids; -1 sorts last), default the column. The float's bits are mapped to an unsigned
-        integer of the same order (negatives flipped whole, positives' sign bit set) and put
-        above the tie-break, so one integer selection is exact on ties.
+        values: (n, L) float32 scores, smaller is better; tiebreak: (n, L) integers in
+        [-1, 2^32 - 1) (ids; -1 sorts last), default the column. The float's bits are mapped
+        to an unsigned integer of the same order (negatives flipped whole, positives' sign
+        bit set) and put above the tie-break, so one integer selection is exact on ties and
+        the key alone gives back both halves (:meth:`key_values`, :meth:`key_tiebreak`).
         """
         xp = self.xp
+        n, length = values.shape
         bits = xp.ascontiguousarray(values, dtype=xp.float32).view(xp.int32)
-        flip = (bits >> 31).view(xp.uint32) | xp.uint32(0x80000000)
-        key = (bits.view(xp.uint32) ^ flip).astype(xp.uint64) << xp.uint64(32)
-        if tiebreak is None:
-            tiebreak = xp.arange(values.shape[1], dtype=xp.int64)[None]
-        return key | (tiebreak.astype(xp.uint64) & xp.uint64(0xFFFFFFFF))
+        mask = bits >> 31  # -1 for negatives, 0 otherwise
+        mask |= xp.int32(-(2**31))
+        keys = xp.empty((n, length), dtype=xp.uint64)
+        # Written as two 32-bit halves in place (little-endian: low word first): a fifth of
+        # the passes of building each half as 64-bit integers and shifting.
+        halves = keys.view(xp.uint32).reshape(n, length, 2)
+        xp.bitwise_xor(bits, mask, out=halves[:, :, 1].view(xp.int32))
+        halves[:, :, 0] = xp.arange(length, dtype=xp.uint32)[None] if tiebreak is None else tiebreak
+        return keys
+
+    def key_values(self, keys: Array) -> Array:
+        """The scores of :meth:`order_key` keys: (n, k) uint64 -> (n, k) float32, bit for bit."""
+        xp = self.xp
+        high = xp.ascontiguousarray(keys.view(xp.uint32).reshape(*keys.shape, 2)[..., 1]).view(xp.int32)
+        mask = ~high >> 31  # keys with the top bit clear came from negative scores
+        mask |= xp.int32(-(2**31))
+        return (high ^ mask).view(xp.float32)
+
+    def key_tiebreak(self, keys: Array) -> Array:
+        """The tie-break half of :meth:`order_key` keys: (n, k) uint64 -> (n, k) int64, -1
+        where it was -1."""
+        xp = self.xp
+        low = keys.view(xp.uint32).reshape(*keys.shape, 2)[..., 0].astype(xp.int64)
+        return xp.where(low == 0xFFFFFFFF, -1, low)
+
+    def select_keys(self, keys: Array, k: int, sort: bool = True) -> Array:
+        """The k smallest keys of each row: (n, L) uint64 -> (n, min(k, L)) uint64, ascending
+        when ``sort``. A partition of the keys themselves: no index array, and the key carries
+        its position or id (about twice the speed of an argpartition on numpy)."""
+        xp = self.xp
+        k = min(k, keys.shape[1])
+        if k < keys.shape[1]:
+            keys = xp.partition(keys, k - 1, axis=1)[:, :k]
+        return xp.sort(keys, axis=1) if sort and k > 1 else keys
 
     def topk_exact(
         self, d: Array, k: int, tiebreak: Array | None = None, sort: bool = True
     ) -> tuple[Array, Array]:
-        """:meth:`topk` with ties broken by ``tiebreak`` (default the column), so the same
-        candidates give the same selection whatever their layout: a search at nprobe p and the
-        first p probe ranks of a deeper scan pick the same ids among equal PQ distances, which
-        are common (vectors with one code in one list)."""
-        keys = self.order_key(d, tiebreak)
-        _, pos = self.topk(keys, k, sort)  # topk orders any dtype; here exact integers
-        return self.xp.take_along_axis(d, pos, axis=1), pos
+        """The k smallest of each row of d: (n, L) float32, ties broken by ``tiebreak``
+        (default the column), so the same candidates give the same selection whatever their
+        layout: a search at nprobe p and the first p probe ranks of a deeper scan pick the
+        same ids among equal PQ distances, which are common (vectors with one code in one
+        list). Returns (scores (n, k') float32, tie-break of each pick (n, k') int64: the
+        column when none was given, else the given ids), k' = min(k, L); ascending when
+        ``sort``."""
+        keys = self.select_keys(self.order_key(d, tiebreak), k, sort)
+        return self.key_values(keys), self.key_tiebreak(keys)
 
     def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
         """Sum of the rows of each label: out[l] = sum of values[i] where labels[i] == l.
@@ -166,10 +204,6 @@ class CupyBackend(Backend):
     """CuPy on one CUDA device. Constructed only when :func:`cupy_status` says it is usable."""
 
     name = "cupy"
-    # One thread block per (query, probed list) is what a GPU wants; the padded scan
-    # expresses that with fixed shapes and a handful of large kernels.
-    scan_strategy = "padded"
-
     def __init__(self) -> None:
         import cupy
 
@@ -211,6 +245,9 @@ class CupyBackend(Backend):
 
     def block_bytes(self) -> int:
         return self.work_bytes() // 2
+
+    def scan_bytes(self) -> int:
+        return self.work_bytes()
 
     def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
         # cupy.argpartition is a full sort in many versions; a sort on the segmented rows is

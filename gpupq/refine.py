@@ -126,8 +126,8 @@ def best_of(be: Backend, candidates: Array, scores: Array, k: int, metric: str) 
         d = xp.full((nq, k), _INF, dtype=xp.float32)
         i = xp.full((nq, k), -1, dtype=xp.int64)
         return (-d if metric == "ip" else d), i
-    vals, pos = be.topk_exact(scores, min(k, candidates.shape[1]), tiebreak=candidates)
-    ids = xp.where(xp.isfinite(vals), xp.take_along_axis(candidates, pos, axis=1), -1)
+    vals, ids = be.topk_exact(scores, min(k, candidates.shape[1]), tiebreak=candidates)
+    ids = xp.where(xp.isfinite(vals), ids, -1)
     if vals.shape[1] < k:  # fewer candidates than k
         pad = k - vals.shape[1]
         vals = xp.concatenate([vals, xp.full((nq, pad), _INF, dtype=xp.float32)], axis=1)

@@ -1,8 +1,8 @@
 """Shared fixtures: every test that takes ``backend`` runs on each backend this machine can run.
 
 - ``numpy``: the CPU backend as shipped (the "lists" scan).
-- ``numpy-padded``: numpy driven through the GPU's scan strategy with 1 MiB work chunks, so CI
-  executes the search code the CuPy backend runs, and its chunk loops.
+- ``numpy-chunked``: numpy with tiny work chunks (1 MiB, 64 KiB for the scan), so CI runs every
+  chunk loop: many scan chunks, query batches and k-means blocks on small test data.
 - ``fake-cupy``: the :class:`CupyBackend` class itself over ``tests/fake_cupy.py``, a strict numpy
   stand-in for CuPy (not a GPU: not marked ``gpu``, runs everywhere). It runs the CuPy backend's
   own methods and fails where CuPy fails on host/device mix-ups, implicit conversions and
@@ -28,15 +28,17 @@ from gpupq.backends import Backend, CupyBackend, NumpyBackend, cupy_status
 from . import fake_cupy
 
 
-class PaddedNumpyBackend(NumpyBackend):
-    name = "numpy-padded"
-    scan_strategy = "padded"
+class ChunkedNumpyBackend(NumpyBackend):
+    name = "numpy-chunked"
 
     def block_bytes(self) -> int:
         return 1 << 20  # small blocks: exercise the chunk loops on small test data
 
     def work_bytes(self) -> int:
         return 1 << 20
+
+    def scan_bytes(self) -> int:
+        return 64 << 10
 
 
 def _cupy_param() -> object:
@@ -60,20 +62,20 @@ def install_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> CupyBackend:
 def _make(name: str, monkeypatch: pytest.MonkeyPatch) -> Backend:
     if name == "numpy":
         return NumpyBackend()
-    if name == "numpy-padded":
-        return PaddedNumpyBackend()
+    if name == "numpy-chunked":
+        return ChunkedNumpyBackend()
     if name == "fake-cupy":
         return install_fake_cupy(monkeypatch)
     return CupyBackend()
 
 
-@pytest.fixture(params=["numpy", "numpy-padded", "fake-cupy", _cupy_param()])
+@pytest.fixture(params=["numpy", "numpy-chunked", "fake-cupy", _cupy_param()])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     yield _make(request.param, monkeypatch)
     fake_cupy.set_free_memory(None)
 
 
-@pytest.fixture(params=["numpy-padded", "fake-cupy", _cupy_param()])
+@pytest.fixture(params=["numpy-chunked", "fake-cupy", _cupy_param()])
 def other_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     """Every backend except plain numpy, for "agrees with numpy" tests."""
     yield _make(request.param, monkeypatch)

@@ -1,8 +1,7 @@
 """The CuPy backend's own code, run over a strict numpy stand-in for CuPy (tests/fake_cupy.py).
 
 CI has no GPU, so the real CuPy cases (marked ``gpu``) are skipped there. The ``fake-cupy`` case
-of the ``backend`` fixture runs every backend test through the CupyBackend class and its padded
-scan; this file checks the stand-in itself (each ``test_stand_in_refuses_*`` pins one rule where
+of the ``backend`` fixture runs every backend test through the CupyBackend class; this file checks the stand-in itself (each ``test_stand_in_refuses_*`` pins one rule where
 CuPy is strict, so the stand-in cannot quietly become lax again), GPU detection, and every chunk
 loop under a tiny free-memory figure. None of it says anything about kernels or speed; a GPU run
 of ``pytest -m gpu`` does.
@@ -15,6 +14,7 @@ import pytest
 
 import gpupq
 from gpupq import kmeans as kmeans_mod
+from gpupq import ivf as ivf_mod
 from gpupq import knn
 from gpupq.backends import cupy_status, get_backends
 from gpupq.ivf import IVFPQIndex
@@ -229,13 +229,15 @@ def test_every_chunk_loop_runs_under_the_cupy_backend(fake_gpu, numpy_backend, m
     assert len(rebuilds) == 1
     np.testing.assert_array_equal(index.list_sizes, ref.list_sizes)
 
-    # search: the padded scan in query batches (work // (longest list · 32 bytes))
-    lut_batches = _spy(monkeypatch, IVFPQIndex, "_list_terms", only=index)
+    # search: the probed lists scanned in chunks of the work budget
+    plans = []
+    real_chunks = ivf_mod._chunks
+    monkeypatch.setattr(ivf_mod, "_chunks", lambda *a: plans.append(real_chunks(*a)) or plans[-1])
     searches = _spy(monkeypatch, IVFPQIndex, "search", only=index)
     got = index.search(be.asarray(q), 10, 4)
     want = ref.search(q, 10, 4)
     same_neighbours(be.to_numpy(got[0]), be.to_numpy(got[1]), want[0], want[1])
-    assert len(searches) == 1 and len(lut_batches) > 4  # one table per probe rank and batch
+    assert len(searches) == 1 and len(plans[0]) > 4
     # search: the queries split when nq·nprobe·k candidates outgrow the work budget
     searches.clear()
     got = index.search(be.asarray(q), 100, 8)

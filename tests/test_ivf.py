@@ -76,7 +76,7 @@ def test_search_scores_are_adc_distances(backend):
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_search_agrees_with_numpy(other_backend, numpy_backend, metric):
-    """Every other backend (the padded scan, the CuPy backend class) returns the neighbours and
+    """Every other backend (numpy in tiny chunks, the CuPy backend class) returns the neighbours and
     scores of numpy's lists scan, from the same training: catches a scan, table or top-k that
     differs between backends. Tied scores may come back in any order, so ties are not compared."""
     x = clustered(5000, 32, seed=7)
@@ -118,7 +118,7 @@ def test_ip_scores_descend(backend):
 
 def test_add_after_search_merges_lists(backend):
     """Adding after a search rebuilds the lists from the stored rows: catches rows lost,
-    duplicated or put in the wrong list by the rebuild, on every backend (the padded strategy
+    duplicated or put in the wrong list by the rebuild, on every backend (tiny chunks
     and the CuPy class included): the result equals adding everything before the first search."""
     x = clustered(3000, 16, seed=11)
     q = backend.asarray(x[:40])

@@ -159,9 +159,7 @@ class Backend:
             keys = xp.partition(keys, k - 1, axis=1)[:, :k]
         return xp.sort(keys, axis=1) if sort and k > 1 else keys
 
-    def topk_exact(
-        self, d: Array, k: int, tiebreak: Array | None = None, sort: bool = True
-    ) -> tuple[Array, Array]:
+    def topk_exact(self, d: Array, k: int, tiebreak: Array | None = None, sort: bool = True) -> tuple[Array, Array]:
         """The k smallest of each row of d: (n, L) float32, ties broken by ``tiebreak``
         (default the column), so the same candidates give the same selection whatever their
         layout: a search at nprobe p and the first p probe ranks of a deeper scan pick the
@@ -204,6 +202,7 @@ class CupyBackend(Backend):
     """CuPy on one CUDA device. Constructed only when :func:`cupy_status` says it is usable."""
 
     name = "cupy"
+
     def __init__(self) -> None:
         import cupy
 

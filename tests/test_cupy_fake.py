@@ -1,10 +1,10 @@
-"""The CuPy backend's own code, run over a strict numpy stand-in for CuPy (tests/fake_cupy.py).
-
-CI has no GPU, so the real CuPy cases (marked ``gpu``) are skipped there. The ``fake-cupy`` case
-of the ``backend`` fixture runs every backend test through the CupyBackend class; this file checks the stand-in itself (each ``test_stand_in_refuses_*`` pins one rule where
-CuPy is strict, so the stand-in cannot quietly become lax again), GPU detection, and every chunk
-loop under a tiny free-memory figure. None of it says anything about kernels or speed; a GPU run
-of ``pytest -m gpu`` does.
+"""The CuPy backend's own code, run over a strict numpy stand-in for CuPy (tests/fake_cupy.py). CI
+has no GPU, so the real CuPy cases (marked ``gpu``) are skipped there. The ``fake-cupy`` case of
+the ``backend`` fixture runs every backend test through the CupyBackend class; this file checks
+the stand-in itself (each ``test_stand_in_refuses_*`` pins one rule where CuPy is strict, so the
+stand-in cannot quietly become lax again), GPU detection, and every chunk loop under a tiny free-
+memory figure. None of it says anything about kernels or speed; a GPU run of ``pytest -m gpu``
+does.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import gpupq
-from gpupq import kmeans as kmeans_mod
 from gpupq import ivf as ivf_mod
+from gpupq import kmeans as kmeans_mod
 from gpupq import knn
 from gpupq.backends import cupy_status, get_backends
 from gpupq.ivf import IVFPQIndex

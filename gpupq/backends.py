@@ -28,6 +28,8 @@ class Backend:
     xp: Any = np
     #: numpy, for host-side bookkeeping (random draws, small tables) in algorithm modules
     host: Any = np
+    #: whether re-rank stores live in this backend's memory (a GPU's), not read from the host
+    resident_stores: bool = False
     #: host threads for :meth:`map` (the estimate sets it from ``--threads``)
     budget: ThreadBudget = ThreadBudget(1)
 
@@ -179,8 +181,11 @@ class Backend:
         # One bincount per column: contiguous passes, float64 accumulation, a fixed summation
         # order (results repeat exactly), and many times faster than np.add.at.
         out = np.empty((values_t.shape[0], nrows), dtype=np.float32)
-        for j in range(values_t.shape[0]):
+
+        def column(j: int) -> None:
             out[j] = np.bincount(labels, weights=values_t[j], minlength=nrows)
+
+        self.map(column, range(values_t.shape[0]))  # columns are independent: the thread budget
         return np.ascontiguousarray(out.T)
 
 
@@ -202,6 +207,7 @@ class CupyBackend(Backend):
     """CuPy on one CUDA device. Constructed only when :func:`cupy_status` says it is usable."""
 
     name = "cupy"
+    resident_stores = True
 
     def __init__(self) -> None:
         import cupy

@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
-from .data import Dataset, Split
+from .data import Dataset, Split, chunk_rows
 from .ivf import IVFPQIndex
 from .kmeans import MAX_POINTS_PER_CENTROID
 from .knn import exact_knn
 from .metrics import GroundTruth, MemoryBill, Recall, memory_bill
 from .opq import OPQ_MAX_TRAIN
-from .refine import RerankStore, best_of, candidate_scores, rerank
+from .refine import DeviceRows, RerankStore, Rows, best_of, candidate_scores, rerank
 from .timing import Runs, repeat
 
 #: progress(phase, done, total)
@@ -189,6 +189,7 @@ class Workbench:
     _coarse: dict[tuple[int, int], Coarse] = field(default_factory=dict)
     _built: dict[Build, Built] = field(default_factory=dict)
     _stores: dict[str, RerankStore] = field(default_factory=dict)
+    _resident: dict[str, DeviceRows] = field(default_factory=dict)
     _queries: Any = None
 
     @property
@@ -352,7 +353,7 @@ class Workbench:
         scanned: dict[int, list[np.ndarray]] = {p: [] for p in ps}
         for s in range(0, nq, step):
             out_d, out_i, probes = index.scan(q[s : s + step], depth, top)
-            sizes = np.cumsum(index.list_sizes[be.to_numpy(probes)], axis=1)  # (b, top)
+            sizes = np.cumsum(index.list_sizes[probes], axis=1)  # (b, top)
             for p in ps:
                 ranked[p].append(index.merge(out_d[:, :p], out_i[:, :p], depth)[1])
                 scanned[p].append(sizes[:, p - 1])
@@ -362,8 +363,25 @@ class Workbench:
             scanned={p: np.concatenate(v) for p, v in scanned.items()},
         )
 
-    def fetcher(self, kind: str) -> Callable[[np.ndarray], Any]:
+    def fetcher(self, kind: str) -> Rows:
+        """How re-ranking reads the ``kind`` store: on a GPU with room for it, the whole store
+        encoded once into device memory (as a GPU deployment holds it; built here, outside any
+        timed run); otherwise rows read from the input on the host as they are asked for."""
         store = self.store(kind)
+        be = self.be
+        if be.resident_stores and kind not in self._resident:
+            n, d = self.dataset.n, self.dataset.d
+            if store.nbytes(n, d) <= be.free_memory() // 2:
+                codes = None
+                step = chunk_rows(d)
+                for s in range(0, n, step):
+                    part = store.encode(self.dataset.chunk(s, min(n, s + step)))
+                    if codes is None:
+                        codes = be.xp.empty((n, d), dtype=part.dtype)
+                    codes[s : s + part.shape[0]] = be.asarray(part)
+                self._resident[kind] = DeviceRows(codes, store)
+        if kind in self._resident:
+            return self._resident[kind]
 
         def fetch(ids: np.ndarray) -> Any:
             """The stored vectors of ids, at the store's precision."""

@@ -245,17 +245,18 @@ class IVFPQIndex:
             )
         out_d, out_i, probes = self.scan(q, k, nprobe)
         dist, found = self.merge(out_d, out_i, k)
-        scanned = self.list_sizes[be.to_numpy(probes)].sum(axis=1)
+        scanned = self.list_sizes[probes].sum(axis=1)
         return dist, found, SearchStats(scanned=scanned)
 
     def scan(self, q: Array, k: int, nprobe: int) -> tuple[Array, Array, Array]:
         """The best k candidates of each probed list, per query, by probe rank.
 
         q: (nq, d) float32. Returns scores (nq, nprobe, k) float32 (smaller is better, inf for
-        an empty slot), ids (nq, nprobe, k) int64, and probes (nq, nprobe) int64: the lists in
-        order of coarse score. Rank r holds the same candidates whatever nprobe > r is asked,
-        so ``merge(scores[:, :p], ids[:, :p], k)`` is the search at nprobe p: a sweep scans
-        once at its largest nprobe and reads every smaller one from the prefix.
+        an empty slot), ids (nq, nprobe, k) int64, and probes (nq, nprobe) int64 on the host: the
+        lists in order of coarse score (the scan plans its chunks from them there). Rank r holds
+        the same candidates whatever nprobe > r is asked, so ``merge(scores[:, :p], ids[:, :p],
+        k)`` is the search at nprobe p: a sweep scans once at its largest nprobe and reads
+        every smaller one from the prefix.
         """
         self.build()
         be, xp = self.be, self.be.xp
@@ -277,8 +278,10 @@ class IVFPQIndex:
             coarse_score[rows], probes[rows] = be.topk_exact(cscore, nprobe)
 
         be.map(coarse_search, _row_groups(q.shape[0], be.threads))
-        out_d, out_i = self._scan_lists(q, coarse_score, probes, k)
-        return out_d, out_i, probes
+        # The one copy to the host in a search: the plan's shapes depend on the probed lists.
+        probes_h = be.to_numpy(probes)
+        out_d, out_i = self._scan_lists(q, coarse_score, probes_h, k)
+        return out_d, out_i, probes_h
 
     def merge(self, out_d: Array, out_i: Array, k: int) -> tuple[Array, Array]:
         """Per-rank candidates (nq, p, k') from :meth:`scan` -> the top k over them: scores
@@ -314,7 +317,8 @@ class IVFPQIndex:
         (G, queries, d) × (G, d, codes), padded only to its own longest list and busiest list,
         so the work is the vectors actually in the probed lists, not nprobe × the longest list.
 
-        q: (nq, d); coarse_score, probes: (nq, nprobe). Returns per-(query, probe) candidates:
+        q: (nq, d); coarse_score: (nq, nprobe); probes: (nq, nprobe) int64 on the host.
+        Returns per-(query, probe) candidates:
         scores (nq, nprobe, k) float32 (inf for an empty slot) and ids (nq, nprobe, k) int64
         (-1 for an empty slot).
         """
@@ -325,9 +329,8 @@ class IVFPQIndex:
         # Row npairs of each buffer is a sink for the padding slots of a chunk.
         out_d = xp.full((npairs, k), _INF, dtype=xp.float32)  # row = query·nprobe + rank
         out_i = xp.full((npairs, k), -1, dtype=xp.int64)
-        # The plan (which lists, which queries, chunk shapes) is made on the host, from one
-        # small copy of the probes: shapes must be known there anyway to allocate.
-        probes_h = be.to_numpy(probes).ravel()
+        # The plan (which lists, which queries, chunk shapes) is made on the host.
+        probes_h = probes.ravel()
         order = host.argsort(probes_h, kind="stable")  # pairs grouped by list, query order within
         counts = host.bincount(probes_h, minlength=self.nlist)
         first = host.cumsum(counts) - counts

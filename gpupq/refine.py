@@ -9,13 +9,17 @@ with a refine index. Those vectors cost memory, so the store's precision is a ch
   sample, d bytes plus 2·d·4 for the ranges (FAISS ``QT_8bit``: code ⌊255·(x − min)/(max − min)⌋,
   decoded to min + (code + ½)/255·(max − min)).
 
-The estimate keeps the original vectors and applies the store's round trip as they are fetched,
-which gives exactly the distances a store of that precision would.
+On the CPU the estimate keeps the original vectors (the memory-mapped input) and applies the
+store's round trip as they are fetched, which gives exactly the distances a store of that
+precision would. On a GPU the store is encoded once into device memory
+(:class:`DeviceRows`), as a GPU deployment holds it, so a timed re-rank is a gather and a decode
+on the device, with no trip through the host.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import GpupqError
@@ -49,13 +53,27 @@ class RerankStore:
 
     def round_trip(self, x: np.ndarray) -> np.ndarray:
         """What the store gives back for x: (n, d) float32 -> (n, d) float32 (host)."""
+        return self.decode(self.encode(x))
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """x: (n, d) float32 on the host -> what the store holds: (n, d) float32, float16 or uint8."""
         if self.kind == "fp32":
             return x
         if self.kind == "fp16":
-            return x.astype("float16").astype("float32")
+            return x.astype("float16")
         unit = ((x - self.vmin) / self.vdiff).clip(0.0, 1.0)
-        codes = (unit * 255.0).astype("uint8")  # truncation, as FAISS's (int) cast
-        return (self.vmin + (codes.astype("float32") + 0.5) / 255.0 * self.vdiff).astype("float32")
+        return (unit * 255.0).astype("uint8")  # truncation, as FAISS's (int) cast
+
+    def decode(self, codes: Any, xp: Any = None) -> Any:
+        """What the store holds (any leading shape, d last) -> float32 vectors of that shape,
+        the same bits on every backend. ``xp``: the array module of ``codes`` when it is not
+        host numpy (the sq8 ranges are copied there)."""
+        if self.kind == "fp32":
+            return codes
+        if self.kind == "fp16":
+            return codes.astype("float32")
+        vmin, vdiff = (self.vmin, self.vdiff) if xp is None else (xp.asarray(self.vmin), xp.asarray(self.vdiff))
+        return (vmin + (codes.astype("float32") + 0.5) / 255.0 * vdiff).astype("float32")
 
     def nbytes(self, n: int, d: int) -> int:
         """Bytes to store n vectors of d dimensions."""
@@ -66,8 +84,28 @@ class RerankStore:
         return n * d + 2 * d * 4
 
 
+@dataclass
+class DeviceRows:
+    """A re-rank store resident on the backend: codes (N, d) in the store's dtype (float32,
+    float16 or uint8), row i holding the dataset's row i. Candidates are gathered and decoded
+    where they are, with no copy to the host."""
+
+    codes: Array
+    store: RerankStore
+
+    def vectors(self, be: Backend, ids: Array) -> Array:
+        """ids: (b, R) int64 on the backend, -1 for none -> (b, R, d) float32 (row 0's vector
+        where the id is -1: the caller masks those)."""
+        return self.store.decode(be.xp.take(self.codes, be.xp.maximum(ids, 0), axis=0), be.xp)
+
+
+#: how re-ranking reads stored vectors: a host fetch (fetch(ids) for host ids (r,) int64 ->
+#: (r, d) float32 on the backend), or a store resident on the backend
+Rows = Callable[[Any], Any] | DeviceRows
+
+
 def rerank(
-    be: Backend, q: Array, candidates: Array, fetch: Callable[[Any], Array], k: int, metric: str
+    be: Backend, q: Array, candidates: Array, fetch: Rows, k: int, metric: str
 ) -> tuple[Array, Array]:
     """Exact re-ranking of candidate ids with stored vectors.
 
@@ -78,7 +116,7 @@ def rerank(
     return best_of(be, candidates, candidate_scores(be, q, candidates, fetch, metric), k, metric)
 
 
-def candidate_scores(be: Backend, q: Array, candidates: Array, fetch: Callable[[Any], Array], metric: str) -> Array:
+def candidate_scores(be: Backend, q: Array, candidates: Array, fetch: Rows, metric: str) -> Array:
     """Exact scores of candidate ids with stored vectors: (nq, R) float32, smaller is better
     (squared L2, or the negated inner product), inf where the id is -1.
 
@@ -93,20 +131,24 @@ def candidate_scores(be: Backend, q: Array, candidates: Array, fetch: Callable[[
     out = []
     for s in range(0, nq, step):
         cand = candidates[s : s + step]
-        cand_h = be.to_numpy(cand)
-        valid = cand_h >= 0
-        if not valid.any():
-            # No candidate in the whole chunk (every probed list empty, or R = 0): nothing to
-            # fetch, and a gather from an empty store would fail (CuPy: "non-empty take from
-            # an empty axes").
-            out.append(xp.full(cand_h.shape, _INF, dtype=xp.float32))
-            continue
-        uniq, inverse = host.unique(cand_h[valid], return_inverse=True)
-        vecs = fetch(uniq)  # (u, d)
-        slot = host.full(cand_h.shape, -1, dtype="int64")
-        slot[valid] = inverse
-        sl = be.asarray(slot)
-        x = vecs[xp.maximum(sl, 0)]  # (b, R, d)
+        if isinstance(fetch, DeviceRows):
+            x, sl = fetch.vectors(be, cand), cand  # (b, R, d), gathered on the backend
+        else:
+            cand_h = be.to_numpy(cand)
+            valid = cand_h >= 0
+            if not valid.any():
+                # No candidate in the whole chunk (every probed list empty, or R = 0): nothing
+                # to fetch, and a gather from an empty store would fail (CuPy: "non-empty take
+                # from an empty axes").
+                out.append(xp.full(cand_h.shape, _INF, dtype=xp.float32))
+                continue
+            # each stored row read once, however many queries hold it
+            uniq, inverse = host.unique(cand_h[valid], return_inverse=True)
+            vecs = fetch(uniq)  # (u, d)
+            slot = host.full(cand_h.shape, -1, dtype="int64")
+            slot[valid] = inverse
+            sl = be.asarray(slot)
+            x = vecs[xp.maximum(sl, 0)]  # (b, R, d)
         qs = q[s : s + step]
         if metric == "l2":
             diff = x - qs[:, None, :]

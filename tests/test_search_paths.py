@@ -146,3 +146,33 @@ def test_every_probed_list_empty(backend, metric):
     # one batch of queries that all probe empty lists: the whole re-rank has nothing to fetch
     dist, found = rerank(backend, backend.asarray(q[:2]), backend.asarray(cand[:2]), fetch, 5, metric)
     assert (backend.to_numpy(found) == -1).all()
+
+
+@pytest.mark.parametrize("kind", ["fp32", "fp16", "sq8"])
+def test_resident_store_scores_equal_host_fetch(monkeypatch, numpy_backend, kind):
+    """On a GPU the re-rank store is encoded once into device memory and candidates are
+    gathered there: its scores equal the host path's (rows read from the input, round-tripped)
+    bit for bit, -1 candidates included; with no room on the device it falls back to the host
+    path. Runs the CuPy backend class over the stand-in."""
+    from gpupq.data import hold_out, make_synthetic
+    from gpupq.engine import Workbench
+    from gpupq.refine import DeviceRows, candidate_scores
+
+    from . import fake_cupy
+    from .conftest import install_fake_cupy
+
+    be = install_fake_cupy(monkeypatch)
+    ds = make_synthetic(3000, 16, seed=0)
+    split = hold_out(ds, 40, 0)
+    rng = np.random.default_rng(0)
+    cand = rng.choice(split.base_ids(), size=(40, 30))
+    cand[:, -3:] = -1
+    dev, host = Workbench(be, ds, split), Workbench(numpy_backend, ds, split)
+    rows = dev.fetcher(kind)
+    assert isinstance(rows, DeviceRows)
+    got = candidate_scores(be, be.asarray(split.queries), be.asarray(cand), rows, "l2")
+    want = candidate_scores(numpy_backend, split.queries, cand, host.fetcher(kind), "l2")
+    np.testing.assert_array_equal(be.to_numpy(got), want)
+    assert np.isinf(want[:, -3:]).all()
+    fake_cupy.set_free_memory(1 << 10)  # no room: rows are read on the host as asked
+    assert not isinstance(Workbench(be, ds, split).fetcher(kind), DeviceRows)

@@ -61,6 +61,35 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued work; call before reading a host clock."""
 
+    #: the work sizes below are divided by this; :meth:`retrying` raises it after running out
+    shrink: int = 1
+    #: retries of one operation after running out of memory, each with chunks 4x smaller
+    OOM_RETRIES = 3
+
+    def out_of_memory_errors(self) -> tuple[type[BaseException], ...]:
+        return (MemoryError,)
+
+    def release_memory(self) -> None:
+        """Give cached blocks back before a retry (CuPy's memory pool)."""
+
+    def retrying(self, fn: Any, what: str) -> Any:
+        """fn(), run again with chunks 4x smaller (up to :attr:`OOM_RETRIES` times) when it runs
+        out of memory; then a one-line :class:`GpupqError`. fn must start from scratch each
+        time (the phases pass a function that does)."""
+        for attempt in range(self.OOM_RETRIES + 1):
+            try:
+                return fn()
+            except self.out_of_memory_errors() as exc:
+                self.release_memory()
+                if attempt == self.OOM_RETRIES:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise GpupqError(
+                        f"{what} ran out of memory on {self.name} even with work chunks 1/{self.shrink} "
+                        f"of the usual size ({first}); free memory or use fewer queries, a smaller k or nprobe"
+                    ) from exc
+                self.shrink *= 4
+        raise AssertionError("unreachable")
+
     def free_memory(self) -> int:
         """Bytes of working memory this backend can reasonably use."""
         try:
@@ -76,12 +105,12 @@ class Backend:
 
     def work_bytes(self) -> int:
         """Size to aim for with a chunk's temporary arrays (score matrices and the like)."""
-        return int(min(128 << 20, self.free_memory() // 8))
+        return int(min(128 << 20, self.free_memory() // 8)) // self.shrink
 
     def block_bytes(self) -> int:
         """Size of one block of scores in k-means assignment: a cache-sized block on a CPU,
         so the argmin reads what the GEMM just wrote while it is still in cache."""
-        return 16 << 20
+        return (16 << 20) // self.shrink
 
     def scan_bytes(self) -> int:
         """Size to aim for with one chunk of the inverted-list scan: a few MB on a CPU, so a
@@ -89,7 +118,7 @@ class Backend:
         enough chunks that the thread pool's overhead stays small (measured on 2 cores at
         IVF1024, nprobe 16, 1,024 queries: 4 MB 49 ms, 16 MB 40 ms, 32 MB 44 ms); large on a
         GPU, so each kernel has work enough to fill the device."""
-        return 16 << 20
+        return (16 << 20) // self.shrink
 
     def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
         """Smallest ``k`` of each row, ascending (in no particular order when ``sort`` is False).
@@ -172,21 +201,31 @@ class Backend:
         keys = self.select_keys(self.order_key(d, tiebreak), k, sort)
         return self.key_values(keys), self.key_tiebreak(keys)
 
-    def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
-        """Sum of the rows of each label: out[l] = sum of values[i] where labels[i] == l.
+    def label_sum_layout(self, x: Array) -> Array:
+        """x: (n, d) float32 points -> the layout :meth:`sum_rows_by_label` reads, prepared once
+        per k-means (not every iteration): here the transpose (d, n), so each column's sums are
+        one contiguous bincount."""
+        return self.xp.ascontiguousarray(x.T)
 
-        labels: (n,) int64 in [0, nrows); values_t: (d, n) float32, the values transposed
-        (k-means transposes its points once, not every iteration). Returns (nrows, d) float32.
+    def sum_rows_by_label(self, labels: Array, values: Array, nrows: int) -> Array:
+        """Sum of the rows of each label: out[l] = sum of x[i] where labels[i] == l.
+
+        labels: (n,) int64 in [0, nrows); values: x in :meth:`label_sum_layout`'s layout.
+        Returns (nrows, d) float32.
         """
         # One bincount per column: contiguous passes, float64 accumulation, a fixed summation
         # order (results repeat exactly), and many times faster than np.add.at.
-        out = np.empty((values_t.shape[0], nrows), dtype=np.float32)
+        out = np.empty((values.shape[0], nrows), dtype=np.float32)
 
         def column(j: int) -> None:
-            out[j] = np.bincount(labels, weights=values_t[j], minlength=nrows)
+            out[j] = np.bincount(labels, weights=values[j], minlength=nrows)
 
-        self.map(column, range(values_t.shape[0]))  # columns are independent: the thread budget
+        self.map(column, range(values.shape[0]))  # columns are independent: the thread budget
         return np.ascontiguousarray(out.T)
+
+    def count_labels(self, labels: Array, nrows: int) -> Array:
+        """How many of labels: (n,) int64 in [0, nrows) equal each value: (nrows,) int64."""
+        return np.bincount(labels, minlength=nrows).astype(np.int64, copy=False)
 
 
 class NumpyBackend(Backend):
@@ -246,7 +285,13 @@ class CupyBackend(Backend):
         return int(free + pool.free_bytes())
 
     def work_bytes(self) -> int:
-        return int(min(self.free_memory() // 8, 2 << 30))
+        return int(min(self.free_memory() // 8, 2 << 30)) // self.shrink
+
+    def out_of_memory_errors(self) -> tuple[type[BaseException], ...]:
+        return (self._cupy.cuda.memory.OutOfMemoryError, MemoryError)
+
+    def release_memory(self) -> None:
+        self._cupy.get_default_memory_pool().free_all_blocks()
 
     def block_bytes(self) -> int:
         return self.work_bytes() // 2
@@ -262,13 +307,24 @@ class CupyBackend(Backend):
         order = xp.argsort(d, axis=1)[:, :k]
         return xp.take_along_axis(d, order, axis=1), order.astype(xp.int64)
 
-    def sum_rows_by_label(self, labels: Array, values_t: Array, nrows: int) -> Array:
+    def label_sum_layout(self, x: Array) -> Array:
+        return x  # scatter_add reads rows: no transposed copy of the training sample
+
+    def sum_rows_by_label(self, labels: Array, values: Array, nrows: int) -> Array:
         import cupyx
 
-        out = self.xp.zeros((values_t.shape[0], nrows), dtype=self.xp.float32)
+        out = self.xp.zeros((nrows, values.shape[1]), dtype=self.xp.float32)
         # Atomics: the summation order, and so the last bits, vary run to run.
-        cupyx.scatter_add(out, (slice(None), labels), values_t)
-        return self.xp.ascontiguousarray(out.T)
+        cupyx.scatter_add(out, labels, values)
+        return out
+
+    def count_labels(self, labels: Array, nrows: int) -> Array:
+        import cupyx
+
+        # not cupy.bincount: it reads its input's minimum back to the host to check it
+        out = self.xp.zeros(nrows, dtype=self.xp.int32)
+        cupyx.scatter_add(out, labels, self.xp.ones(labels.shape[0], dtype=self.xp.int32))
+        return out.astype(self.xp.int64)
 
 
 @dataclass(frozen=True)

@@ -240,8 +240,11 @@ class Workbench:
                     self.report("ground truth", min(done[0], nb), nb)
 
                 def ground_truth() -> Any:
-                    it = self.split.iter_base()
-                    return exact_knn(self.be, self.queries, it, min(want, nb), self.index_metric, step)[1]
+                    def attempt() -> Any:
+                        it = self.split.iter_base()
+                        return exact_knn(self.be, self.queries, it, min(want, nb), self.index_metric, step)[1]
+
+                    return self.be.retrying(attempt, "ground truth")
 
                 out, runs = repeat({"gt": ground_truth}, self.min_time, self.be.synchronize)
                 self._gt_ids = self.be.to_numpy(out["gt"])
@@ -275,10 +278,13 @@ class Workbench:
         x = self.sample(max(n_coarse, n_opq))
         m = build.m if build.opq else 1  # the OPQ rotation is trained for m; the PQ is not trained here
         index = IVFPQIndex(be, self.dataset.d, build.nlist, m, 8, self.index_metric, build.opq)
-        rng = np.random.default_rng(self.seed + 2)
         x_opq = be.asarray(x[:n_opq]) if build.opq else None
-        index.train_coarse(be.asarray(x[:n_coarse]), rng, x_opq)
-        return index, rng
+
+        def attempt() -> tuple[IVFPQIndex, np.random.Generator]:
+            rng = np.random.default_rng(self.seed + 2)  # afresh: a retry trains the same
+            return index.train_coarse(be.asarray(x[:n_coarse]), rng, x_opq), rng
+
+        return be.retrying(attempt, "coarse training")
 
     def _train_pq(self, build: Build, coarse: IVFPQIndex, rng: np.random.Generator) -> IVFPQIndex:
         """The second half: a new index of ``build`` sharing ``coarse``, its PQ trained from ``rng``."""
@@ -289,7 +295,8 @@ class Workbench:
         x_pq = be.asarray(self.sample(n_pq))
         if index.opq is not None:
             x_pq = index.opq.apply(x_pq)
-        return index.train_pq(x_pq, rng)
+        # each attempt from a copy of the generator: a retry trains the same
+        return be.retrying(lambda: index.train_pq(x_pq, copy.deepcopy(rng)), "PQ training")
 
     def train_index(self, build: Build) -> IVFPQIndex:
         """``build`` trained from scratch, nothing cached or shared: what ``estimate`` times."""
@@ -298,13 +305,17 @@ class Workbench:
 
     def fill(self, index: IVFPQIndex, label: str = "") -> None:
         """Empty ``index``'s lists and add the whole base, chunk by chunk, then build the lists."""
-        index.reset()
-        nb, done = self.split.n_base, 0
-        for ids, x in self.split.iter_base():
-            index.add(self.be.asarray(x), self.be.asarray(ids))
-            done += len(ids)
-            self.report(f"add {label}".rstrip(), done, nb)
-        index.build()
+
+        def attempt() -> None:
+            index.reset()
+            nb, done = self.split.n_base, 0
+            for ids, x in self.split.iter_base():
+                index.add(self.be.asarray(x), self.be.asarray(ids))
+                done += len(ids)
+                self.report(f"add {label}".rstrip(), done, nb)
+            index.build()
+
+        self.be.retrying(attempt, "adding")
 
     def adopt(self, build: Build, index: IVFPQIndex, train_s: float, add_s: float) -> Built:
         """Take an index trained and filled elsewhere (by ``estimate``'s timed runs) as ``build``'s."""
@@ -352,7 +363,7 @@ class Workbench:
         ranked: dict[int, list[Any]] = {p: [] for p in ps}
         scanned: dict[int, list[np.ndarray]] = {p: [] for p in ps}
         for s in range(0, nq, step):
-            out_d, out_i, probes = index.scan(q[s : s + step], depth, top)
+            out_d, out_i, probes = be.retrying(lambda s=s: index.scan(q[s : s + step], depth, top), "search")
             sizes = np.cumsum(index.list_sizes[probes], axis=1)  # (b, top)
             for p in ps:
                 ranked[p].append(index.merge(out_d[:, :p], out_i[:, :p], depth)[1])
@@ -432,6 +443,9 @@ class Workbench:
         fetch = self.fetcher(setting.store) if setting.rerank else None
 
         def run() -> tuple[Any, np.ndarray]:
+            return be.retrying(attempt, "search")
+
+        def attempt() -> tuple[Any, np.ndarray]:
             found, scanned = [], []
             for s in range(0, q_all.shape[0], self.batch_size):
                 q = q_all[s : s + self.batch_size]

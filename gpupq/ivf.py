@@ -212,7 +212,7 @@ class IVFPQIndex:
         sorted_labels = all_labels[order]
         self.codes = xp.concatenate(codes)[order]  # (N, m)
         self.ids = xp.concatenate(ids)[order]
-        sizes = xp.bincount(all_labels, minlength=self.nlist)
+        sizes = be.count_labels(all_labels, self.nlist)
         self.offsets = xp.concatenate([xp.zeros(1, dtype=xp.int64), xp.cumsum(sizes)]).astype(xp.int64)
         self.list_sizes = be.to_numpy(sizes).astype("int64")
         self._offsets_host = be.to_numpy(self.offsets)

@@ -148,8 +148,8 @@ def kmeans(
         centroids = xp.array(init, dtype=xp.float32)
     if spherical:
         centroids = _normalise(be, centroids)
-    # Transposed once: the centroid update sums columns of the same points every iteration.
-    x_t = xp.ascontiguousarray(x.reshape(nb * n, d).T)  # (d, B·n)
+    # Laid out once for the centroid update, which sums the same points every iteration.
+    x_sums = be.label_sum_layout(x.reshape(nb * n, d))
     x_norms = sq_norms(be, x) if metric == "l2" else None
     batch_offset = (xp.arange(nb, dtype=xp.int64) * k)[:, None]  # (B, 1)
     objective: list[float] = []
@@ -157,10 +157,11 @@ def kmeans(
         labels, score = assign(be, x, centroids, metric, x_norms=x_norms)
         objective.append(score.sum(dtype=xp.float64))
         flat_labels = (labels + batch_offset).reshape(-1)
-        sums = be.sum_rows_by_label(flat_labels, x_t, nb * k)
-        counts = xp.bincount(flat_labels, minlength=nb * k).astype(xp.float32)
+        sums = be.sum_rows_by_label(flat_labels, x_sums, nb * k)
+        counts = be.count_labels(flat_labels, nb * k).astype(xp.float32)
         centroids = (sums / xp.maximum(counts, 1.0)[:, None]).reshape(nb, k, d)
-        counts_host = be.to_numpy(counts).reshape(nb, k)  # one small read per iteration
+        # the one read per iteration (a synchronisation on a GPU): empty clusters are split now
+        counts_host = be.to_numpy(counts).reshape(nb, k)
         if (counts_host == 0).any():
             centroids = _split_empty(be, centroids, counts_host, rng)
         if spherical:

@@ -32,13 +32,13 @@ class ChunkedNumpyBackend(NumpyBackend):
     name = "numpy-chunked"
 
     def block_bytes(self) -> int:
-        return 1 << 20  # small blocks: exercise the chunk loops on small test data
+        return (1 << 20) // self.shrink  # small blocks: exercise the chunk loops on small test data
 
     def work_bytes(self) -> int:
-        return 1 << 20
+        return (1 << 20) // self.shrink
 
     def scan_bytes(self) -> int:
-        return 64 << 10
+        return (64 << 10) // self.shrink
 
 
 def _cupy_param() -> object:

@@ -546,12 +546,21 @@ class _Runtime:
         return {"name": b"fake GPU (numpy)", "totalGlobalMem": _TOTAL}
 
 
-cuda = types.SimpleNamespace(Device=_Device, runtime=_Runtime)
+class OutOfMemoryError(MemoryError):
+    """cupy.cuda.memory.OutOfMemoryError (CuPy's derives from MemoryError too)."""
+
+
+cuda = types.SimpleNamespace(
+    Device=_Device, runtime=_Runtime, memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError)
+)
 
 
 class _Pool:
     def free_bytes(self) -> int:
         return 0
+
+    def free_all_blocks(self) -> None:
+        pass
 
 
 def get_default_memory_pool() -> _Pool:

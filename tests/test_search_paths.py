@@ -176,3 +176,41 @@ def test_resident_store_scores_equal_host_fetch(monkeypatch, numpy_backend, kind
     assert np.isinf(want[:, -3:]).all()
     fake_cupy.set_free_memory(1 << 10)  # no room: rows are read on the host as asked
     assert not isinstance(Workbench(be, ds, split).fetcher(kind), DeviceRows)
+
+
+def test_out_of_memory_retries_with_smaller_chunks(backend, monkeypatch):
+    """A phase that runs out of memory is run again from scratch with work chunks 4x smaller
+    (the estimate then completes, with the same answer); one that keeps failing ends in a
+    one-line GpupqError, not a traceback. Each backend raises its own out-of-memory error
+    (CuPy's OutOfMemoryError on the stand-in)."""
+    import gpupq.engine as engine_mod
+    from gpupq.data import hold_out, make_synthetic
+    from gpupq.engine import Workbench
+    from gpupq.errors import GpupqError
+
+    ds = make_synthetic(2000, 16, seed=0)
+    split = hold_out(ds, 20, 0)
+    want = Workbench(backend, ds, split).truth(10).ids.copy()
+    oom = backend.out_of_memory_errors()[0]
+    full = backend.work_bytes()
+    real = engine_mod.exact_knn
+    calls = []
+
+    def flaky(be, *a, **kw):
+        calls.append(be.work_bytes())
+        if be.work_bytes() >= full:  # fails until the chunks shrink
+            raise oom("out of memory allocating 1,073,741,824 bytes")
+        return real(be, *a, **kw)
+
+    monkeypatch.setattr(engine_mod, "exact_knn", flaky)
+    got = Workbench(backend, ds, split).truth(10).ids
+    np.testing.assert_array_equal(got, want)
+    assert len(calls) == 2 and calls[1] * 4 <= calls[0] and backend.shrink == 4
+
+    def always(be, *a, **kw):
+        raise oom("out of memory")
+
+    monkeypatch.setattr(engine_mod, "exact_knn", always)
+    with pytest.raises(GpupqError, match="ground truth ran out of memory") as err:
+        Workbench(backend, ds, split).truth(10)
+    assert "\n" not in str(err.value)

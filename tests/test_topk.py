@@ -1,5 +1,7 @@
 """Exact top-k by (score, tie-break) keys, and the scan's chunk plan."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -49,7 +51,7 @@ def test_scan_chunks_cover_every_item_once_within_budget():
     d, m, budget = 64, 8, 2 << 20
     chunks = _chunks(width, depth, d, m, budget)
     assert chunks[0][0] == 0 and chunks[-1][1] == 500
-    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
     for a, b in chunks:
         w, dp = int(width[a:b].max()), int(depth[a:b].max())
         cost = (b - a) * (w * dp * 24 + dp * (4 * d + 8 * m) + w * d * 4)

@@ -21,12 +21,8 @@ def test_benchmark_script_runs(tmp_path):
     cmd = [
         sys.executable,
         str(ROOT / "benchmarks" / "bench_backends.py"),
-        "--n",
-        "4000",
-        "--d",
-        "16",
-        "--m",
-        "4",
+        "--sizes",
+        "4000x16:4,3000x32",
         "--nlist",
         "16",
         "--nprobe",
@@ -34,13 +30,22 @@ def test_benchmark_script_runs(tmp_path):
         "--queries",
         "50",
         "--repeat",
-        "1",
+        "2",
         "--json",
         str(out),
     ]
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     result = json.loads(out.read_text())
-    assert {"gpupq-numpy", "faiss-cpu"} <= set(result["median"])
-    for engine in result["median"].values():
-        assert set(engine) >= {"ground_truth", "train", "add", "search", "recall"}
-        assert 0 < engine["recall"] <= 1
+    assert [s["size"] for s in result["sizes"]] == [{"n": 4000, "d": 16, "m": 4}, {"n": 3000, "d": 32, "m": 4}]
+    for size in result["sizes"]:
+        assert {"gpupq-numpy", "faiss-cpu"} <= set(size["median"])
+        for name, engine in size["median"].items():
+            assert set(engine) >= {"ground_truth", "train", "add", "search", "recall"}
+            assert 0 < engine["recall"] <= 1
+            assert len(size["runs"][name]) == 2
+            for ph in ("ground_truth", "train", "add", "search"):
+                lo, hi = engine[f"{ph}_spread"]
+                assert 0 < lo <= engine[ph] <= hi
+        rates = size["rates"]["gpupq-numpy"]
+        assert rates["gemm_tflops"] > 0 and rates["bandwidth_gbps"] > 0
+        assert 0 < rates["ground_truth_of_gemm"] and 0 < rates["search_of_bandwidth"]

@@ -299,14 +299,6 @@ class CupyBackend(Backend):
     def scan_bytes(self) -> int:
         return self.work_bytes()
 
-    def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
-        # cupy.argpartition is a full sort in many versions; a sort on the segmented rows is
-        # no worse and keeps one code path.
-        xp = self.xp
-        k = min(k, d.shape[1])
-        order = xp.argsort(d, axis=1)[:, :k]
-        return xp.take_along_axis(d, order, axis=1), order.astype(xp.int64)
-
     def label_sum_layout(self, x: Array) -> Array:
         return x  # scatter_add reads rows: no transposed copy of the training sample
 

@@ -155,7 +155,8 @@ class IVFPQIndex:
         """x: (n, d) float32 -> x − coarse[label]: (n, d) float32."""
         if labels is None:
             labels = self.coarse_assign(x)
-        return x - self.coarse[labels]
+        out = self.be.xp.take(self.coarse, labels, axis=0)  # a take: half the time of coarse[labels]
+        return self.be.xp.subtract(x, out, out=out)
 
     def _list_terms(self, lists: Array) -> Array:
         """‖r‖² + 2⟨c_l, r⟩ for every codeword r of every sub-quantizer, for the given lists.
@@ -176,10 +177,19 @@ class IVFPQIndex:
     def add(self, x: Array, ids: Array) -> None:
         """Encode x: (n, d) float32 with ids: (n,) int64 (both on the backend); the lists are
         rebuilt once, by :meth:`build` or the next search."""
-        if self.opq is not None:
-            x = self.opq.apply(x)
-        labels = self.coarse_assign(x)
-        codes = self.pq.encode(self.be, self.residuals(x, labels))
+        be, xp = self.be, self.be.xp
+        n = x.shape[0]
+        labels = xp.empty(n, dtype=xp.int64)
+        codes = xp.empty((n, self.pq.m), dtype=xp.uint8)
+
+        def encode(rows: slice) -> None:
+            # every step of a row block in one worker: the residuals, transposes and casts
+            # between the products run on the thread budget too, not only the products
+            part = x[rows] if self.opq is None else self.opq.apply(x[rows])
+            labels[rows] = self.coarse_assign(part)
+            codes[rows] = self.pq.encode(be, self.residuals(part, labels[rows]))
+
+        be.map(encode, _row_groups(n, be.threads))
         self._pending.append((labels, codes, ids))
 
     def reset(self) -> None:

@@ -233,6 +233,9 @@ def bench_size(args: argparse.Namespace, n: int, d: int, m: int, console: Consol
     for rep in range(args.repeat):
         for name, fn in engines.items():  # interleaved, so drifting machine load hits all alike
             console.print(f"[dim]{n:,} x {d}: repeat {rep + 1}/{args.repeat}: {name}[/dim]", highlight=False)
+            # idle BLAS/OpenMP workers of the engine before spin a while after their last job:
+            # a pause keeps them off the cores while the next engine's first phase runs
+            time.sleep(args.pause)
             runs[name].append(fn())
 
     def summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -316,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=available_cores(), help="threads for gpupq and faiss alike")
+    p.add_argument("--pause", type=float, default=1.0, help="seconds idle before each engine's run")
     p.add_argument("--no-faiss", action="store_true")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)

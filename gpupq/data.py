@@ -254,8 +254,14 @@ class Split:
         keep[self.query_ids] = False
         return np.flatnonzero(keep).astype(np.int64)
 
-    def iter_base(self, chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids (b,) int64, x (b, d) float32) over the base, in row order, chunked."""
+    def iter_base(
+        self, chunk: int | None = None, mark_queries: bool = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids (b,) int64, x (b, d) float32) over the base, in row order, chunked.
+
+        mark_queries: leave held-out rows in place with id -1 instead of copying the chunk
+        without them (for a consumer that skips id -1, as the exact k-NN does).
+        """
         chunk = chunk or chunk_rows(self.dataset.d)
         qids = self.query_ids
         for start in range(0, self.dataset.n, chunk):
@@ -264,9 +270,12 @@ class Split:
             lo, hi = np.searchsorted(qids, [start, stop])
             ids = np.arange(start, stop, dtype=np.int64)
             if hi > lo:
-                keep = np.ones(stop - start, dtype=bool)
-                keep[qids[lo:hi] - start] = False
-                ids, x = ids[keep], x[keep]
+                if mark_queries:
+                    ids[qids[lo:hi] - start] = -1
+                else:
+                    keep = np.ones(stop - start, dtype=bool)
+                    keep[qids[lo:hi] - start] = False
+                    ids, x = ids[keep], x[keep]
             if len(ids):
                 yield ids, x
 

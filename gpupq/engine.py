@@ -241,7 +241,7 @@ class Workbench:
 
                 def ground_truth() -> Any:
                     def attempt() -> Any:
-                        it = self.split.iter_base()
+                        it = self.split.iter_base(mark_queries=True)
                         return exact_knn(self.be, self.queries, it, min(want, nb), self.index_metric, step)[1]
 
                     return self.be.retrying(attempt, "ground truth")

@@ -189,7 +189,7 @@ class IVFPQIndex:
             labels[rows] = self.coarse_assign(part)
             codes[rows] = self.pq.encode(be, self.residuals(part, labels[rows]))
 
-        be.map(encode, _row_groups(n, be.threads))
+        be.map(encode, be.row_groups(n))
         self._pending.append((labels, codes, ids))
 
     def reset(self) -> None:
@@ -287,7 +287,7 @@ class IVFPQIndex:
                 cscore = -dots
             coarse_score[rows], probes[rows] = be.topk_exact(cscore, nprobe)
 
-        be.map(coarse_search, _row_groups(q.shape[0], be.threads))
+        be.map(coarse_search, be.row_groups(q.shape[0]))
         # The one copy to the host in a search: the plan's shapes depend on the probed lists.
         probes_h = be.to_numpy(probes)
         out_d, out_i = self._scan_lists(q, coarse_score, probes_h, k)
@@ -309,7 +309,7 @@ class IVFPQIndex:
             # ties by id: the same pick whatever the layout of the candidates
             dist[rows], found[rows] = be.topk_exact(flat_d[rows], k, tiebreak=cand[rows])
 
-        be.map(merge_rows, _row_groups(nq, be.threads))
+        be.map(merge_rows, be.row_groups(nq))
         found = xp.where(xp.isfinite(dist), found, -1)
         if self.metric == "ip":
             dist = -dist
@@ -450,12 +450,6 @@ def index_memory_terms(
         "opq_matrix": d * d * 4 if opq else 0,
         "precomputed_table": table if metric == "l2" and table <= PRECOMPUTED_TABLE_MAX_BYTES else 0,
     }
-
-
-def _row_groups(n: int, groups: int) -> list[slice]:
-    """``groups`` slices covering range(n) evenly (fewer when n is small)."""
-    step = max(1, -(-n // max(groups, 1)))
-    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
 
 
 def _chunks(queries: np.ndarray, lengths: np.ndarray, d: int, m: int, budget: int) -> list[tuple[int, int]]:

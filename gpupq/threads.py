@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from .errors import GpupqError
@@ -78,36 +78,43 @@ def blas_threads(threads: int) -> Iterator[None]:
         yield
 
 
+#: a map inside a map (a piece of work that maps again) runs in the calling worker
+_inside = threading.local()
+
+
+@cache
+def _shared_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per size for the whole process: its threads, and the per-thread buffers BLAS
+    allocates on a thread's first product, outlive one estimate (a fresh pool per estimate
+    paid that warm-up in its first phase, measured at a third of a 0.3 s ground truth)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"gpupq{threads}")
+
+
 class ThreadBudget:
     """Up to ``threads`` host threads for coarse-grained work: :meth:`map` runs independent
     pieces (blocks of points, groups of queries) on a pool, each with single-threaded BLAS, so
     at most ``threads`` threads are busy and a core lost to another process slows one worker,
-    not every product (threads take the next piece when they are free)."""
+    not every product (threads take the next piece when they are free). The pool of a given
+    size is shared by every budget in the process and kept (idle threads cost nothing)."""
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
-        self._pool: ThreadPoolExecutor | None = None
-        self._inside = threading.local()  # a map inside a map runs in the calling worker
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """[fn(item) for item in items], on up to ``threads`` threads; results in order."""
         items = list(items)
-        if self.threads <= 1 or len(items) <= 1 or getattr(self._inside, "active", False):
+        if self.threads <= 1 or len(items) <= 1 or getattr(_inside, "active", False):
             return [fn(item) for item in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="gpupq")
 
         def run(item: T) -> R:
-            self._inside.active = True
+            _inside.active = True
             try:
                 return fn(item)
             finally:
-                self._inside.active = False
+                _inside.active = False
 
         with blas_threads(1):
-            return list(self._pool.map(run, items))
+            return list(_shared_pool(self.threads).map(run, items))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Nothing to release: the pool is the process's (kept for callers that close)."""

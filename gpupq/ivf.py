@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 #: FAISS Level1Quantizer's k-means iterations.
 COARSE_NITER = 10
 #: Most queries one item of the list scan holds (see IVFPQIndex._scan_lists).
-SCAN_WIDTH = 32
+SCAN_WIDTH = 16
 #: FAISS uses the precomputed L2 table when it is at most this large.
 PRECOMPUTED_TABLE_MAX_BYTES = 2 << 30
 _INF = float("inf")

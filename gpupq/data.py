@@ -320,8 +320,19 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+#: most rows a dataset may have: row numbers are the vectors' ids, and exact top-k packs an
+#: id into 32 bits beside its score (0xFFFFFFFF stands for "none")
+MAX_ROWS = 2**32 - 1
+
+
+def _check_rows(dataset: Dataset) -> None:
+    if dataset.n > MAX_ROWS:
+        raise GpupqError(f"{dataset.source}: {dataset.n:,} vectors; gpupq handles at most {MAX_ROWS:,}")
+
+
 def hold_out(dataset: Dataset, n_queries: int, seed: int) -> Split:
     """Draw ``n_queries`` rows as queries and remove them from the base."""
+    _check_rows(dataset)
     if n_queries < 1:
         raise GpupqError(f"--queries must be at least 1 (got {n_queries})")
     if n_queries >= dataset.n:
@@ -337,6 +348,7 @@ def hold_out(dataset: Dataset, n_queries: int, seed: int) -> Split:
 def with_query_file(dataset: Dataset, queries: Dataset, n_queries: int | None = None) -> Split:
     """Use the first ``n_queries`` rows of a separate query set (all by default); nothing is
     held out of the base. The queries are read like the base (normalised under cosine)."""
+    _check_rows(dataset)
     if queries.d != dataset.d:
         raise GpupqError(f"{queries.source}: queries have d={queries.d} but the data has d={dataset.d}")
     count = queries.n if n_queries is None else n_queries

@@ -181,9 +181,10 @@ def test_reset_empties_the_lists_and_keeps_the_training(backend):
 def test_search_matches_brute_force_over_probed_lists(backend, metric):
     """The scan returns the k best ADC scores among every vector in each query's probed lists,
     checked against a brute-force scoring of the decoded vectors: 300 queries over 8 lists, so
-    each list is probed by far more queries than one scan item holds (SCAN_WIDTH) and is cut
-    into several items; on numpy-chunked the plan also spans many chunks. Catches a query or
-    list dropped or scored twice by the plan, a wrong padding mask, or a misplaced result."""
+    each list (about 250 vectors) is probed by far more queries than one scan item holds
+    (max(16, 250 / 8)) and is cut into several items; on numpy-chunked the plan also spans
+    many chunks. Catches a query or list dropped or scored twice by the plan, a wrong padding
+    mask, or a misplaced result."""
     x = clustered(2000, 16, seed=21)
     q = clustered(300, 16, seed=22)
     index, _ids = _build(backend, x, nlist=8, m=4, nbits=6, metric=metric)

@@ -31,6 +31,8 @@ def test_benchmark_script_runs(tmp_path):
         "50",
         "--repeat",
         "2",
+        "--pause",
+        "0",
         "--json",
         str(out),
     ]

@@ -93,7 +93,11 @@ class ProductQuantizer:
 
     def encode(self, be: Backend, x: Array) -> Array:
         """x: (n, d) float32 -> codes (n, m) uint8, the nearest codeword per sub-vector."""
-        labels, _ = assign(be, self._split(be, x), self.codebooks, with_score=False)
+        # A strided view, not :meth:`_split`'s copy: assign copies each small block anyway
+        # (with its column of ones), so a whole transposed copy first was pure cost (11% of
+        # adding at d 768, m 96).
+        view = x.reshape(x.shape[0], self.m, self.dsub).transpose(1, 0, 2)
+        labels, _ = assign(be, view, self.codebooks, with_score=False)
         return labels.T.astype(be.xp.uint8)
 
     def decode(self, be: Backend, codes: Array) -> Array:

@@ -383,14 +383,18 @@ class Workbench:
         if be.resident_stores and kind not in self._resident:
             n, d = self.dataset.n, self.dataset.d
             if store.nbytes(n, d) <= be.free_memory() // 2:
-                codes = None
-                step = chunk_rows(d)
-                for s in range(0, n, step):
-                    part = store.encode(self.dataset.chunk(s, min(n, s + step)))
-                    if codes is None:
-                        codes = be.xp.empty((n, d), dtype=part.dtype)
-                    codes[s : s + part.shape[0]] = be.asarray(part)
-                self._resident[kind] = DeviceRows(codes, store)
+                try:
+                    codes = None
+                    step = chunk_rows(d)
+                    for s in range(0, n, step):
+                        part = store.encode(self.dataset.chunk(s, min(n, s + step)))
+                        if codes is None:
+                            codes = be.xp.empty((n, d), dtype=part.dtype)
+                        codes[s : s + part.shape[0]] = be.asarray(part)
+                    self._resident[kind] = DeviceRows(codes, store)
+                except be.out_of_memory_errors():  # no room after all: read rows on the host
+                    codes = None
+                    be.release_memory()
         if kind in self._resident:
             return self._resident[kind]
 

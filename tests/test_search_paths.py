@@ -176,6 +176,18 @@ def test_resident_store_scores_equal_host_fetch(monkeypatch, numpy_backend, kind
     assert np.isinf(want[:, -3:]).all()
     fake_cupy.set_free_memory(1 << 10)  # no room: rows are read on the host as asked
     assert not isinstance(Workbench(be, ds, split).fetcher(kind), DeviceRows)
+    fake_cupy.set_free_memory(None)
+    real_empty = fake_cupy.empty
+
+    def no_room(*a, **kw):
+        raise fake_cupy.OutOfMemoryError("out of memory allocating the store")
+
+    monkeypatch.setattr(fake_cupy, "empty", no_room)  # room on paper, none in fact: same fallback
+    fetch = Workbench(be, ds, split).fetcher(kind)
+    monkeypatch.setattr(fake_cupy, "empty", real_empty)
+    assert not isinstance(fetch, DeviceRows)
+    got = candidate_scores(be, be.asarray(split.queries), be.asarray(cand), fetch, "l2")
+    np.testing.assert_array_equal(be.to_numpy(got), want)
 
 
 def test_out_of_memory_retries_with_smaller_chunks(backend, monkeypatch):

@@ -46,14 +46,16 @@ def write_clustered(path: Path, n: int, d: int, seed: int = 0, chunk: int = 1 <<
     tmp.rename(path)
 
 
-def status_kib(pid: int) -> dict[str, int]:
+def status_kib(pid: int | str) -> dict[str, int]:
+    """RssAnon, RssFile and VmRSS of process ``pid`` ("self" for this one) in KiB, from /proc
+    (empty where there is none)."""
     out: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, rest = line.partition(":")
             if key in ("RssAnon", "RssFile", "VmRSS"):
                 out[key] = int(rest.split()[0])
-    except (FileNotFoundError, ProcessLookupError, ValueError):
+    except (OSError, ValueError):
         pass
     return out
 

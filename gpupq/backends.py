@@ -109,22 +109,32 @@ class Backend:
         ``kind="stable"`` too (any other kind raises; its sort is always stable)."""
         return self.xp.argsort(a, kind="stable")
 
+    # The three work sizes below are what a backend sets (the *_budget methods); callers read
+    # them through work_bytes/block_bytes/scan_bytes, which apply the out-of-memory shrink once.
     def work_bytes(self) -> int:
         """Size to aim for with a chunk's temporary arrays (score matrices and the like)."""
-        return int(min(128 << 20, self.free_memory() // 8)) // self.shrink
+        return self._work_budget() // self.shrink
 
     def block_bytes(self) -> int:
-        """Size of one block of scores in k-means assignment: a cache-sized block on a CPU,
-        so the argmin reads what the GEMM just wrote while it is still in cache."""
-        return (16 << 20) // self.shrink
+        """Size of one block of scores in k-means assignment."""
+        return self._block_budget() // self.shrink
 
     def scan_bytes(self) -> int:
-        """Size to aim for with one chunk of the inverted-list scan: a few MB on a CPU, so a
-        chunk's scores are still in the last-level cache when they are selected, and few
-        enough chunks that the thread pool's overhead stays small (measured on 2 cores at
-        IVF1024, nprobe 16, 1,024 queries: 4 MB 49 ms, 16 MB 40 ms, 32 MB 44 ms); large on a
-        GPU, so each kernel has work enough to fill the device."""
-        return (16 << 20) // self.shrink
+        """Size to aim for with one chunk of the inverted-list scan."""
+        return self._scan_budget() // self.shrink
+
+    def _work_budget(self) -> int:
+        return int(min(128 << 20, self.free_memory() // 8))
+
+    def _block_budget(self) -> int:
+        # cache-sized on a CPU, so the argmin reads what the GEMM just wrote while it is in cache
+        return 16 << 20
+
+    def _scan_budget(self) -> int:
+        # A few MB on a CPU, so a chunk's scores are still in the last-level cache when they are
+        # selected, and few enough chunks that the pool's overhead stays small (measured on 2
+        # cores at IVF1024, nprobe 16, 1,024 queries: 4 MB 49 ms, 16 MB 40 ms, 32 MB 44 ms).
+        return 16 << 20
 
     def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
         """Smallest ``k`` of each row, ascending (in no particular order when ``sort`` is False).
@@ -292,8 +302,8 @@ class CupyBackend(Backend):
         pool = self._cupy.get_default_memory_pool()
         return int(free + pool.free_bytes())
 
-    def work_bytes(self) -> int:
-        return int(min(self.free_memory() // 8, 2 << 30)) // self.shrink
+    def _work_budget(self) -> int:
+        return int(min(self.free_memory() // 8, 2 << 30))
 
     def out_of_memory_errors(self) -> tuple[type[BaseException], ...]:
         return (self._cupy.cuda.memory.OutOfMemoryError, MemoryError)
@@ -301,11 +311,11 @@ class CupyBackend(Backend):
     def release_memory(self) -> None:
         self._cupy.get_default_memory_pool().free_all_blocks()
 
-    def block_bytes(self) -> int:
-        return self.work_bytes() // 2
+    def _block_budget(self) -> int:
+        return self._work_budget() // 2
 
-    def scan_bytes(self) -> int:
-        return self.work_bytes()
+    def _scan_budget(self) -> int:
+        return self._work_budget()  # large: each kernel has work enough to fill the device
 
     def label_sum_layout(self, x: Array) -> Array:
         return x  # scatter_add reads rows: no transposed copy of the training sample

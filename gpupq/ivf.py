@@ -184,8 +184,9 @@ class IVFPQIndex:
         backend); the lists are rebuilt once, by :meth:`build` or the next search."""
         be, xp = self.be, self.be.xp
         n = x.shape[0]
-        # exact top-k packs an id into 32 bits beside its score (one scalar read per call)
-        if n and not 0 <= int(be.to_numpy(ids.min())) <= int(be.to_numpy(ids.max())) < 2**32 - 1:
+        # exact top-k packs an id into 32 bits beside its score (one small read per call)
+        lo, hi = (int(v) for v in be.to_numpy(xp.stack([ids.min(), ids.max()]))) if n else (0, 0)
+        if not 0 <= lo <= hi < 2**32 - 1:
             raise ValueError("IVFPQIndex ids must lie in [0, 2^32 - 1)")
         labels = xp.empty(n, dtype=xp.int64)
         codes = xp.empty((n, self.pq.m), dtype=xp.uint8)

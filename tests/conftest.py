@@ -31,14 +31,14 @@ from . import fake_cupy
 class ChunkedNumpyBackend(NumpyBackend):
     name = "numpy-chunked"
 
-    def block_bytes(self) -> int:
-        return (1 << 20) // self.shrink  # small blocks: exercise the chunk loops on small test data
+    def _block_budget(self) -> int:
+        return 1 << 20  # small blocks: exercise the chunk loops on small test data
 
-    def work_bytes(self) -> int:
-        return (1 << 20) // self.shrink
+    def _work_budget(self) -> int:
+        return 1 << 20
 
-    def scan_bytes(self) -> int:
-        return (64 << 10) // self.shrink
+    def _scan_budget(self) -> int:
+        return 64 << 10
 
 
 def _cupy_param() -> object:

@@ -2,7 +2,8 @@
 
 Semantics follow FAISS ``IndexIVFPQ`` (``by_residual``): the coarse k-means runs 10
 iterations on at most 256·nlist points; the PQ trains 25 iterations on the residuals of at
-most 256·ksub points; for the L2 metric the scan uses the decomposition
+most 256·ksub points (either stops sooner once converged, as FAISS 1.15's k-means does); for
+the L2 metric the scan uses the decomposition
 
     ‖x − c − r‖² = ‖x − c‖² + (‖r‖² + 2⟨c, r⟩) − 2⟨x, r⟩
 

@@ -5,7 +5,10 @@ B = 1, and product quantization clusters its m sub-spaces as B = m in the same k
 Semantics follow FAISS ``Clustering``: initial centroids are a random subset of the points
 (drawn on the host, so every backend starts from the same ones), at most
 ``max_points_per_centroid * k`` points are used, empty clusters are re-seeded by splitting a
-large cluster, and ``spherical`` re-normalises centroids (FAISS does so for inner-product IVF).
+large cluster, ``spherical`` re-normalises centroids (FAISS does so for inner-product IVF), and
+a point set stops iterating once its objective, as a float32, is the same as the iteration
+before (FAISS 1.15's ``early_stop_threshold`` of 0; product quantization clusters each
+sub-space on its own, so each of the B sets stops on its own).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ MAX_POINTS_PER_CENTROID = 256
 @dataclass
 class KMeansResult:
     """centroids: (B, k, d) float32 on the backend; objective: per iteration, summed over B
-    (sum of squared distances for l2, minus the sum of inner products for ip)."""
+    (sum of squared distances for l2, minus the sum of inner products for ip), a set that has
+    stopped counting with its last value; iterations: (B,) how many each set ran."""
 
     centroids: Array
     objective: list[float] = field(default_factory=list)
     n_points: int = 0
     warnings: list[str] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
 
 
 def sq_norms(be: Backend, x: Array) -> Array:
@@ -151,24 +156,66 @@ def kmeans(
     # Laid out once for the centroid update, which sums the same points every iteration.
     x_sums = be.label_sum_layout(x.reshape(nb * n, d))
     x_norms = sq_norms(be, x) if metric == "l2" else None
-    batch_offset = (xp.arange(nb, dtype=xp.int64) * k)[:, None]  # (B, 1)
+    host = be.host
+    active = host.ones(nb, dtype=bool)  # the sets still iterating
+    last = host.zeros(nb)  # each set's latest objective (float64)
+    iterations = host.zeros(nb, dtype=int)
     objective: list[float] = []
-    for _ in range(niter):
-        labels, score = assign(be, x, centroids, metric, x_norms=x_norms)
-        objective.append(score.sum(dtype=xp.float64))
-        flat_labels = (labels + batch_offset).reshape(-1)
-        sums = be.sum_rows_by_label(flat_labels, x_sums, nb * k)
-        counts = be.count_labels(flat_labels, nb * k).astype(xp.float32)
-        centroids = (sums / xp.maximum(counts, 1.0)[:, None]).reshape(nb, k, d)
-        # the one read per iteration (a synchronisation on a GPU): empty clusters are split now
-        counts_host = be.to_numpy(counts).reshape(nb, k)
+    for it in range(niter):
+        live = host.flatnonzero(active)
+        if len(live) == nb:
+            xa, ca, na, labels_to = x, centroids, x_norms, None
+        else:  # only the sets still iterating are assigned (a gather of their points)
+            pick = be.asarray(live)
+            xa, ca = x[pick], centroids[pick]
+            na = x_norms[pick] if x_norms is not None else None
+            labels_to = pick
+        labels, score = assign(be, xa, ca, metric, x_norms=na)
+        # label b·k + j for set b's centroid j; a stopped set's points go to a spare row nb·k
+        offset = (be.asarray(live).astype(xp.int64) * k)[:, None]
+        if labels_to is None:
+            flat_labels = (labels + offset).reshape(-1)
+        else:
+            full = xp.full((nb, n), nb * k, dtype=xp.int64)
+            full[labels_to] = labels + offset
+            flat_labels = full.reshape(-1)
+        sums = be.sum_rows_by_label(flat_labels, x_sums, nb * k + 1)[: nb * k]
+        counts = be.count_labels(flat_labels, nb * k + 1)[: nb * k].astype(xp.float32)
+        new = (sums / xp.maximum(counts, 1.0)[:, None]).reshape(nb, k, d)
+        # the one read per iteration (a synchronisation on a GPU): the counts, to split empty
+        # clusters now, and each set's objective, to stop it
+        read = be.to_numpy(xp.concatenate([counts.astype(xp.float64), score.sum(axis=1, dtype=xp.float64)]))
+        counts_host = read[: nb * k].reshape(nb, k)
+        counts_host[~active] = 1.0  # a stopped set has no points this time, and nothing to split
         if (counts_host == 0).any():
-            centroids = _split_empty(be, centroids, counts_host, rng)
+            new = _split_empty(be, new, counts_host, rng)
         if spherical:
-            centroids = _normalise(be, centroids)
-    # The objective stays on the device until the end: one transfer, not one per iteration.
-    objective_host = [float(v) for v in be.to_numpy(xp.stack(objective))] if objective else []
-    return KMeansResult(centroids=centroids, objective=objective_host, n_points=n, warnings=warnings)
+            new = _normalise(be, new)
+        centroids = new if len(live) == nb else xp.where(be.asarray(active)[:, None, None], new, centroids)
+        obj = read[nb * k :]
+        # FAISS compares float32 objectives: unchanged (and not 0) means converged
+        if it:
+            active[live[converged(obj, last[live])]] = False
+        last[live] = obj
+        iterations[live] += 1
+        objective.append(float(last.sum()))
+        if not active.any():
+            break
+    return KMeansResult(
+        centroids=centroids,
+        objective=objective,
+        n_points=n,
+        warnings=warnings,
+        iterations=[int(v) for v in iterations],
+    )
+
+
+def converged(objective: Any, previous: Any) -> Any:
+    """FAISS 1.15's stopping rule with ``early_stop_threshold`` 0: (B,) float64 host objectives
+    of this iteration and the last -> (B,) bool, True where the two are equal as float32 (FAISS
+    keeps its objective in a float) and the last is not 0 (FAISS's relative change is then
+    undefined, and it goes on)."""
+    return (objective.astype("float32") == previous.astype("float32")) & (previous != 0)
 
 
 def _normalise(be: Backend, c: Array) -> Array:

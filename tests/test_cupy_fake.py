@@ -207,11 +207,15 @@ def test_every_chunk_loop_runs_under_the_cupy_backend(fake_gpu, numpy_backend, m
 
     # training: k-means assignment in blocks of 64 KiB of scores
     blocks = _spy(monkeypatch, kmeans_mod, "with_ones", only=be)
+    assigns = _spy(monkeypatch, kmeans_mod, "assign", only=be)
     index = IVFPQIndex(be, 16, 16, 4, 6)
     ref = IVFPQIndex(numpy_backend, 16, 16, 4, 6)
     index.train(be.asarray(x), be.asarray(x), np.random.default_rng(0))
     ref.train(x, x, np.random.default_rng(0))
-    assert len(blocks) >= 10 * 3 + 25 * 47  # coarse: 1024 rows a block; PQ (4 × 64 centroids): 64
+    # every k-means iteration, of either training, assigns in 3 blocks or more (coarse: 1024 rows
+    # a block, 3,000 points; PQ: 64 rows a block for 4 sub-spaces of 64 centroids, 3,000 points)
+    assert len(assigns) >= 10 and len(blocks) >= 3 * len(assigns)
+    assert index.pq.train_result.iterations == ref.pq.train_result.iterations
     np.testing.assert_allclose(be.to_numpy(index.coarse), ref.coarse, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(index.pq.train_result.objective, ref.pq.train_result.objective, rtol=1e-3)
     # From here on, numpy's trained state on both: k-means may drift apart in the last bits

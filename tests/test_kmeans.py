@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpupq.errors import GpupqError
-from gpupq.kmeans import assign, kmeans
+from gpupq.kmeans import assign, converged, kmeans
 
 from .conftest import clustered
 
@@ -93,3 +93,11 @@ def test_warns_below_39_per_centroid(numpy_backend):
 def test_subsamples_to_256_per_centroid(numpy_backend):
     res = kmeans(numpy_backend, clustered(5000, 4), 4, 2, np.random.default_rng(0))
     assert res.n_points == 1024
+
+
+def test_stopping_rule_is_faiss_float32_equality():
+    """FAISS keeps the objective in a float: a change below float32 resolution counts as none,
+    and a previous objective of 0 never stops (its relative change is undefined)."""
+    prev = np.array([1e7, 1e7, 1e7, 0.0, 5.0])
+    now = np.array([1e7 + 0.25, 1e7 + 2.0, 1e7, 0.0, 4.0])
+    assert converged(now, prev).tolist() == [True, False, True, False, False]

@@ -161,23 +161,29 @@ def kmeans(
     last = host.zeros(nb)  # each set's latest objective (float64)
     iterations = host.zeros(nb, dtype=int)
     objective: list[float] = []
+    # The batch assigned each iteration: every set at first; once stopped sets are an eighth of
+    # it, the sets still iterating are gathered into a smaller one (a copy of their points, so
+    # not redone for each set that stops).
+    batch = host.arange(nb)
+    xa, na = x, x_norms
     for it in range(niter):
         live = host.flatnonzero(active)
-        if len(live) == nb:
-            xa, ca, na, labels_to = x, centroids, x_norms, None
-        else:  # only the sets still iterating are assigned (a gather of their points)
-            pick = be.asarray(live)
-            xa, ca = x[pick], centroids[pick]
+        if len(live) <= len(batch) * 7 // 8:
+            batch = live
+            pick = be.asarray(batch)
+            xa = x[pick]
             na = x_norms[pick] if x_norms is not None else None
-            labels_to = pick
+        in_batch = active[batch]  # (len(batch),) which of the batch still iterate
+        ca = centroids if len(batch) == nb else centroids[be.asarray(batch)]
         labels, score = assign(be, xa, ca, metric, x_norms=na)
         # label b·k + j for set b's centroid j; a stopped set's points go to a spare row nb·k
-        offset = (be.asarray(live).astype(xp.int64) * k)[:, None]
-        if labels_to is None:
-            flat_labels = (labels + offset).reshape(-1)
+        offset = be.asarray(host.where(in_batch, batch * k, -1)[:, None])
+        labels = labels + offset if in_batch.all() else xp.where(offset >= 0, labels + offset, nb * k)
+        if len(batch) == nb:
+            flat_labels = labels.reshape(-1)
         else:
             full = xp.full((nb, n), nb * k, dtype=xp.int64)
-            full[labels_to] = labels + offset
+            full[be.asarray(batch)] = labels
             flat_labels = full.reshape(-1)
         sums = be.sum_rows_by_label(flat_labels, x_sums, nb * k + 1)[: nb * k]
         counts = be.count_labels(flat_labels, nb * k + 1)[: nb * k].astype(xp.float32)
@@ -191,8 +197,8 @@ def kmeans(
             new = _split_empty(be, new, counts_host, rng)
         if spherical:
             new = _normalise(be, new)
-        centroids = new if len(live) == nb else xp.where(be.asarray(active)[:, None, None], new, centroids)
-        obj = read[nb * k :]
+        centroids = new if active.all() else xp.where(be.asarray(active)[:, None, None], new, centroids)
+        obj = read[nb * k :][in_batch]
         # FAISS compares float32 objectives: unchanged (and not 0) means converged
         if it:
             active[live[converged(obj, last[live])]] = False

@@ -325,13 +325,15 @@ def test_kmeans_matches_faiss_from_the_same_start(spherical):
     np.testing.assert_allclose(ours.centroids[0], km.centroids, rtol=1e-3, atol=1e-3)
 
 
-def test_batched_pq_kmeans_matches_faiss_per_subspace():
+@pytest.mark.parametrize("m", [4, 16])
+def test_batched_pq_kmeans_matches_faiss_per_subspace(m):
     """PQ training clusters its m sub-spaces as one batch; each must equal FAISS clustering that
     sub-space alone for up to PQ's 25 iterations from the same start, and stop when FAISS does
-    (each sub-space on its own, while the others go on)."""
+    (each sub-space on its own, while the others go on). With 4 sub-spaces each stop shrinks
+    the batch; with 16, stopped ones first stay in it, their points set aside."""
     from gpupq.pq import PQ_NITER
 
-    m, dsub, k = 4, 3, 32
+    dsub, k = 3, 32
     x = clustered(2000, m * dsub, seed=22, centres=32)  # sub-spaces converge after 15 to 23 iterations
     sub = np.ascontiguousarray(x.reshape(len(x), m, dsub).transpose(1, 0, 2))  # (m, n, dsub)
     rng = np.random.default_rng(5)

@@ -165,6 +165,7 @@ def kmeans(
     # it, the sets still iterating are gathered into a smaller one (a copy of their points, so
     # not redone for each set that stops).
     batch = host.arange(nb)
+    pick = None  # batch on the backend, once it is not every set
     xa, na = x, x_norms
     for it in range(niter):
         live = host.flatnonzero(active)
@@ -174,16 +175,16 @@ def kmeans(
             xa = x[pick]
             na = x_norms[pick] if x_norms is not None else None
         in_batch = active[batch]  # (len(batch),) which of the batch still iterate
-        ca = centroids if len(batch) == nb else centroids[be.asarray(batch)]
+        ca = centroids if pick is None else centroids[pick]
         labels, score = assign(be, xa, ca, metric, x_norms=na)
         # label b·k + j for set b's centroid j; a stopped set's points go to a spare row nb·k
         offset = be.asarray(host.where(in_batch, batch * k, -1)[:, None])
         labels = labels + offset if in_batch.all() else xp.where(offset >= 0, labels + offset, nb * k)
-        if len(batch) == nb:
+        if pick is None:
             flat_labels = labels.reshape(-1)
         else:
             full = xp.full((nb, n), nb * k, dtype=xp.int64)
-            full[be.asarray(batch)] = labels
+            full[pick] = labels
             flat_labels = full.reshape(-1)
         sums = be.sum_rows_by_label(flat_labels, x_sums, nb * k + 1)[: nb * k]
         counts = be.count_labels(flat_labels, nb * k + 1)[: nb * k].astype(xp.float32)

@@ -85,9 +85,12 @@ def assign(
     is the squared distance (l2) or minus the inner product (ip): smaller is better for both.
     """
     xp = be.xp
-    nb, n, _ = x.shape
+    nb, n, d = x.shape
     k = centroids.shape[1]
     targets_t = xp.transpose(score_operands(be, centroids, metric), (0, 2, 1))  # (B, d + 1, k)
+    kernel = be.nearest_kernel(d, k)
+    if kernel is not None:
+        return _assign_compiled(be, kernel, x, xp.ascontiguousarray(targets_t), metric, with_score, x_norms)
     step = max(1, be.block_bytes() // (4 * nb * max(k, 1)))
     # at least one block per thread: the blocks are independent and run on the thread budget
     step = min(step, -(-n // be.threads)) if n else step
@@ -109,6 +112,39 @@ def assign(
 
     be.map(block, range(0, n, step))
     return labels, score
+
+
+def _assign_compiled(
+    be: Backend,
+    kernel: Any,
+    x: Array,
+    targets_t: Array,
+    metric: str,
+    with_score: bool,
+    x_norms: Array | None,
+) -> tuple[Array, Array | None]:
+    """:func:`assign` through the backend's compiled kernel (contract: ``Backend.nearest_kernel``).
+
+    x: (B, n, d) float32, each point's row contiguous (a strided view is fine); targets_t:
+    (B, d + 1, k) float32 C-contiguous. Same returns as :func:`assign`. The kernel keeps no score
+    matrix, so the pieces are simply one per set and thread.
+    """
+    xp = be.xp
+    nb, n, _ = x.shape
+    labels = xp.empty((nb, n), dtype=xp.int64)
+    best = xp.empty((nb, n), dtype=xp.float32)
+    pieces = [(b, rows) for b in range(nb) for rows in be.row_groups(n)]
+
+    def piece(item: tuple[int, slice]) -> None:
+        b, rows = item
+        kernel(x[b, rows], targets_t[b], labels[b, rows], best[b, rows])
+        if with_score and metric == "l2":
+            norms = x_norms[b, rows] if x_norms is not None else sq_norms(be, x[b, rows])
+            # best is ‖c‖² − 2⟨x, c⟩: the distance less ‖x‖², which can round below 0
+            xp.maximum(best[b, rows] + norms, 0.0, out=best[b, rows])
+
+    be.map(piece, pieces)
+    return labels, best if with_score else None
 
 
 def kmeans(

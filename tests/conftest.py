@@ -2,7 +2,9 @@
 
 - ``numpy``: the CPU backend as shipped (the "lists" scan).
 - ``numpy-chunked``: numpy with tiny work chunks (1 MiB, 64 KiB for the scan), so CI runs every
-  chunk loop: many scan chunks, query batches and k-means blocks on small test data.
+  chunk loop: many scan chunks, query batches and k-means blocks on small test data; and with
+  the array form of codeword assignment (a product and an argmin) where ``numpy`` runs the
+  compiled kernel, so every backend test runs both forms.
 - ``fake-cupy``: the :class:`CupyBackend` class itself over ``tests/fake_cupy.py``, a strict numpy
   stand-in for CuPy (not a GPU: not marked ``gpu``, runs everywhere). It runs the CuPy backend's
   own methods and fails where CuPy fails on host/device mix-ups, implicit conversions and
@@ -39,6 +41,9 @@ class ChunkedNumpyBackend(NumpyBackend):
 
     def _scan_budget(self) -> int:
         return 64 << 10
+
+    def nearest_kernel(self, d: int, k: int) -> None:
+        return None  # the array form, in blocks: what plain numpy runs only past the kernel's sizes
 
 
 def _cupy_param() -> object:

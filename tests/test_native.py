@@ -1,0 +1,194 @@
+"""The numpy backend's compiled nearest-target kernel (gpupq/_native.c) against the array form.
+
+Each kernel this processor runs (AVX-512, AVX2) is tested by name, so a machine with AVX-512
+tests the AVX2 one too. The contract is ``Backend.nearest_kernel``'s: the same labels as a
+product and an argmin (the first of equal scores), the same scores up to float rounding.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+
+from gpupq import backends
+from gpupq.backends import NATIVE_ENV, NATIVE_MAX_D, NATIVE_MIN_K, NumpyBackend
+from gpupq.kmeans import assign, score_operands
+
+from .conftest import ChunkedNumpyBackend, clustered
+
+native = backends._native
+KERNELS = list(native.KERNELS) if native is not None else []
+
+
+def test_the_kernel_is_built_on_x86() -> None:
+    """An install that lost the extension (no compiler, a packaging slip) still runs, at a
+    third of the speed: fail here rather than let CI measure the slow path unnoticed."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the compiled kernels are x86 only")
+    assert native is not None, "gpupq._native did not build: install a C compiler and reinstall gpupq"
+    assert KERNELS, "gpupq._native has no kernel for this processor (needs AVX2 and FMA)"
+
+
+def _operands(c: np.ndarray, metric: str = "l2") -> np.ndarray:
+    """targets (k, d) -> ops (d + 1, k) C-contiguous, as kmeans.assign hands the kernel."""
+    return np.ascontiguousarray(score_operands(NumpyBackend(), c[None], metric)[0].T)
+
+
+def _array_form(x: np.ndarray, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The product-and-argmin form: labels (n,) int64, scores (n,) float32."""
+    x1 = np.hstack([x, np.ones((len(x), 1), np.float32)])
+    s = x1 @ ops
+    lab = s.argmin(axis=1)
+    return lab, s[np.arange(len(x)), lab]
+
+
+def _run(kernel: str, x: np.ndarray, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lab = np.full(len(x), -1, np.int64)
+    best = np.full(len(x), np.nan, np.float32)
+    native.nearest(x, ops, lab, best, kernel)
+    return lab, best
+
+
+needs_kernels = pytest.mark.skipif(not KERNELS, reason="no compiled kernel on this machine")
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("d", [1, 4, 8, 13, 16, 24, 32])
+@pytest.mark.parametrize("k", [64, 100, 256, 1000])
+def test_kernel_matches_product_and_argmin(kernel: str, d: int, k: int) -> None:
+    """Every lane, accumulator and the scalar remainder (k 100 and 1000 are not multiples of the
+    vector step) find the same target as the array form, with the same score."""
+    rng = np.random.default_rng(d * 1000 + k)
+    c = rng.standard_normal((k, d), dtype=np.float32)
+    x = rng.standard_normal((3000, d), dtype=np.float32)
+    ops = _operands(c)
+    lab, best = _run(kernel, x, ops)
+    ref_lab, ref_best = _array_form(x, ops)
+    np.testing.assert_allclose(best, ref_best, rtol=1e-5, atol=1e-4)
+    # the two sums round differently: a label may differ only where two scores tie within that
+    differ = lab != ref_lab
+    assert differ.mean() < 0.01
+    xd = x[differ].astype(np.float64)
+    mine, theirs = (((xd - c[labels[differ]]) ** 2).sum(1) for labels in (lab, ref_lab))
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-4)
+    # the labels were all written, and the score is the score of the label found
+    x1 = np.hstack([x, np.ones((len(x), 1), np.float32)])
+    np.testing.assert_allclose(best, (x1 * ops[:, lab].T).sum(1), rtol=1e-5, atol=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("first", [3, 17, 40, 63, 70, 130])
+def test_equal_scores_give_the_first_target(kernel: str, first: int) -> None:
+    """A target repeated in other lanes, accumulators, steps and the scalar remainder: the
+    first copy wins, as numpy's argmin and FAISS pick."""
+    rng = np.random.default_rng(first)
+    k, d = 200, 8  # 200: three vector steps of 64 (avx512) or six of 32 (avx2), then a remainder
+    c = rng.standard_normal((k, d), dtype=np.float32) * 10
+    target = np.full(d, 0.25, np.float32)
+    # first + 32 and + 64: the same lane of the same accumulator one step on (avx2, avx512)
+    for j in (first, first + 1, first + 16, first + 32, first + 33, first + 64, 150, 199):
+        c[min(j, k - 1)] = target
+    x = np.tile(target, (5, 1))
+    lab, best = _run(kernel, x, _operands(c))
+    assert (lab == first).all(), lab
+    ref_lab, ref_best = _array_form(x, _operands(c))
+    assert (ref_lab == first).all()
+    np.testing.assert_allclose(best, ref_best, atol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_inner_product_scores_and_strided_rows(kernel: str) -> None:
+    """ip scores (−⟨x, c⟩) and rows read at a stride (a sub-space of wider vectors, as PQ
+    encoding passes them), never copied."""
+    rng = np.random.default_rng(5)
+    wide = rng.standard_normal((500, 4 * 8), dtype=np.float32)
+    c = rng.standard_normal((256, 8), dtype=np.float32)
+    view = wide.reshape(500, 4, 8)[:, 2]  # (500, 8), rows 128 bytes apart
+    assert not view.flags.c_contiguous
+    ops = _operands(c, "ip")
+    lab, best = _run(kernel, view, ops)
+    ref = (view @ c.T).argmax(axis=1)
+    assert (lab == ref).mean() > 0.998
+    np.testing.assert_allclose(best, -(view * c[lab]).sum(1), rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_all_infinite_scores_keep_target_zero(kernel: str) -> None:
+    ops = np.zeros((3, 128), np.float32)
+    ops[2] = np.inf
+    lab, best = _run(kernel, np.ones((4, 2), np.float32), ops)
+    assert (lab == 0).all() and np.isinf(best).all()
+
+
+@needs_kernels
+def test_bad_arguments_raise_instead_of_reading_past_arrays() -> None:
+    x = np.zeros((10, 8), np.float32)
+    ops = np.zeros((9, 64), np.float32)
+    lab, best = np.zeros(10, np.int64), np.zeros(10, np.float32)
+    bad = [
+        (x.astype(np.float64), ops, lab, best),  # dtype
+        (x, ops[:8], lab, best),  # ops rows != d + 1
+        (x, ops, lab[:9], best),  # too few labels
+        (x, ops, lab.astype(np.int32), best),
+        (x[:, ::2], np.zeros((5, 64), np.float32), lab, best),  # rows not contiguous
+        (x, np.asfortranarray(np.zeros((9, 64), np.float32)), lab, best),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError):
+            native.nearest(*args)
+    frozen = lab.copy()
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError):
+        native.nearest(x, ops, frozen, best)
+    with pytest.raises(ValueError, match="no kernel"):
+        native.nearest(x, ops, lab, best, "sse1")
+
+
+def test_which_sizes_take_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    be = NumpyBackend()
+    monkeypatch.delenv(NATIVE_ENV, raising=False)
+    if not KERNELS:
+        assert be.nearest_kernel(8, 256) is None
+        assert "array form" in be.kernel_description()
+        return
+    widest = NATIVE_MAX_D[KERNELS[0]]
+    assert be.nearest_kernel(8, 256) is native.nearest
+    assert be.nearest_kernel(widest, NATIVE_MIN_K) is native.nearest
+    assert be.nearest_kernel(widest + 1, 256) is None  # a BLAS product is as fast there
+    assert be.nearest_kernel(8, NATIVE_MIN_K - 1) is None
+    assert KERNELS[0] in be.device_description()
+    monkeypatch.setenv(NATIVE_ENV, "0")
+    assert be.nearest_kernel(8, 256) is None
+    assert f"{NATIVE_ENV}=0" in be.kernel_description()
+
+
+@needs_kernels
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_assign_through_the_kernel_equals_the_array_form(metric: str, threads: int) -> None:
+    """kmeans.assign on many sets at once (a PQ encoding's shape, strided sub-vectors), with
+    the squared distances it returns for the k-means objective."""
+    from gpupq.threads import ThreadBudget
+
+    x = clustered(4000, 64, seed=3)
+    view = x.reshape(4000, 8, 8).transpose(1, 0, 2)  # (8 sets, 4000, 8), strided
+    rng = np.random.default_rng(4)
+    cent = rng.standard_normal((8, 256, 8), dtype=np.float32) * 3
+    fast, slow = NumpyBackend(), ChunkedNumpyBackend()
+    fast.budget = slow.budget = ThreadBudget(threads)
+    assert fast.nearest_kernel(8, 256) is not None
+    lab, score = assign(fast, view, cent, metric)
+    ref_lab, ref_score = assign(slow, view, cent, metric)
+    assert (lab == ref_lab).mean() > 0.999
+    np.testing.assert_allclose(score, ref_score, rtol=1e-4, atol=1e-3)
+    if metric == "l2":
+        exact = ((view - np.take_along_axis(cent, lab[..., None], axis=1)) ** 2).sum(-1)
+        np.testing.assert_allclose(score, exact, rtol=1e-4, atol=1e-3)
+    lab_only, none = assign(fast, view, cent, metric, with_score=False)
+    assert none is None and (lab_only == lab).all()

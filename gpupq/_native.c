@@ -185,10 +185,87 @@ __attribute__((target("avx2,fma"))) static void nearest_avx2(const float *x, Py_
         best[i] = m;
     }
 }
+/* ---- running top-k merge (the ground truth) ---------------------------------------------- */
+
+/* Put (v, id) into a row's k best, kept ascending: after the equal scores already there, so
+ * of equal scores the first seen stays first (as a stable sort of [old, new] orders them). The
+ * caller has checked v < bd[k - 1]. */
+static inline void topk_insert(float *bd, int64_t *bi, Py_ssize_t k, float v, int64_t id) {
+    Py_ssize_t p = k - 1;
+    while (p > 0 && bd[p - 1] > v) {
+        bd[p] = bd[p - 1];
+        bi[p] = bi[p - 1];
+        p--;
+    }
+    bd[p] = v;
+    bi[p] = id;
+}
+
+static void topk_tail(const float *row, const int64_t *ids, Py_ssize_t j0, Py_ssize_t len, float *bd, int64_t *bi,
+                      Py_ssize_t k) {
+    for (Py_ssize_t j = j0; j < len; j++)
+        if (row[j] < bd[k - 1]) topk_insert(bd, bi, k, row[j], ids[j]);
+}
+
+/* Most scores of a block lose to the row's k-th best once the first blocks are in: compare 16
+ * (or 8) at once with it, and touch the row's list only for the lanes that beat it. */
+__attribute__((target("avx512f"))) static void merge_avx512(const float *score, Py_ssize_t stride, Py_ssize_t rows,
+                                                            Py_ssize_t len, const int64_t *ids, float *best_d,
+                                                            int64_t *best_i, Py_ssize_t k) {
+    const Py_ssize_t lv = len / 16 * 16;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const float *row = score + r * stride;
+        float *bd = best_d + r * k;
+        int64_t *bi = best_i + r * k;
+        __m512 thr = _mm512_set1_ps(bd[k - 1]);
+        for (Py_ssize_t j = 0; j < lv; j += 16) {
+            __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), thr, _CMP_LT_OQ);
+            if (hit) {
+                while (hit) {
+                    const int l = __builtin_ctz(hit);
+                    hit &= hit - 1;
+                    if (row[j + l] < bd[k - 1]) topk_insert(bd, bi, k, row[j + l], ids[j + l]);
+                }
+                thr = _mm512_set1_ps(bd[k - 1]);
+            }
+        }
+        topk_tail(row, ids, lv, len, bd, bi, k);
+    }
+}
+
+__attribute__((target("avx2"))) static void merge_avx2(const float *score, Py_ssize_t stride, Py_ssize_t rows,
+                                                       Py_ssize_t len, const int64_t *ids, float *best_d,
+                                                       int64_t *best_i, Py_ssize_t k) {
+    const Py_ssize_t lv = len / 16 * 16;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const float *row = score + r * stride;
+        float *bd = best_d + r * k;
+        int64_t *bi = best_i + r * k;
+        __m256 thr = _mm256_set1_ps(bd[k - 1]);
+        for (Py_ssize_t j = 0; j < lv; j += 16) {
+            /* two vectors a step: one branch for 16 scores */
+            unsigned hit = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_LT_OQ)) |
+                           (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_LT_OQ))
+                               << 8;
+            if (hit) {
+                while (hit) {
+                    const int l = __builtin_ctz(hit);
+                    hit &= hit - 1;
+                    if (row[j + l] < bd[k - 1]) topk_insert(bd, bi, k, row[j + l], ids[j + l]);
+                }
+                thr = _mm256_set1_ps(bd[k - 1]);
+            }
+        }
+        topk_tail(row, ids, lv, len, bd, bi, k);
+    }
+}
 #endif
+
 
 typedef void (*kernel_fn)(const float *, Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t, Py_ssize_t, int64_t *,
                           float *);
+typedef void (*merge_fn)(const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const int64_t *, float *, int64_t *,
+                         Py_ssize_t);
 
 /* The kernels this processor can run, fastest first; the first is the default. None on a
  * processor without AVX2 and FMA: portable C measured slower than numpy's product and argmin
@@ -196,6 +273,7 @@ typedef void (*kernel_fn)(const float *, Py_ssize_t, Py_ssize_t, const float *, 
 static struct {
     const char *name;
     kernel_fn fn;
+    merge_fn merge;
 } kernels[2];
 static int n_kernels;
 
@@ -205,10 +283,12 @@ static void find_kernels(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) {
         kernels[n_kernels].name = "avx512";
+        kernels[n_kernels].merge = merge_avx512;
         kernels[n_kernels++].fn = nearest_avx512;
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         kernels[n_kernels].name = "avx2";
+        kernels[n_kernels].merge = merge_avx2;
         kernels[n_kernels++].fn = nearest_avx2;
     }
 #endif
@@ -216,7 +296,7 @@ static void find_kernels(void) {
 
 static int get(PyObject *obj, Py_buffer *view, int flags, const char *what) {
     if (PyObject_GetBuffer(obj, view, flags) != 0) {
-        PyErr_Format(PyExc_ValueError, "nearest: %s must be a %scontiguous array", what,
+        PyErr_Format(PyExc_ValueError, "%s must be a %scontiguous array", what,
                      (flags & PyBUF_WRITABLE) ? "writable " : "");
         return -1;
     }
@@ -235,6 +315,19 @@ static int is_int64(const Py_buffer *v) {
     return v->itemsize == 8 && (f[0] == 'l' || f[0] == 'q') && f[1] == '\0';
 }
 
+/* the kernel named kname (NULL: the default), or NULL with an exception set */
+static int kernel_index(const char *what, const char *kname) {
+    if (n_kernels == 0) {
+        PyErr_Format(PyExc_RuntimeError, "%s: this processor has no kernel (KERNELS is empty)", what);
+        return -1;
+    }
+    if (kname == NULL) return 0;
+    for (int q = 0; q < n_kernels; q++)
+        if (strcmp(kernels[q].name, kname) == 0) return q;
+    PyErr_Format(PyExc_ValueError, "%s: no kernel \"%s\" on this processor", what, kname);
+    return -1;
+}
+
 PyDoc_STRVAR(nearest_doc,
              "nearest(x, ops, labels, best, kernel=KERNELS[0]) -> None\n\n"
              "x: (n, d) float32, rows at any stride, each row contiguous; ops: (d + 1, k) float32 C-contiguous;\n"
@@ -246,22 +339,14 @@ static PyObject *nearest(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *ox, *oops, *olab, *obest;
     const char *kname = NULL;
     if (!PyArg_ParseTuple(args, "OOOO|s:nearest", &ox, &oops, &olab, &obest, &kname)) return NULL;
-    kernel_fn fn = n_kernels ? kernels[0].fn : NULL;
-    if (kname != NULL) {
-        fn = NULL;
-        for (int q = 0; q < n_kernels; q++)
-            if (strcmp(kernels[q].name, kname) == 0) fn = kernels[q].fn;
-        if (fn == NULL) return PyErr_Format(PyExc_ValueError, "nearest: no kernel \"%s\" on this processor", kname);
-    }
-    if (fn == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "nearest: this processor has no kernel (KERNELS is empty)");
-        return NULL;
-    }
+    int q = kernel_index("nearest", kname);
+    if (q < 0) return NULL;
+    kernel_fn fn = kernels[q].fn;
     Py_buffer x, ops, lab, best;
-    if (get(ox, &x, PyBUF_STRIDES | PyBUF_FORMAT, "x") != 0) return NULL;
-    if (get(oops, &ops, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "ops") != 0) goto fail_x;
-    if (get(olab, &lab, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "labels") != 0) goto fail_ops;
-    if (get(obest, &best, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "best") != 0) goto fail_lab;
+    if (get(ox, &x, PyBUF_STRIDES | PyBUF_FORMAT, "nearest: x") != 0) return NULL;
+    if (get(oops, &ops, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "nearest: ops") != 0) goto fail_x;
+    if (get(olab, &lab, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "nearest: labels") != 0) goto fail_ops;
+    if (get(obest, &best, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "nearest: best") != 0) goto fail_lab;
     if (x.ndim != 2 || ops.ndim != 2 || lab.ndim != 1 || best.ndim != 1 || !is_float32(&x) || !is_float32(&ops) ||
         !is_int64(&lab) || !is_float32(&best)) {
         PyErr_SetString(PyExc_ValueError, "nearest: expected x (n, d) float32, ops (d + 1, k) float32, "
@@ -303,8 +388,70 @@ fail_x:
     return NULL;
 }
 
+PyDoc_STRVAR(topk_merge_doc,
+             "topk_merge(score, ids, best_d, best_i, kernel=KERNELS[0]) -> None\n\n"
+             "score: (b, L) float32, rows at any stride, each row contiguous; ids: (L,) int64;\n"
+             "best_d: (b, k) float32 and best_i: (b, k) int64, C-contiguous and writable: each row's k\n"
+             "smallest scores so far, ascending, and their ids. Folds the block in: a score enters a row\n"
+             "when smaller than its k-th best, after equal scores already there.");
+
+static PyObject *topk_merge(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *osc, *oids, *obd, *obi;
+    const char *kname = NULL;
+    if (!PyArg_ParseTuple(args, "OOOO|s:topk_merge", &osc, &oids, &obd, &obi, &kname)) return NULL;
+    int q = kernel_index("topk_merge", kname);
+    if (q < 0) return NULL;
+    Py_buffer sc, ids, bd, bi;
+    if (get(osc, &sc, PyBUF_STRIDES | PyBUF_FORMAT, "topk_merge: score") != 0) return NULL;
+    if (get(oids, &ids, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "topk_merge: ids") != 0) goto fail_sc;
+    if (get(obd, &bd, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "topk_merge: best_d") != 0) goto fail_ids;
+    if (get(obi, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "topk_merge: best_i") != 0) goto fail_bd;
+    if (sc.ndim != 2 || ids.ndim != 1 || bd.ndim != 2 || bi.ndim != 2 || !is_float32(&sc) || !is_int64(&ids) ||
+        !is_float32(&bd) || !is_int64(&bi)) {
+        PyErr_SetString(PyExc_ValueError, "topk_merge: expected score (b, L) float32, ids (L,) int64, "
+                                          "best_d (b, k) float32, best_i (b, k) int64");
+        goto fail;
+    }
+    Py_ssize_t rows = sc.shape[0], len = sc.shape[1], k = bd.shape[1];
+    if (ids.shape[0] != len || bd.shape[0] != rows || bi.shape[0] != rows || bi.shape[1] != k || k < 1) {
+        PyErr_SetString(PyExc_ValueError, "topk_merge: shapes disagree (score (b, L), ids (L,), best_d and "
+                                          "best_i (b, k >= 1))");
+        goto fail;
+    }
+    if ((len > 1 && sc.strides[1] != 4) || sc.strides[0] % 4 != 0 || (rows > 1 && sc.strides[0] < 0)) {
+        PyErr_SetString(PyExc_ValueError, "topk_merge: each row of score must be contiguous, rows at a positive "
+                                          "stride");
+        goto fail;
+    }
+    {
+        merge_fn fn = kernels[q].merge;
+        const float *psc = (const float *)sc.buf;
+        const int64_t *pids = (const int64_t *)ids.buf;
+        float *pbd = (float *)bd.buf;
+        int64_t *pbi = (int64_t *)bi.buf;
+        Py_ssize_t stride = sc.strides[0] / 4;
+        Py_BEGIN_ALLOW_THREADS fn(psc, stride, rows, len, pids, pbd, pbi, k);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&bi);
+    PyBuffer_Release(&bd);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&sc);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&bi);
+fail_bd:
+    PyBuffer_Release(&bd);
+fail_ids:
+    PyBuffer_Release(&ids);
+fail_sc:
+    PyBuffer_Release(&sc);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"nearest", nearest, METH_VARARGS, nearest_doc},
+    {"topk_merge", topk_merge, METH_VARARGS, topk_merge_doc},
     {NULL, NULL, 0, NULL},
 };
 

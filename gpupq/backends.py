@@ -126,8 +126,15 @@ class Backend:
         the same labels and scores as the array form, never writing the (n, k) scores."""
         return None
 
+    def merge_kernel(self) -> Any:
+        """A compiled kernel folding a block of scores into a running top-k, or None to use the
+        array form of :func:`gpupq.knn.exact_knn`'s merge. Contract: ``_native.topk_merge``'s:
+        kernel(score (b, L) float32 with contiguous rows, ids (L,) int64, best_d (b, k) float32
+        and best_i (b, k) int64 C-contiguous, updated in place, each row ascending)."""
+        return None
+
     def kernel_description(self) -> str:
-        """Which assignment kernel runs, for reports."""
+        """Which form of the assignment and top-k merge runs (compiled or array), for reports."""
         return "array form"
 
     def argsort_stable(self, a: Array) -> Array:
@@ -273,9 +280,9 @@ class Backend:
 
 
 def native_kernel() -> str | None:
-    """Name of the compiled nearest-target kernel the numpy backend uses (``avx512``,
-    ``avx2``), or None: extension not built, no kernel for this processor, or turned off with
-    ``GPUPQ_NATIVE=0``."""
+    """Name of the compiled kernels the numpy backend uses (``avx512``, ``avx2``: nearest
+    target and top-k merge), or None: extension not built, no kernel for this processor, or
+    turned off with ``GPUPQ_NATIVE=0``."""
     if _native is None or not _native.KERNELS or os.environ.get(NATIVE_ENV, "1").strip() == "0":
         return None
     return str(_native.KERNELS[0])
@@ -290,10 +297,13 @@ class NumpyBackend(Backend):
             return None
         return _native.nearest
 
+    def merge_kernel(self) -> Any:
+        return None if native_kernel() is None else _native.topk_merge
+
     def kernel_description(self) -> str:
         kernel = native_kernel()
         if kernel is not None:
-            return f"compiled {kernel} kernel"
+            return f"compiled {kernel} kernels"
         if _native is None:
             return "array form (compiled kernel not built)"
         if not _native.KERNELS:

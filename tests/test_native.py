@@ -1,12 +1,14 @@
-"""The numpy backend's compiled nearest-target kernel (gpupq/_native.c) against the array form.
+"""The numpy backend's compiled kernels (gpupq/_native.c) against their array forms.
 
 Each kernel this processor runs (AVX-512, AVX2) is tested by name, so a machine with AVX-512
-tests the AVX2 one too. The contract is ``Backend.nearest_kernel``'s: the same labels as a
-product and an argmin (the first of equal scores), the same scores up to float rounding.
+tests the AVX2 one too. ``nearest`` (``Backend.nearest_kernel``): the same labels as a product
+and an argmin (the first of equal scores), the same scores up to float rounding. ``topk_merge``
+(``Backend.merge_kernel``): the same running top-k as a stable sort of everything seen.
 """
 
 from __future__ import annotations
 
+import itertools
 import platform
 
 import numpy as np
@@ -192,3 +194,77 @@ def test_assign_through_the_kernel_equals_the_array_form(metric: str, threads: i
         np.testing.assert_allclose(score, exact, rtol=1e-4, atol=1e-3)
     lab_only, none = assign(fast, view, cent, metric, with_score=False)
     assert none is None and (lab_only == lab).all()
+
+
+def _merge_all(kernel: str, blocks: list[np.ndarray], ids: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = blocks[0].shape[0]
+    best_d = np.full((rows, k), np.inf, np.float32)
+    best_i = np.full((rows, k), -1, np.int64)
+    for sc, ii in zip(blocks, ids, strict=True):
+        native.topk_merge(sc, ii, best_d, best_i, kernel)
+    return best_d, best_i
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_topk_merge_equals_a_stable_sort_of_all_blocks(kernel: str, k: int) -> None:
+    """Integer-valued scores tie often: of equal scores the first seen (earlier block, then
+    earlier column) comes first, as a stable sort of the row in the order seen. Widths that
+    are not multiples of the vector step exercise the scalar remainder."""
+    rng = np.random.default_rng(k)
+    widths = [37, 16, 300, 1, 1000, 129]
+    blocks = [rng.integers(0, 200, (50, w)).astype(np.float32) for w in widths]
+    start = np.cumsum([0, *widths])
+    ids = [np.arange(a, b, dtype=np.int64) * 3 + 7 for a, b in itertools.pairwise(start)]
+    best_d, best_i = _merge_all(kernel, blocks, ids, k)
+    allv = np.hstack(blocks)
+    alli = np.hstack(ids)
+    order = np.argsort(allv, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(best_d, np.take_along_axis(allv, order, axis=1))
+    np.testing.assert_array_equal(best_i, alli[order])
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_merge_skips_infinite_scores_and_reads_strided_rows(kernel: str) -> None:
+    """Held-out rows score +inf and never enter (a row with fewer finite scores than k keeps
+    inf and id -1); a block may be a column slice of a wider buffer."""
+    rng = np.random.default_rng(9)
+    buf = rng.standard_normal((20, 64), dtype=np.float32)
+    buf[:, ::3] = np.inf
+    buf[5] = np.inf
+    buf[5, 40] = -1.0
+    block = buf[:, 10:50]  # rows 256 bytes apart, 40 wide
+    ids = np.arange(100, 140, dtype=np.int64)
+    best_d, best_i = _merge_all(kernel, [block], [ids], 30)
+    finite = np.isfinite(block)
+    for r in range(20):
+        want = np.sort(block[r][finite[r]])[:30]
+        np.testing.assert_array_equal(best_d[r, : len(want)], want)
+        assert np.isinf(best_d[r, len(want) :]).all() and (best_i[r, len(want) :] == -1).all()
+        np.testing.assert_array_equal(block[r, best_i[r, : len(want)] - 100], want)
+    assert best_i[5, 0] == 130 and best_d[5, 0] == -1.0  # buf column 40 is the block's column 30
+
+
+@needs_kernels
+def test_topk_merge_bad_arguments_raise() -> None:
+    sc = np.zeros((4, 32), np.float32)
+    ids = np.arange(32, dtype=np.int64)
+    bd, bi = np.full((4, 5), np.inf, np.float32), np.full((4, 5), -1, np.int64)
+    bad = [
+        (sc.astype(np.float64), ids, bd, bi),
+        (sc, ids[:31], bd, bi),
+        (sc, ids, bd[:3], bi),
+        (sc, ids, bd, bi[:, :4]),
+        (sc, ids.astype(np.int32), bd, bi),
+        (sc[:, ::2], ids[:16], bd, bi),
+        (sc, ids, np.asfortranarray(bd), bi),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError):
+            native.topk_merge(*args)
+    frozen = bd.copy()
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError):
+        native.topk_merge(sc, ids, frozen, bi)

@@ -3,8 +3,9 @@
 - ``numpy``: the CPU backend as shipped (the "lists" scan).
 - ``numpy-chunked``: numpy with tiny work chunks (1 MiB, 64 KiB for the scan), so CI runs every
   chunk loop: many scan chunks, query batches and k-means blocks on small test data; and with
-  the array forms of codeword assignment (a product and an argmin) and of the ground truth's
-  top-k merge where ``numpy`` runs the compiled kernels, so every backend test runs both forms.
+  the array forms of codeword assignment (a product and an argmin), the ground truth's top-k
+  merge and the centroid sums, where ``numpy`` runs the compiled kernels, so every backend test
+  runs both forms.
 - ``fake-cupy``: the :class:`CupyBackend` class itself over ``tests/fake_cupy.py``, a strict numpy
   stand-in for CuPy (not a GPU: not marked ``gpu``, runs everywhere). It runs the CuPy backend's
   own methods and fails where CuPy fails on host/device mix-ups, implicit conversions and
@@ -42,11 +43,9 @@ class ChunkedNumpyBackend(NumpyBackend):
     def _scan_budget(self) -> int:
         return 64 << 10
 
-    def nearest_kernel(self, d: int, k: int) -> None:
-        return None  # the array form, in blocks: what plain numpy runs only past the kernel's sizes
-
-    def merge_kernel(self) -> None:
-        return None  # the ground truth's array-form merge
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel = None  # the array forms (in blocks): what plain numpy runs without the extension
 
 
 def _cupy_param() -> object:

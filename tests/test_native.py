@@ -164,10 +164,16 @@ def test_which_sizes_take_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert be.nearest_kernel(widest, NATIVE_MIN_K) is native.nearest
     assert be.nearest_kernel(widest + 1, 256) is None  # a BLAS product is as fast there
     assert be.nearest_kernel(8, NATIVE_MIN_K - 1) is None
+    assert be.merge_kernel() is native.topk_merge
     assert KERNELS[0] in be.device_description()
     monkeypatch.setenv(NATIVE_ENV, "0")
-    assert be.nearest_kernel(8, 256) is None
-    assert f"{NATIVE_ENV}=0" in be.kernel_description()
+    assert be.nearest_kernel(8, 256) is native.nearest  # chosen once, when the backend is made
+    off = NumpyBackend()
+    assert off.nearest_kernel(8, 256) is None and off.merge_kernel() is None
+    assert f"{NATIVE_ENV}=0" in off.kernel_description()
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert off.label_sum_layout(x).shape == (3, 4)  # the array form's column layout
+    assert be.label_sum_layout(x) is x
 
 
 @needs_kernels
@@ -268,3 +274,43 @@ def test_topk_merge_bad_arguments_raise() -> None:
     frozen.setflags(write=False)
     with pytest.raises(ValueError):
         native.topk_merge(sc, ids, frozen, bi)
+
+
+@needs_kernels
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("width", [1, 8, 13, 128])
+def test_centroid_sums_equal_the_column_form_bit_for_bit(threads: int, width: int) -> None:
+    """Both sum each label's rows in row order in float32 (FAISS's order), so the sums are
+    equal to the last bit, column ranges on threads included."""
+    from gpupq.threads import ThreadBudget
+
+    rng = np.random.default_rng(width)
+    x = (rng.standard_normal((5000, width)) * 1e3).astype(np.float32)
+    labels = rng.integers(0, 301, 5000)
+    labels[:7] = 300  # the last row
+    fast, slow = NumpyBackend(), ChunkedNumpyBackend()
+    fast.budget = slow.budget = ThreadBudget(threads)
+    got = fast.sum_rows_by_label(labels, fast.label_sum_layout(x), 302)
+    want = slow.sum_rows_by_label(labels, slow.label_sum_layout(x), 302)
+    assert got.shape == (302, width) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert (got[301] == 0).all()
+    np.testing.assert_allclose(got.sum(0), x.astype(np.float64).sum(0), rtol=1e-4)
+
+
+@needs_kernels
+def test_centroid_sums_reject_bad_labels_before_writing() -> None:
+    x = np.ones((6, 4), np.float32)
+    out = np.zeros((3, 4), np.float32)
+    for bad in (np.array([0, 1, 2, 3, 0, 0]), np.array([0, -1, 0, 0, 0, 0])):
+        with pytest.raises(ValueError, match="outside"):
+            native.sum_rows(bad, x, out)
+        assert (out == 0).all()
+    for args in (
+        (np.zeros(5, np.int64), x, out),  # too few labels
+        (np.zeros(6, np.int32), x, out),
+        (np.zeros(6, np.int64), x, np.zeros((3, 5), np.float32)),
+        (np.zeros(6, np.int64), x[:, ::2], out[:, :2]),  # rows not contiguous
+    ):
+        with pytest.raises(ValueError):
+            native.sum_rows(*args)

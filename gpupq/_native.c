@@ -229,12 +229,17 @@ __attribute__((target("avx2,fma"))) static void nearest_avx2(const float *x, Py_
 }
 /* ---- running top-k merge (the ground truth) ---------------------------------------------- */
 
-/* Put (v, id) into a row's k best, kept ascending: after the equal scores already there, so
- * of equal scores the first seen stays first (as a stable sort of [old, new] orders them). The
- * caller has checked v < bd[k - 1]. */
+/* Score order with the id as tie-break, the smaller first; an id of -1 (padding) compares as
+ * the largest. The same order as the array form's (score, id) keys and FAISS's heaps. */
+static inline int topk_before(float v, int64_t id, float bv, int64_t bid) {
+    return v < bv || (v == bv && (uint64_t)id < (uint64_t)bid);
+}
+
+/* Put (v, id) into a row's k best, kept in topk_before order. The caller has checked that it
+ * goes before the row's k-th. */
 static inline void topk_insert(float *bd, int64_t *bi, Py_ssize_t k, float v, int64_t id) {
     Py_ssize_t p = k - 1;
-    while (p > 0 && bd[p - 1] > v) {
+    while (p > 0 && topk_before(v, id, bd[p - 1], bi[p - 1])) {
         bd[p] = bd[p - 1];
         bi[p] = bi[p - 1];
         p--;
@@ -246,11 +251,12 @@ static inline void topk_insert(float *bd, int64_t *bi, Py_ssize_t k, float v, in
 static void topk_tail(const float *row, const int64_t *ids, Py_ssize_t j0, Py_ssize_t len, float *bd, int64_t *bi,
                       Py_ssize_t k) {
     for (Py_ssize_t j = j0; j < len; j++)
-        if (row[j] < bd[k - 1]) topk_insert(bd, bi, k, row[j], ids[j]);
+        if (topk_before(row[j], ids[j], bd[k - 1], bi[k - 1])) topk_insert(bd, bi, k, row[j], ids[j]);
 }
 
 /* Most scores of a block lose to the row's k-th best once the first blocks are in: compare 16
- * (or 8) at once with it, and touch the row's list only for the lanes that beat it. */
+ * (or 8) at once with it (<=: an equal score may still win on its id), and touch the row's list
+ * only for the lanes that pass. */
 __attribute__((target("avx512f"))) static void merge_avx512(const float *score, Py_ssize_t stride, Py_ssize_t rows,
                                                             Py_ssize_t len, const int64_t *ids, float *best_d,
                                                             int64_t *best_i, Py_ssize_t k) {
@@ -261,12 +267,13 @@ __attribute__((target("avx512f"))) static void merge_avx512(const float *score, 
         int64_t *bi = best_i + r * k;
         __m512 thr = _mm512_set1_ps(bd[k - 1]);
         for (Py_ssize_t j = 0; j < lv; j += 16) {
-            __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), thr, _CMP_LT_OQ);
+            __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), thr, _CMP_LE_OQ);
             if (hit) {
                 while (hit) {
                     const int l = __builtin_ctz(hit);
                     hit &= hit - 1;
-                    if (row[j + l] < bd[k - 1]) topk_insert(bd, bi, k, row[j + l], ids[j + l]);
+                    if (topk_before(row[j + l], ids[j + l], bd[k - 1], bi[k - 1]))
+                        topk_insert(bd, bi, k, row[j + l], ids[j + l]);
                 }
                 thr = _mm512_set1_ps(bd[k - 1]);
             }
@@ -286,14 +293,15 @@ __attribute__((target("avx2"))) static void merge_avx2(const float *score, Py_ss
         __m256 thr = _mm256_set1_ps(bd[k - 1]);
         for (Py_ssize_t j = 0; j < lv; j += 16) {
             /* two vectors a step: one branch for 16 scores */
-            unsigned hit = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_LT_OQ)) |
-                           (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_LT_OQ))
+            unsigned hit = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_LE_OQ)) |
+                           (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_LE_OQ))
                                << 8;
             if (hit) {
                 while (hit) {
                     const int l = __builtin_ctz(hit);
                     hit &= hit - 1;
-                    if (row[j + l] < bd[k - 1]) topk_insert(bd, bi, k, row[j + l], ids[j + l]);
+                    if (topk_before(row[j + l], ids[j + l], bd[k - 1], bi[k - 1]))
+                        topk_insert(bd, bi, k, row[j + l], ids[j + l]);
                 }
                 thr = _mm256_set1_ps(bd[k - 1]);
             }
@@ -434,8 +442,8 @@ PyDoc_STRVAR(topk_merge_doc,
              "topk_merge(score, ids, best_d, best_i, kernel=KERNELS[0]) -> None\n\n"
              "score: (b, L) float32, rows at any stride, each row contiguous; ids: (L,) int64;\n"
              "best_d: (b, k) float32 and best_i: (b, k) int64, C-contiguous and writable: each row's k\n"
-             "smallest scores so far, ascending, and their ids. Folds the block in: a score enters a row\n"
-             "when smaller than its k-th best, after equal scores already there.");
+             "best so far and their ids, ascending by (score, id), id -1 (padding) last. Folds the block\n"
+             "in: each row keeps the k smallest (score, id) pairs of all it has seen.");
 
 static PyObject *topk_merge(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *osc, *oids, *obd, *obi;

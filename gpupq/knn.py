@@ -84,11 +84,15 @@ _BLOCK = 16
 def _merge(be: Backend, best_d: Array, best_i: Array, score: Array, ids: Array, k: int) -> None:
     """Fold a score block into the running top-k (best_d/best_i: (b, k), sorted, updated in place).
 
-    Once the first chunks are in, only a few scores per row beat the row's current k-th best.
-    The columns are dealt into groups of 16 (column j goes to group j mod L/16, so the minimum
-    is an element-wise min of 16 contiguous slices, which vectorises); only a group whose
-    minimum beats the threshold is read again, and only its scores that beat it are merged:
-    the top-k selection then runs over each row's few real hits, not over whole groups.
+    Order: (score, id), the smaller id first among equal scores, -1 (padding) last: exact on
+    ties, so every backend and both forms list the same neighbours (FAISS's flat search keeps
+    the same ones: its heaps compare (score, id) too, and the base is read in id order).
+
+    Once the first chunks are in, only a few scores per row can displace the row's current k-th
+    best. The columns are dealt into groups of 16 (column j goes to group j mod L/16, so the
+    minimum is an element-wise min of 16 contiguous slices, which vectorises); only a group
+    whose minimum reaches the threshold is read again, and only its scores that reach it are
+    merged: the top-k selection then runs over each row's few real hits, not over whole groups.
     score: (b, L) float32; ids: (L,) int64.
     """
     kernel = be.merge_kernel()
@@ -101,22 +105,21 @@ def _merge(be: Backend, best_d: Array, best_i: Array, score: Array, ids: Array, 
     nblk = main // _BLOCK
     thr = best_d[:, -1:]  # (b, 1) the k-th best so far
     groups = score[:, :main].reshape(b, _BLOCK, nblk)  # group g = columns g, g + nblk, ...
-    hit = groups.min(axis=1) < thr  # (b, nblk)
+    hit = groups.min(axis=1) <= thr  # (b, nblk); equal to the k-th may still win on its id
     counts = xp.count_nonzero(hit, axis=1)
     widest = int(counts.max()) if b else 0  # one scalar read per block
     if widest * _BLOCK * 4 > width:  # dense (the first chunks): select directly
-        cand_d, pos = be.topk(score, k, sort=False)
-        cand_i = ids[pos]
+        cand_d, cand_i = be.topk_exact(score, k, xp.broadcast_to(ids, score.shape), sort=False)
         rows_with = None
     else:  # sparse: the scores of the hit groups that beat the threshold, and the tail's
         rows, blk = xp.nonzero(hit)
         vals = groups[rows, :, blk]  # (h, _BLOCK)
-        r2, c2 = xp.nonzero(vals < thr[rows])
+        r2, c2 = xp.nonzero(vals <= thr[rows])
         hit_rows = rows[r2]
         hit_vals = vals[r2, c2]
         hit_cols = blk[r2] + c2 * nblk
         if main < width:
-            tr, tc = xp.nonzero(score[:, main:] < thr)
+            tr, tc = xp.nonzero(score[:, main:] <= thr)
             hit_rows = xp.concatenate([hit_rows, tr])
             hit_vals = xp.concatenate([hit_vals, score[tr, main + tc]])
             hit_cols = xp.concatenate([hit_cols, main + tc])
@@ -139,10 +142,10 @@ def _merge(be: Backend, best_d: Array, best_i: Array, score: Array, ids: Array, 
     old_i = best_i if rows_with is None else best_i[rows_with]
     merged_d = xp.concatenate([old_d, cand_d], axis=1)
     merged_i = xp.concatenate([old_i, cand_i], axis=1)
-    vals, pos = be.topk(merged_d, k)
+    vals, picked = be.topk_exact(merged_d, k, merged_i)
     if rows_with is None:
         best_d[...] = vals
-        best_i[...] = xp.take_along_axis(merged_i, pos, axis=1)
+        best_i[...] = picked
     else:
         best_d[rows_with] = vals
-        best_i[rows_with] = xp.take_along_axis(merged_i, pos, axis=1)
+        best_i[rows_with] = picked

@@ -146,14 +146,15 @@ def _duplicated(distinct: int, copies: int, d: int = 16) -> Dataset:
 
 def test_duplicates_do_not_punish_a_right_answer():
     """30 distinct vectors × 100 copies: every query's 10 nearest are copies of one vector, and
-    which copies the ground truth lists is arbitrary. Recall by distance sees the right answer;
-    by id it would be near 0.1. The ties are counted and warned about, with the id figure."""
+    which copies the ground truth lists is a tie-break (the smallest ids, as FAISS keeps them).
+    Recall by distance sees the right answer whichever copies a search returns. The ties are
+    counted and warned about, with the id figure."""
     ds = _duplicated(30, 100)
     cfg = gpupq.EstimateConfig(m=4, nlist=8, nprobe=2, nbits=4, k=10, rerank=200, queries=50)
     res = gpupq.estimate(ds, cfg, "numpy")
     r = res.results[0]
-    assert r.recall_rerank.mean == 1.0 and r.recall_rerank.by_id < 0.5
-    assert r.recall.mean >= 0.9 and r.recall.by_id < 0.5
+    assert r.recall_rerank.mean == 1.0
+    assert r.recall.mean >= 0.9
     assert res.tied_queries == 50
     assert any("50 of 50 queries have ties" in w and "by id" in w for w in res.warnings)
     assert res.to_dict()["tied_queries"] == 50

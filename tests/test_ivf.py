@@ -41,6 +41,26 @@ def test_exact_knn_matches_brute_force(backend, metric):
     assert (np.diff(d, axis=1) >= -1e-4).all() if metric == "l2" else (np.diff(d, axis=1) <= 1e-4).all()
 
 
+@pytest.mark.parametrize(("vectors", "copies", "chunk", "k"), [(60, 25, 200, 10), (100, 12, 410, 3)])
+def test_exact_knn_breaks_ties_by_id_in_any_order(backend, vectors, copies, chunk, k):
+    """Duplicated base vectors give tied distances: every backend (compiled merge, array form,
+    CuPy class) lists the same neighbours, the smallest ids among equal distances, even when
+    ids do not ascend through the base and a tie for the k-th arrives after it (the second
+    case: a few copies per chunk, so the merge's sparse path meets those ties)."""
+    rng = np.random.default_rng(6)
+    x = rng.permutation(np.repeat(clustered(vectors, 8, seed=5), copies, axis=0))
+    q = x[::97] + 0.01
+    ids = rng.permutation(10_000)[: len(x)].astype(np.int64)
+    chunks = [(ids[s : s + chunk], x[s : s + chunk]) for s in range(0, len(x), chunk)]
+    dist, found = exact_knn(backend, backend.asarray(q), chunks, k, "l2")
+    exact = ((q[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1)
+    for r in range(len(q)):
+        # copies tie exactly (identical rows, identical float32 scores)
+        order = np.lexsort((ids, np.round(exact[r], 6)))[:k]
+        np.testing.assert_array_equal(backend.to_numpy(found)[r], ids[order])
+    assert backend.to_numpy(dist).shape == (len(q), k)
+
+
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_full_probe_and_full_rerank_is_exact(backend, metric):
     """nprobe = nlist with re-ranking of every candidate returns the exact neighbours: catches

@@ -248,18 +248,34 @@ static inline void topk_insert(float *bd, int64_t *bi, Py_ssize_t k, float v, in
     bi[p] = id;
 }
 
-static void topk_tail(const float *row, const int64_t *ids, Py_ssize_t j0, Py_ssize_t len, float *bd, int64_t *bi,
-                      Py_ssize_t k) {
-    for (Py_ssize_t j = j0; j < len; j++)
-        if (topk_before(row[j], ids[j], bd[k - 1], bi[k - 1])) topk_insert(bd, bi, k, row[j], ids[j]);
+/* score j of a row, plus its column's bias when there is one */
+#define SCORE(j) (bias ? row[j] + bias[j] : row[j])
+
+static void topk_tail(const float *row, const float *bias, const int64_t *ids, Py_ssize_t j0, Py_ssize_t len,
+                      float *bd, int64_t *bi, Py_ssize_t k) {
+    for (Py_ssize_t j = j0; j < len; j++) {
+        const float v = SCORE(j);
+        if (topk_before(v, ids[j], bd[k - 1], bi[k - 1])) topk_insert(bd, bi, k, v, ids[j]);
+    }
+}
+
+/* the lanes set in hit, in column order, tried against the row's k-th */
+static inline void topk_hits(unsigned hit, const float *row, const float *bias, const int64_t *ids, Py_ssize_t j,
+                             float *bd, int64_t *bi, Py_ssize_t k) {
+    while (hit) {
+        const Py_ssize_t c = j + __builtin_ctz(hit);
+        hit &= hit - 1;
+        const float v = SCORE(c);
+        if (topk_before(v, ids[c], bd[k - 1], bi[k - 1])) topk_insert(bd, bi, k, v, ids[c]);
+    }
 }
 
 /* Most scores of a block lose to the row's k-th best once the first blocks are in: compare 16
- * (or 8) at once with it (<=: an equal score may still win on its id), and touch the row's list
- * only for the lanes that pass. */
+ * at once with it (<=: an equal score may still win on its id), and touch the row's list only
+ * for the lanes that pass. */
 __attribute__((target("avx512f"))) static void merge_avx512(const float *score, Py_ssize_t stride, Py_ssize_t rows,
-                                                            Py_ssize_t len, const int64_t *ids, float *best_d,
-                                                            int64_t *best_i, Py_ssize_t k) {
+                                                            Py_ssize_t len, const float *bias, const int64_t *ids,
+                                                            float *best_d, int64_t *best_i, Py_ssize_t k) {
     const Py_ssize_t lv = len / 16 * 16;
     for (Py_ssize_t r = 0; r < rows; r++) {
         const float *row = score + r * stride;
@@ -267,24 +283,21 @@ __attribute__((target("avx512f"))) static void merge_avx512(const float *score, 
         int64_t *bi = best_i + r * k;
         __m512 thr = _mm512_set1_ps(bd[k - 1]);
         for (Py_ssize_t j = 0; j < lv; j += 16) {
-            __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), thr, _CMP_LE_OQ);
+            __m512 v = _mm512_loadu_ps(row + j);
+            if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+            const __mmask16 hit = _mm512_cmp_ps_mask(v, thr, _CMP_LE_OQ);
             if (hit) {
-                while (hit) {
-                    const int l = __builtin_ctz(hit);
-                    hit &= hit - 1;
-                    if (topk_before(row[j + l], ids[j + l], bd[k - 1], bi[k - 1]))
-                        topk_insert(bd, bi, k, row[j + l], ids[j + l]);
-                }
+                topk_hits(hit, row, bias, ids, j, bd, bi, k);
                 thr = _mm512_set1_ps(bd[k - 1]);
             }
         }
-        topk_tail(row, ids, lv, len, bd, bi, k);
+        topk_tail(row, bias, ids, lv, len, bd, bi, k);
     }
 }
 
 __attribute__((target("avx2"))) static void merge_avx2(const float *score, Py_ssize_t stride, Py_ssize_t rows,
-                                                       Py_ssize_t len, const int64_t *ids, float *best_d,
-                                                       int64_t *best_i, Py_ssize_t k) {
+                                                       Py_ssize_t len, const float *bias, const int64_t *ids,
+                                                       float *best_d, int64_t *best_i, Py_ssize_t k) {
     const Py_ssize_t lv = len / 16 * 16;
     for (Py_ssize_t r = 0; r < rows; r++) {
         const float *row = score + r * stride;
@@ -293,29 +306,28 @@ __attribute__((target("avx2"))) static void merge_avx2(const float *score, Py_ss
         __m256 thr = _mm256_set1_ps(bd[k - 1]);
         for (Py_ssize_t j = 0; j < lv; j += 16) {
             /* two vectors a step: one branch for 16 scores */
-            unsigned hit = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_LE_OQ)) |
-                           (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_LE_OQ))
-                               << 8;
+            __m256 v0 = _mm256_loadu_ps(row + j), v1 = _mm256_loadu_ps(row + j + 8);
+            if (bias) {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(bias + j));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(bias + j + 8));
+            }
+            const unsigned hit = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, thr, _CMP_LE_OQ)) |
+                                 (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, thr, _CMP_LE_OQ)) << 8;
             if (hit) {
-                while (hit) {
-                    const int l = __builtin_ctz(hit);
-                    hit &= hit - 1;
-                    if (topk_before(row[j + l], ids[j + l], bd[k - 1], bi[k - 1]))
-                        topk_insert(bd, bi, k, row[j + l], ids[j + l]);
-                }
+                topk_hits(hit, row, bias, ids, j, bd, bi, k);
                 thr = _mm256_set1_ps(bd[k - 1]);
             }
         }
-        topk_tail(row, ids, lv, len, bd, bi, k);
+        topk_tail(row, bias, ids, lv, len, bd, bi, k);
     }
 }
+#undef SCORE
 #endif
-
 
 typedef void (*kernel_fn)(const float *, Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t, Py_ssize_t, int64_t *,
                           float *);
-typedef void (*merge_fn)(const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const int64_t *, float *, int64_t *,
-                         Py_ssize_t);
+typedef void (*merge_fn)(const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *, const int64_t *, float *,
+                         int64_t *, Py_ssize_t);
 
 /* The kernels this processor can run, fastest first; the first is the default. None on a
  * processor without AVX2 and FMA: portable C measured slower than numpy's product and argmin
@@ -419,7 +431,8 @@ static PyObject *nearest(PyObject *Py_UNUSED(self), PyObject *args) {
         int64_t *pl = (int64_t *)lab.buf;
         float *pb = (float *)best.buf;
         Py_ssize_t stride = x.strides[0] / 4;
-        Py_BEGIN_ALLOW_THREADS fn(px, stride, n, pops, d, k, pl, pb);
+        Py_BEGIN_ALLOW_THREADS
+        fn(px, stride, n, pops, d, k, pl, pb);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&best);
@@ -439,33 +452,38 @@ fail_x:
 }
 
 PyDoc_STRVAR(topk_merge_doc,
-             "topk_merge(score, ids, best_d, best_i, kernel=KERNELS[0]) -> None\n\n"
-             "score: (b, L) float32, rows at any stride, each row contiguous; ids: (L,) int64;\n"
-             "best_d: (b, k) float32 and best_i: (b, k) int64, C-contiguous and writable: each row's k\n"
-             "best so far and their ids, ascending by (score, id), id -1 (padding) last. Folds the block\n"
-             "in: each row keeps the k smallest (score, id) pairs of all it has seen.");
+             "topk_merge(score, ids, best_d, best_i, bias=None, kernel=KERNELS[0]) -> None\n\n"
+             "score: (b, L) float32, rows at any stride, each row contiguous; ids: (L,) int64; bias: None\n"
+             "or (L,) float32, added to every row's scores (a column's own term, such as its squared norm,\n"
+             "so the product need not carry it); best_d: (b, k) float32 and best_i: (b, k) int64,\n"
+             "C-contiguous and writable: each row's k best so far and their ids, ascending by (score, id),\n"
+             "id -1 (padding) last. Folds the block in: each row keeps the k smallest (score, id) pairs\n"
+             "of all it has seen.");
 
 static PyObject *topk_merge(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *osc, *oids, *obd, *obi;
+    PyObject *osc, *oids, *obd, *obi, *obias = Py_None;
     const char *kname = NULL;
-    if (!PyArg_ParseTuple(args, "OOOO|s:topk_merge", &osc, &oids, &obd, &obi, &kname)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOO|Oz:topk_merge", &osc, &oids, &obd, &obi, &obias, &kname)) return NULL;
     int q = kernel_index("topk_merge", kname);
     if (q < 0) return NULL;
-    Py_buffer sc, ids, bd, bi;
+    Py_buffer sc, ids, bd, bi, bs;
+    const int has_bias = obias != Py_None;
     if (get(osc, &sc, PyBUF_STRIDES | PyBUF_FORMAT, "topk_merge: score") != 0) return NULL;
     if (get(oids, &ids, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "topk_merge: ids") != 0) goto fail_sc;
     if (get(obd, &bd, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "topk_merge: best_d") != 0) goto fail_ids;
     if (get(obi, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE, "topk_merge: best_i") != 0) goto fail_bd;
+    if (has_bias && get(obias, &bs, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "topk_merge: bias") != 0) goto fail_bi;
     if (sc.ndim != 2 || ids.ndim != 1 || bd.ndim != 2 || bi.ndim != 2 || !is_float32(&sc) || !is_int64(&ids) ||
-        !is_float32(&bd) || !is_int64(&bi)) {
+        !is_float32(&bd) || !is_int64(&bi) || (has_bias && (bs.ndim != 1 || !is_float32(&bs)))) {
         PyErr_SetString(PyExc_ValueError, "topk_merge: expected score (b, L) float32, ids (L,) int64, "
-                                          "best_d (b, k) float32, best_i (b, k) int64");
+                                          "best_d (b, k) float32, best_i (b, k) int64, bias (L,) float32");
         goto fail;
     }
     Py_ssize_t rows = sc.shape[0], len = sc.shape[1], k = bd.shape[1];
-    if (ids.shape[0] != len || bd.shape[0] != rows || bi.shape[0] != rows || bi.shape[1] != k || k < 1) {
-        PyErr_SetString(PyExc_ValueError, "topk_merge: shapes disagree (score (b, L), ids (L,), best_d and "
-                                          "best_i (b, k >= 1))");
+    if (ids.shape[0] != len || bd.shape[0] != rows || bi.shape[0] != rows || bi.shape[1] != k || k < 1 ||
+        (has_bias && bs.shape[0] != len)) {
+        PyErr_SetString(PyExc_ValueError, "topk_merge: shapes disagree (score (b, L), ids and bias (L,), best_d "
+                                          "and best_i (b, k >= 1))");
         goto fail;
     }
     if ((len > 1 && sc.strides[1] != 4) || sc.strides[0] % 4 != 0 || (rows > 1 && sc.strides[0] < 0)) {
@@ -476,19 +494,24 @@ static PyObject *topk_merge(PyObject *Py_UNUSED(self), PyObject *args) {
     {
         merge_fn fn = kernels[q].merge;
         const float *psc = (const float *)sc.buf;
+        const float *pbs = has_bias ? (const float *)bs.buf : NULL;
         const int64_t *pids = (const int64_t *)ids.buf;
         float *pbd = (float *)bd.buf;
         int64_t *pbi = (int64_t *)bi.buf;
         Py_ssize_t stride = sc.strides[0] / 4;
-        Py_BEGIN_ALLOW_THREADS fn(psc, stride, rows, len, pids, pbd, pbi, k);
+        Py_BEGIN_ALLOW_THREADS
+        fn(psc, stride, rows, len, pbs, pids, pbd, pbi, k);
         Py_END_ALLOW_THREADS
     }
+    if (has_bias) PyBuffer_Release(&bs);
     PyBuffer_Release(&bi);
     PyBuffer_Release(&bd);
     PyBuffer_Release(&ids);
     PyBuffer_Release(&sc);
     Py_RETURN_NONE;
 fail:
+    if (has_bias) PyBuffer_Release(&bs);
+fail_bi:
     PyBuffer_Release(&bi);
 fail_bd:
     PyBuffer_Release(&bd);
@@ -500,6 +523,20 @@ fail_sc:
 }
 
 /* ---- k-means centroid sums --------------------------------------------------------------- */
+
+/* 1 (and nothing written) if a label is outside [0, nrows) */
+static int sum_rows_work(const int64_t *labels, const float *x, Py_ssize_t sx, Py_ssize_t n, Py_ssize_t w, float *out,
+                         Py_ssize_t so, Py_ssize_t nrows) {
+    int bad = 0;
+    for (Py_ssize_t i = 0; i < n; i++) bad |= labels[i] < 0 || labels[i] >= nrows;
+    if (bad) return 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float *o = out + labels[i] * so;
+        const float *xi = x + i * sx;
+        for (Py_ssize_t c = 0; c < w; c++) o[c] += xi[c];
+    }
+    return 0;
+}
 
 PyDoc_STRVAR(sum_rows_doc,
              "sum_rows(labels, x, out) -> None\n\n"
@@ -532,16 +569,11 @@ static PyObject *sum_rows(PyObject *Py_UNUSED(self), PyObject *args) {
         const float *px = (const float *)x.buf;
         float *po = (float *)out.buf;
         Py_ssize_t sx = x.strides[0] / 4, so = out.strides[0] / 4;
-        int bad = 0;
-        Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < n; i++) bad |= pl[i] < 0 || pl[i] >= nrows;
-        if (!bad) {
-            for (Py_ssize_t i = 0; i < n; i++) {
-                float *o = po + pl[i] * so;
-                const float *xi = px + i * sx;
-                for (Py_ssize_t c = 0; c < w; c++) o[c] += xi[c];
-            }
-        }
-        Py_END_ALLOW_THREADS if (bad) {
+        int bad;
+        Py_BEGIN_ALLOW_THREADS
+        bad = sum_rows_work(pl, px, sx, n, w, po, so, nrows);
+        Py_END_ALLOW_THREADS
+        if (bad) {
             PyErr_SetString(PyExc_ValueError, "sum_rows: a label is outside [0, nrows)");
             goto fail;
         }

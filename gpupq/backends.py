@@ -27,8 +27,9 @@ Array = Any  # numpy.ndarray or cupy.ndarray, documented by shape and dtype wher
 #: ``GPUPQ_NATIVE=0`` turns the compiled kernel off (the array form runs instead), to compare them
 NATIVE_ENV = "GPUPQ_NATIVE"
 #: the widest sub-space each compiled kernel takes: past it a BLAS product and argmin were as fast
-#: or faster (measured at k 256 on 2 cores: avx512 0.80 vs 0.93 ns a score at d 32, 1.7 vs 1.2 at
-#: d 48; avx2 0.77 vs 0.76 at d 24, 1.1 vs 0.95 at d 32). Below 64 targets a kernel has no full
+#: or the kernel's time unsteady (benchmarks/bench_kernels.py, k 256, 1 thread, ns a score, kernel
+#: vs array form: avx512 0.48 vs 0.85 at d 32, 0.74-1.65 vs 1.0 at d 48; avx2 0.42 vs 0.62 at d 16,
+#: 0.70-0.77 vs 0.75-0.84 at d 24, 0.88 vs 0.85 at d 32). Below 64 targets a kernel has no full
 #: vector step.
 NATIVE_MAX_D = {"avx512": 32, "avx2": 20}
 NATIVE_MIN_K = 64

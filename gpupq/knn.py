@@ -33,7 +33,11 @@ def exact_knn(
     nq = queries.shape[0]
     best_d = xp.full((nq, k), float("inf"), dtype=xp.float32)
     best_i = xp.full((nq, k), -1, dtype=xp.int64)
-    q_aug = with_ones(be, queries)
+    kernel = be.merge_kernel()
+    # With the compiled merge, the product reads each base chunk as it is and the merge adds
+    # the chunk's ‖x‖² per column; the array form builds [−2x, ‖x‖²] per chunk instead, so one
+    # product gives whole scores (that copy was a fifth of the ground truth at d 768).
+    q_aug = with_ones(be, queries) if kernel is None else queries * xp.float32(-2.0 if metric == "l2" else -1.0)
     # Score blocks of about block_bytes: cache-sized on a CPU, so the merge reads what the GEMM
     # just wrote; queries are split too when there are very many.
     q_step = max(1, be.work_bytes() // (4 * 4096))
@@ -44,17 +48,28 @@ def exact_knn(
     for ids, x in base_chunks:
         x_d, ids_d = be.asarray(x), be.asarray(ids)
         b, d = x_d.shape
-        operands = xp.empty((b, d + 1), dtype=xp.float32)
+        if kernel is None:
+            operands = xp.empty((b, d + 1), dtype=xp.float32)
 
-        def fill(rows: slice, x_d: Array = x_d, operands: Array = operands) -> None:
-            operands[rows] = score_operands(be, x_d[None, rows], metric)[0]
+            def fill(rows: slice, x_d: Array = x_d, operands: Array = operands) -> None:
+                operands[rows] = score_operands(be, x_d[None, rows], metric)[0]
 
-        be.map(fill, be.row_groups(b))  # a pass over the chunk: on the thread budget too
-        # rows with id -1 (held-out queries left in the chunk) score inf: never picked over a row
-        operands[:, d] = xp.where(ids_d < 0, xp.float32(float("inf")), operands[:, d])
-        targets = operands.T  # (d + 1, b), a view BLAS takes as it is
+            be.map(fill, be.row_groups(b))  # a pass over the chunk: on the thread budget too
+            # rows with id -1 (held-out queries left in the chunk) score inf: never picked over a row
+            operands[:, d] = xp.where(ids_d < 0, xp.float32(float("inf")), operands[:, d])
+            targets, bias = operands.T, None  # (d + 1, b), a view BLAS takes as it is
+        else:
+            bias = xp.zeros(b, dtype=xp.float32)
+            if metric == "l2":
 
-        def group(s: int, targets: Array = targets, ids_d: Array = ids_d) -> None:
+                def norms(rows: slice, x_d: Array = x_d, bias: Array = bias) -> None:
+                    bias[rows] = sq_norms(be, x_d[rows])
+
+                be.map(norms, be.row_groups(b))
+            bias[ids_d < 0] = float("inf")
+            targets = x_d.T  # (d, b)
+
+        def group(s: int, targets: Array = targets, ids_d: Array = ids_d, bias: Array | None = bias) -> None:
             rows = slice(s, s + q_step)
             qs = q_aug[rows]
             # one score buffer per group and chunk, filled block after block: a fresh block
@@ -63,9 +78,12 @@ def exact_knn(
             for c in range(0, targets.shape[1], col_step):
                 cols = targets[:, c : c + col_step]
                 full = cols.shape[1] == buf.shape[1]
-                # ‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩
+                # ‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩ (less the bias, with the compiled merge)
                 score = xp.matmul(qs, cols, out=buf) if full else xp.matmul(qs, cols)
-                _merge(be, best_d[rows], best_i[rows], score, ids_d[c : c + col_step], k)
+                if kernel is None:
+                    _merge(be, best_d[rows], best_i[rows], score, ids_d[c : c + col_step], k)
+                else:  # the same merge, compiled: one compare per score, no passes over the block
+                    kernel(score, ids_d[c : c + col_step], best_d[rows], best_i[rows], bias[c : c + col_step])
 
         be.map(group, range(0, nq, q_step))
         if progress is not None:
@@ -82,7 +100,8 @@ _BLOCK = 16
 
 
 def _merge(be: Backend, best_d: Array, best_i: Array, score: Array, ids: Array, k: int) -> None:
-    """Fold a score block into the running top-k (best_d/best_i: (b, k), sorted, updated in place).
+    """Fold a score block into the running top-k (best_d/best_i: (b, k), sorted, updated in place):
+    the array form of ``Backend.merge_kernel``.
 
     Order: (score, id), the smaller id first among equal scores, -1 (padding) last: exact on
     ties, so every backend and both forms list the same neighbours (FAISS's flat search keeps
@@ -95,10 +114,6 @@ def _merge(be: Backend, best_d: Array, best_i: Array, score: Array, ids: Array, 
     merged: the top-k selection then runs over each row's few real hits, not over whole groups.
     score: (b, L) float32; ids: (L,) int64.
     """
-    kernel = be.merge_kernel()
-    if kernel is not None:  # the same merge, compiled: one compare per score, no passes over the block
-        kernel(score, ids, best_d, best_i)
-        return
     xp = be.xp
     b, width = score.shape
     main = width - width % _BLOCK

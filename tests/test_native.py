@@ -202,12 +202,14 @@ def test_assign_through_the_kernel_equals_the_array_form(metric: str, threads: i
     assert none is None and (lab_only == lab).all()
 
 
-def _merge_all(kernel: str, blocks: list[np.ndarray], ids: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+def _merge_all(
+    kernel: str, blocks: list[np.ndarray], ids: list[np.ndarray], k: int, bias: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     rows = blocks[0].shape[0]
     best_d = np.full((rows, k), np.inf, np.float32)
     best_i = np.full((rows, k), -1, np.int64)
-    for sc, ii in zip(blocks, ids, strict=True):
-        native.topk_merge(sc, ii, best_d, best_i, kernel)
+    for j, (sc, ii) in enumerate(zip(blocks, ids, strict=True)):
+        native.topk_merge(sc, ii, best_d, best_i, None if bias is None else bias[j], kernel)
     return best_d, best_i
 
 
@@ -269,6 +271,26 @@ def test_topk_merge_breaks_ties_by_id_whatever_the_order_seen(kernel: str) -> No
 
 
 @needs_kernels
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_merge_adds_each_columns_bias(kernel: str) -> None:
+    """A per-column bias (the ground truth passes each base row's squared norm, so its product
+    needs no extra column) merges exactly as the block with the bias added first."""
+    rng = np.random.default_rng(4)
+    widths = (70, 33, 129)
+    blocks = [rng.integers(-50, 50, (30, w)).astype(np.float32) for w in widths]
+    bias = [rng.integers(0, 20, w).astype(np.float32) for w in widths]
+    ids = [np.arange(w, dtype=np.int64) + 1000 * i for i, w in enumerate(widths)]
+    got = _merge_all(kernel, blocks, ids, 7, bias)
+    want = _merge_all(kernel, [b + c[None] for b, c in zip(blocks, bias, strict=True)], ids, 7)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    allv = np.hstack([b + c[None] for b, c in zip(blocks, bias, strict=True)])
+    alli = np.hstack(ids)
+    order = np.lexsort((np.broadcast_to(alli, allv.shape), allv), axis=1)[:, :7]
+    np.testing.assert_array_equal(got[0], np.take_along_axis(allv, order, axis=1))
+
+
+@needs_kernels
 def test_topk_merge_bad_arguments_raise() -> None:
     sc = np.zeros((4, 32), np.float32)
     ids = np.arange(32, dtype=np.int64)
@@ -281,6 +303,8 @@ def test_topk_merge_bad_arguments_raise() -> None:
         (sc, ids.astype(np.int32), bd, bi),
         (sc[:, ::2], ids[:16], bd, bi),
         (sc, ids, np.asfortranarray(bd), bi),
+        (sc, ids, bd, bi, np.zeros(31, np.float32)),  # bias too short
+        (sc, ids, bd, bi, np.zeros(32, np.float64)),
     ]
     for args in bad:
         with pytest.raises(ValueError):

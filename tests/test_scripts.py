@@ -51,3 +51,12 @@ def test_benchmark_script_runs(tmp_path):
         rates = size["rates"]["gpupq-numpy"]
         assert rates["gemm_tflops"] > 0 and rates["bandwidth_gbps"] > 0
         assert 0 < rates["ground_truth_of_gemm"] and 0 < rates["search_of_bandwidth"]
+
+
+def test_kernel_benchmark_runs():
+    """Every row of benchmarks/bench_kernels.py is printed (tiny sizes; no timing asserted)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_kernels.py"), "--dims", "8,40", "--points", "512"]
+    cmd += ["--repeat", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "nearest of 256 targets" in out and "\n   8 " in out and "\n  40 " in out
+    assert "array form:" in out and "centroid sums" in out

@@ -1,20 +1,25 @@
 /*
- * gpupq._native: the nearest-target kernel of the numpy backend.
+ * gpupq._native: the numpy backend's compiled kernels (the CuPy backend and any processor
+ * without AVX2 run the array forms of the same steps; see Backend.nearest_kernel and
+ * Backend.merge_kernel in backends.py).
  *
- * Assigning points to the nearest of k targets in a low dimension (a PQ sub-space: d 4 to 32,
- * k 256) is most of the time of PQ training and encoding. Through numpy it is a product with an
- * inner dimension of d + 1 that writes k scores per point to memory, then an argmin that reads
- * them back. This kernel never writes the scores: it keeps them in registers and folds each
- * one into a running minimum as it is made (see benchmarks/RESULTS.md for what that measures).
+ * nearest: assigning points to the nearest of k targets in a low dimension (a PQ sub-space: d 4
+ * to 32, k 256) is most of the time of PQ training and encoding. Through numpy it is a product
+ * with an inner dimension of d + 1 that writes k scores per point to memory, then an argmin that
+ * reads them back. This kernel never writes the scores: it keeps them in registers and folds
+ * each one into a running minimum as it is made. Semantics, the same as the array form in
+ * kmeans.assign: the score of point i and target j is ops[d][j] + sum_t x[i][t] * ops[t][j], and
+ * labels[i] is the FIRST j with the smallest score (as numpy's argmin and FAISS's search pick).
+ * Only the float rounding of the sum differs from a BLAS product (both use fused multiply-adds,
+ * each in its own order).
  *
- * Semantics, the same as the array form in kmeans.assign: the score of point i and target j is
- * ops[d][j] + sum_t x[i][t] * ops[t][j], and labels[i] is the FIRST j with the smallest score
- * (as numpy's argmin and FAISS's search pick). Only the float rounding of the sum differs from a
- * BLAS product (both use fused multiply-adds, each in its own order).
+ * topk_merge: the ground truth's running top-k, one vector compare per score (knn._merge is the
+ * array form). sum_rows: k-means centroid sums in row order and float32, as FAISS sums them.
  *
  * x86 only (AVX-512 or AVX2 with FMA, picked at import). No numpy headers: arrays come in
  * through the buffer protocol, so building needs only a C compiler and Python's headers. The GIL
  * is released while a kernel runs, so the backend's thread pool runs several calls at once.
+ * benchmarks/bench_kernels.py times each against its array form.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -77,7 +77,9 @@ def assign(
     with_score: bool = True,
     x_norms: Array | None = None,
 ) -> tuple[Array, Array | None]:
-    """Nearest centroid of each point, in blocks of about ``be.block_bytes()`` of scores.
+    """Nearest centroid of each point: through the backend's compiled kernel where it has one
+    for this d and k (``Backend.nearest_kernel``), else as a product and an argmin in blocks of
+    about ``be.block_bytes()`` of scores (the array form, also CuPy's).
 
     x: (B, n, d) float32; centroids: (B, k, d) float32; x_norms: (B, n) float32 squared norms of
     x when the caller has them (k-means computes them once, not every iteration).

@@ -88,7 +88,8 @@ __attribute__((target("avx512f"))) static void nearest_avx512(const float *x, Py
                 __m512 a0 = _mm512_loadu_ps(cterm + j), a1 = _mm512_loadu_ps(cterm + j + 16);
                 __m512 a2 = _mm512_loadu_ps(cterm + j + 32), a3 = _mm512_loadu_ps(cterm + j + 48);
                 /* odd dimensions into a second set of sums: 8 independent chains of multiply-adds
-                 * hide their latency (4 chains left the FMA units half idle: 0.24 -> 0.15 ns) */
+                 * hide their latency (with 4: 0.24 rather than 0.20 ns a score at d 8, 0.59 rather
+                 * than 0.40 at d 24) */
                 __m512 a4 = _mm512_setzero_ps(), a5 = a4, a6 = a4, a7 = a4;
                 Py_ssize_t t = 0;
                 for (; t + 1 < d; t += 2) {

@@ -131,7 +131,8 @@ class Backend:
         """A compiled kernel folding a block of scores into a running top-k, or None to use the
         array form of :func:`gpupq.knn.exact_knn`'s merge. Contract: ``_native.topk_merge``'s:
         kernel(score (b, L) float32 with contiguous rows, ids (L,) int64, best_d (b, k) float32
-        and best_i (b, k) int64 C-contiguous, updated in place, each row ascending)."""
+        and best_i (b, k) int64 C-contiguous, updated in place, each row ascending by (score,
+        id), bias (L,) float32 or None, added to each column's scores first)."""
         return None
 
     def kernel_description(self) -> str:

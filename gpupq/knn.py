@@ -59,6 +59,7 @@ def exact_knn(
             operands[:, d] = xp.where(ids_d < 0, xp.float32(float("inf")), operands[:, d])
             targets, bias = operands.T, None  # (d + 1, b), a view BLAS takes as it is
         else:
+            ids_d = xp.ascontiguousarray(ids_d, dtype=xp.int64)  # the kernel's contract, no copy when so
             bias = xp.zeros(b, dtype=xp.float32)
             if metric == "l2":
 

@@ -177,7 +177,9 @@ class IVFPQIndex:
             return self.term2[lists]
         c = self.coarse[lists].reshape(-1, self.pq.m, self.pq.dsub)  # (L, m, dsub)
         cross = xp.matmul(xp.transpose(c, (1, 0, 2)), xp.transpose(cb, (0, 2, 1)))  # (m, L, ksub)
-        return xp.transpose(2.0 * cross, (1, 0, 2)) + sq_norms(self.be, cb)[None]
+        # C order: the sum would keep the transpose's memory order, and a flat take of a table
+        # in any other order copies it whole first (100 MB a call at IVF1024, PQ96)
+        return xp.ascontiguousarray(xp.transpose(2.0 * cross, (1, 0, 2)) + sq_norms(self.be, cb)[None])
 
     # ------------------------------------------------------------------ adding
     def add(self, x: Array, ids: Array) -> None:
@@ -435,7 +437,10 @@ class IVFPQIndex:
             out = xp.empty(self.codes.shape[0], dtype=xp.float32)
             if labels is None:
                 labels = self._row_lists()
-            step = max(1024, self.be.work_bytes() // (16 * m))
+            # cache-sized pieces on a CPU: the (rows, m) index and value arrays stay in cache
+            # (measured at 100,000 rows of PQ96 codes: 0.14 s in one piece, 0.04-0.05 s in
+            # pieces of 4,096-8,192 rows)
+            step = max(1024, self.be.block_bytes() // (16 * m))
             sub = xp.arange(m) * ksub
             for s in range(0, out.shape[0], step):
                 lists = labels[s : s + step]

@@ -53,6 +53,19 @@ def _run(kernel: str, x: np.ndarray, ops: np.ndarray) -> tuple[np.ndarray, np.nd
     return lab, best
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out.setflags(write=False)
+    return out
+
+
+def _each_raises(fn: object, calls: list[tuple[object, ...]]) -> None:
+    """Every argument tuple is refused with one ValueError (never a read or write past an array)."""
+    for args in calls:
+        with pytest.raises(ValueError):
+            fn(*args)  # type: ignore[operator]
+
+
 needs_kernels = pytest.mark.skipif(not KERNELS, reason="no compiled kernel on this machine")
 
 
@@ -141,13 +154,7 @@ def test_bad_arguments_raise_instead_of_reading_past_arrays() -> None:
         (x[:, ::2], np.zeros((5, 64), np.float32), lab, best),  # rows not contiguous
         (x, np.asfortranarray(np.zeros((9, 64), np.float32)), lab, best),
     ]
-    for args in bad:
-        with pytest.raises(ValueError):
-            native.nearest(*args)
-    frozen = lab.copy()
-    frozen.setflags(write=False)
-    with pytest.raises(ValueError):
-        native.nearest(x, ops, frozen, best)
+    _each_raises(native.nearest, [*bad, (x, ops, _read_only(lab), best)])
     with pytest.raises(ValueError, match="no kernel"):
         native.nearest(x, ops, lab, best, "sse1")
 
@@ -306,13 +313,7 @@ def test_topk_merge_bad_arguments_raise() -> None:
         (sc, ids, bd, bi, np.zeros(31, np.float32)),  # bias too short
         (sc, ids, bd, bi, np.zeros(32, np.float64)),
     ]
-    for args in bad:
-        with pytest.raises(ValueError):
-            native.topk_merge(*args)
-    frozen = bd.copy()
-    frozen.setflags(write=False)
-    with pytest.raises(ValueError):
-        native.topk_merge(sc, ids, frozen, bi)
+    _each_raises(native.topk_merge, [*bad, (sc, ids, _read_only(bd), bi)])
 
 
 @needs_kernels
@@ -345,11 +346,10 @@ def test_centroid_sums_reject_bad_labels_before_writing() -> None:
         with pytest.raises(ValueError, match="outside"):
             native.sum_rows(bad, x, out)
         assert (out == 0).all()
-    for args in (
+    calls = [
         (np.zeros(5, np.int64), x, out),  # too few labels
         (np.zeros(6, np.int32), x, out),
         (np.zeros(6, np.int64), x, np.zeros((3, 5), np.float32)),
         (np.zeros(6, np.int64), x[:, ::2], out[:, :2]),  # rows not contiguous
-    ):
-        with pytest.raises(ValueError):
-            native.sum_rows(*args)
+    ]
+    _each_raises(native.sum_rows, calls)

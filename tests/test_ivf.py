@@ -48,15 +48,18 @@ def test_exact_knn_breaks_ties_by_id_in_any_order(backend, vectors, copies, chun
     ids do not ascend through the base and a tie for the k-th arrives after it (the second
     case: a few copies per chunk, so the merge's sparse path meets those ties)."""
     rng = np.random.default_rng(6)
-    x = rng.permutation(np.repeat(clustered(vectors, 8, seed=5), copies, axis=0))
-    q = x[::97] + 0.01
+    # small integers: every product and sum is exact in float32 whatever order the BLAS kernel
+    # sums in (OpenBLAS's edge tiles sum differently, so copies of a real-valued row at different
+    # columns can differ by an ulp and would not tie)
+    x = rng.permutation(np.repeat(np.round(clustered(vectors, 8, seed=5)), copies, axis=0)).astype(np.float32)
+    q = x[::97] + 1
     ids = rng.permutation(10_000)[: len(x)].astype(np.int64)
     chunks = [(ids[s : s + chunk], x[s : s + chunk]) for s in range(0, len(x), chunk)]
     dist, found = exact_knn(backend, backend.asarray(q), chunks, k, "l2")
     exact = ((q[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1)
     for r in range(len(q)):
-        # copies tie exactly (identical rows, identical float32 scores)
-        order = np.lexsort((ids, np.round(exact[r], 6)))[:k]
+        # copies tie exactly (identical rows, exact integer scores)
+        order = np.lexsort((ids, exact[r]))[:k]
         np.testing.assert_array_equal(backend.to_numpy(found)[r], ids[order])
     assert backend.to_numpy(dist).shape == (len(q), k)
 

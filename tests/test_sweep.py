@@ -101,8 +101,16 @@ def test_sweep_points_equal_separate_estimates():
         at = [x for x in result.points if (x.build.nlist, x.build.m, x.setting.nprobe) == (nlist, m, p)]
         raw = next(x for x in at if x.setting.rerank == 0)
         rr = next(x for x in at if (x.setting.rerank, x.setting.store) == (r, store))
-        assert raw.recall == est.recall
-        assert rr.recall == est.recall_rerank
+        if p == 16:  # the sweep's one scan is at nprobe 16: the same products as the estimate's search
+            assert raw.recall == est.recall
+            assert rr.recall == est.recall_rerank
+        else:
+            # nprobe 4 is read from the scan at 16, whose batched products group the queries
+            # differently; OpenBLAS rounds a row by the shape it is computed in (its Haswell
+            # kernel on AMD: a last-bit change in 5-95% of a product's entries when the row count
+            # changes), so equal PQ distances may split differently: a few of the 2,000 slots
+            assert abs(raw.recall.mean - est.recall.mean) <= 5 / 2000
+            assert abs(rr.recall.mean - est.recall_rerank.mean) <= 5 / 2000
         assert raw.scanned_per_query == est.vectors_scanned_per_query
         assert rr.memory_bytes == est.memory.with_rerank
         assert raw.memory_bytes == est.memory.index_in_memory

@@ -43,7 +43,7 @@ from rich.table import Table
 
 import gpupq
 from gpupq.backends import Backend, usable_backends
-from gpupq.data import Dataset, hold_out
+from gpupq.io import Dataset, hold_out
 from gpupq.metrics import GroundTruth
 from gpupq.threads import ThreadBudget, available_cores, blas_description, blas_threads
 

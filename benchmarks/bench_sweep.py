@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from gpupq.data import make_synthetic
 from gpupq.engine import Build
 from gpupq.estimate import EstimateConfig, estimate
+from gpupq.io import make_synthetic
 from gpupq.sweep import POINT_MIN_TIME, Grid, RunConfig, open_session, sweep
 from gpupq.threads import available_cores, blas_description, blas_threads
 
@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="default: every core this process may use")
     p.add_argument("--backend", default="numpy")
     p.add_argument("--json", help="also write the figures to this file")
-    p.add_argument(
-        "--min-time", type=float, default=POINT_MIN_TIME, help=f"per timed point (default {POINT_MIN_TIME})"
-    )
+    p.add_argument("--min-time", type=float, default=POINT_MIN_TIME, help=f"per timed point (default {POINT_MIN_TIME})")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:

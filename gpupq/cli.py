@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Iterator
@@ -19,12 +20,14 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
-from .data import make_synthetic
 from .errors import GpupqError
 from .estimate import MIN_TIMED_S, EstimateConfig, estimate
-from .formats import FORMATS, INFLATE_LIMIT_ENV, open_inputs, parse_size
+from .grid import grid_from_options
+from .io import FORMATS, INFLATE_LIMIT_ENV, make_synthetic, open_inputs
+from .outputs import check_outputs, write_output
 from .report import print_result, to_json
-from .sweep import POINT_MIN_TIME
+from .session import POINT_MIN_TIME, RunConfig, check_seed, open_session
+from .units import parse_count, parse_size
 
 try:  # typer 0.2x vendors its own click; older typer uses click itself
     from typer import _click as click
@@ -132,6 +135,23 @@ class BackendChoice(str, Enum):
 FormatChoice = Enum("FormatChoice", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
 
 
+@contextmanager
+def _stdout() -> Iterator[None]:
+    """Writing results to stdout: a full disk (``> /dev/full``) or a closed pipe is one line and
+    exit code 2, never a traceback; fd 1 is then pointed at /dev/null, so that the interpreter's
+    last flush at exit does not fail again."""
+    try:
+        yield
+        sys.stdout.flush()
+    except OSError as exc:
+        with suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        if isinstance(exc, BrokenPipeError):  # the reader went away (| head): nothing to say
+            raise typer.Exit(2) from None
+        fail(f"cannot write to standard output: {exc.strerror or exc}")
+
+
 def fail(message: str) -> None:
     """One line on stderr, exit code 2."""
     err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -190,15 +210,14 @@ def _open_inputs(
     metric: Any,
     queries_file: Path | None,
 ) -> Any:
-    """The input options every command shares -> formats.Inputs (notes printed on stderr)."""
+    """The input options every command shares -> io.Inputs (notes printed on stderr)."""
     if sum((npy is not None, data is not None, synthetic)) != 1:
         fail("give exactly one of --data PATH, --npy PATH or --synthetic")
     fmt_name = fmt.value if fmt is not None else None
     if npy is not None:  # pqtool.py's flag: always an .npy file
         data, fmt_name = npy, "npy"
     metric_name = metric.value if metric is not None else None
-    if seed < 0:
-        fail(f"--seed must be 0 or more (got {seed})")
+    check_seed(seed)
     limit = None
     if inflate_limit is not None:
         try:
@@ -350,91 +369,89 @@ def estimate_cmd(
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if json_out:
-        sys.stdout.write(to_json(result.to_dict()) + "\n")
+        with _stdout():
+            sys.stdout.write(to_json(result.to_dict()) + "\n")
     else:
-        print_result(result, out)
+        with _stdout():
+            print_result(result, out)
 
 
 # ---------------------------------------------------------------------------------- sweep, recommend
 # The input options sweep and recommend share with estimate (typer declares options per command).
 _Npy = Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")]
 _Data = Annotated[Path | None, typer.Option("--data", help=f"vectors in any supported format: {', '.join(FORMATS)}")]
-_Fmt = Annotated[FormatChoice | None, typer.Option("--format", case_sensitive=False, help="the format, when the extension does not say")]  # noqa: E501
+_Fmt = Annotated[
+    FormatChoice | None,
+    typer.Option("--format", case_sensitive=False, help="the format, when the extension does not say"),
+]
 _Name = Annotated[str | None, typer.Option("--name", help="the array in an .npz, or dataset in an HDF5 file")]
 _Column = Annotated[str | None, typer.Option("--column", help="the embedding column of a Parquet/Arrow file")]
-_Inflate = Annotated[str | None, typer.Option("--inflate-limit", help="most a compressed input may inflate to (default 16GB)")]  # noqa: E501
+_Inflate = Annotated[
+    str | None, typer.Option("--inflate-limit", help="most a compressed input may inflate to (default 16GB)")
+]
 _Synthetic = Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")]
 _N = Annotated[int, typer.Option("--n", help="synthetic: number of vectors")]
 _D = Annotated[int, typer.Option("--d", help="synthetic: dimensions")]
 _K = Annotated[int, typer.Option("-k", "--k", help="neighbours returned; recall@k")]
-_Queries = Annotated[int | None, typer.Option("--queries", help="queries held out (default 100); with --queries-file, its first N rows")]  # noqa: E501
+_Queries = Annotated[
+    int | None, typer.Option("--queries", help="queries held out (default 100); with --queries-file, its first N rows")
+]
 _QueriesFile = Annotated[Path | None, typer.Option("--queries-file", help="your own queries; nothing is then held out")]
 _Metric = Annotated[Metric | None, typer.Option("--metric", case_sensitive=False, help="distance (default l2)")]
-_Backend = Annotated[BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")]  # noqa: E501
+_Backend = Annotated[
+    BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
+]
 _Seed = Annotated[int, typer.Option("--seed", help="seed for data, split and training (0 or more)")]
 _Batch = Annotated[int, typer.Option("--batch-size", help="queries per search call")]
 _Threads = Annotated[int | None, typer.Option("--threads", help="most host threads kept busy (default: every core)")]
-_MinTime = Annotated[float, typer.Option("--min-time", help="seconds of runs each timed point covers, the median reported (0: one run)")]  # noqa: E501
+_MinTime = Annotated[
+    float, typer.Option("--min-time", help="seconds of runs each timed point covers, the median reported (0: one run)")
+]
 _Json = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
-_NTotal = Annotated[str | None, typer.Option("--n-total", help="bill memory at this deployment size, e.g. 50000000 or 50M")]  # noqa: E501
+_NTotal = Annotated[
+    str | None, typer.Option("--n-total", help="bill memory at this deployment size, e.g. 50000000 or 50M")
+]
 _Lists = "comma list or range A-B (A, 2A, 4A, … up to B)"
 
 
 def _count(text: str | None, option: str) -> int | None:
-    """A count such as 50000000, 50M or 1.5B."""
-    if text is None:
-        return None
-    t = text.strip().upper().replace("_", "").replace(",", "")
-    scale = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9}.get(t[-1:], 1)
-    try:
-        value = float(t[:-1] if scale > 1 else t) * scale
-    except ValueError:
-        fail(f"{option} {text!r}: give a count such as 50000000, 50M or 2B")
-        raise
-    if value < 1 or value != int(value):
-        fail(f"{option} {text!r}: give a whole number of vectors, at least 1")
-    return int(value)
+    """A count such as 50000000, 50M or 1.5B, or None when not given."""
+    return None if text is None else parse_count(text, option)
 
 
-def _grid(
-    m: str | None, nlist: str | None, nbits: str | None, nprobe: str | None, rerank: str | None,
-    stores: str | None, opq: str | None,
+def _run_config(
+    k: int,
+    queries: int | None,
+    inputs: Any,
+    seed: int,
+    batch_size: int,
+    threads: int | None,
+    min_time: float,
+    timing: bool,
+    n_total: int | None,
 ) -> Any:
-    from .refine import STORES
-    from .sweep import Grid, parse_choices, parse_ints, parse_onoff
-
-    grid = Grid(nlist=parse_ints(nlist, "--nlist") if nlist else [], m=parse_ints(m, "--m") if m else [])
-    if nbits:
-        grid.nbits = parse_ints(nbits, "--nbits")
-    if opq:
-        grid.opq = parse_onoff(opq, "--opq")
-    if nprobe:
-        grid.nprobe = parse_ints(nprobe, "--nprobe")
-    if rerank:
-        grid.rerank = sorted(set(parse_ints(rerank.replace("off", "0"), "--rerank")) | ({0} if "0" in rerank.split(",") else set()))  # noqa: E501
-    if stores:
-        grid.stores = parse_choices(stores, "--rerank-store", STORES)
-    return grid
-
-
-def _run_config(k: int, queries: int | None, inputs: Any, seed: int, batch_size: int, threads: int | None,
-                min_time: float, timing: bool, n_total: int | None) -> Any:
-    from .sweep import RunConfig
-
     nq = queries if queries is not None else (inputs.queries.n if inputs.queries is not None else 100)
-    cfg = RunConfig(k=k, queries=nq, metric=inputs.dataset.metric, seed=seed, batch_size=batch_size,
-                    threads=threads, min_time=min_time, timing=timing, n_total=n_total)
+    cfg = RunConfig(
+        k=k,
+        queries=nq,
+        metric=inputs.dataset.metric,
+        seed=seed,
+        batch_size=batch_size,
+        threads=threads,
+        min_time=min_time,
+        timing=timing,
+        n_total=n_total,
+    )
     cfg.check()
     return cfg
 
 
 @contextmanager
 def _session(inputs: Any, cfg: Any, backend: BackendChoice, progress: Any) -> Iterator[Any]:
-    from .sweep import open_session
-
-    session = open_session(inputs.dataset, cfg, backend.value, progress, inputs.queries, inputs.ground_truth,
-                           inputs.ground_truth_source)
+    session = open_session(
+        inputs.dataset, cfg, backend.value, progress, inputs.queries, inputs.ground_truth, inputs.ground_truth_source
+    )
     try:
         yield session
     finally:
@@ -443,23 +460,48 @@ def _session(inputs: Any, cfg: Any, backend: BackendChoice, progress: Any) -> It
 
 @app.command("sweep")
 def sweep_cmd(
-    npy: _Npy = None, data: _Data = None, fmt: _Fmt = None, name: _Name = None, column: _Column = None,
-    inflate_limit: _Inflate = None, synthetic: _Synthetic = False, n: _N = 10000, d: _D = 64,
-    m: Annotated[str | None, typer.Option("--m", help=f"PQ sub-quantizers: {_Lists} (default: code sizes 8 to d/2 bytes)")] = None,  # noqa: E501
+    npy: _Npy = None,
+    data: _Data = None,
+    fmt: _Fmt = None,
+    name: _Name = None,
+    column: _Column = None,
+    inflate_limit: _Inflate = None,
+    synthetic: _Synthetic = False,
+    n: _N = 10000,
+    d: _D = 64,
+    m: Annotated[
+        str | None, typer.Option("--m", help=f"PQ sub-quantizers: {_Lists} (default: code sizes 8 to d/2 bytes)")
+    ] = None,
     nlist: Annotated[str | None, typer.Option("--nlist", help=f"IVF lists: {_Lists} (default: 4√N to 16√N)")] = None,
     nbits: Annotated[str | None, typer.Option("--nbits", help="bits per code: comma list (default 8)")] = None,
-    nprobe: Annotated[str | None, typer.Option("--nprobe", help=f"lists probed: {_Lists} (default: doubling until recall stops rising)")] = None,  # noqa: E501
-    rerank: Annotated[str | None, typer.Option("--rerank", help="re-rank depths, 0 = none: comma list (default 0,100)")] = None,  # noqa: E501
-    rerank_store: Annotated[str | None, typer.Option("--rerank-store", help="stores for re-ranking: fp32,fp16,sq8 (default fp16)")] = None,  # noqa: E501
+    nprobe: Annotated[
+        str | None,
+        typer.Option("--nprobe", help=f"lists probed: {_Lists} (default: doubling until recall stops rising)"),
+    ] = None,
+    rerank: Annotated[
+        str | None, typer.Option("--rerank", help="re-rank depths, 0 = none: comma list (default 0,100)")
+    ] = None,
+    rerank_store: Annotated[
+        str | None, typer.Option("--rerank-store", help="stores for re-ranking: fp32,fp16,sq8 (default fp16)")
+    ] = None,
     opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
-    k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
-    backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
+    k: _K = 10,
+    queries: _Queries = None,
+    queries_file: _QueriesFile = None,
+    metric: _Metric = None,
+    backend: _Backend = BackendChoice.auto,
+    seed: _Seed = 0,
+    batch_size: _Batch = 1024,
+    threads: _Threads = None,
     min_time: _MinTime = POINT_MIN_TIME,
     no_timing: Annotated[bool, typer.Option("--no-timing", help="measure recall and scanned only (fastest)")] = False,
     n_total: _NTotal = None,
     json_out: _Json = False,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="write every point to this CSV file")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="draw the frontiers to this PNG (needs gpupq[plot])")] = None,  # noqa: E501
+    csv_out: Annotated[str | None, typer.Option("--csv", help="write every point to this CSV file")] = None,
+    plot: Annotated[
+        str | None,
+        typer.Option("--plot", help="draw the frontiers to this .png, .pdf or .svg file (needs gpupq[plot])"),
+    ] = None,
     all_points: Annotated[bool, typer.Option("--all", help="table every point, not only the Pareto frontiers")] = False,
     quiet: _Quiet = False,
 ) -> None:
@@ -467,11 +509,10 @@ def sweep_cmd(
     from .sweep import sweep
 
     with _user_errors():
-        grid = _grid(m, nlist, nbits, nprobe, rerank if rerank is not None else "0,100", rerank_store, opq)
+        grid = grid_from_options(m, nlist, nbits, nprobe, rerank if rerank is not None else "0,100", rerank_store, opq)
         total = _count(n_total, "--n-total")
-        for path, opt in ((csv_out, "--csv"), (plot, "--plot")):
-            if path is not None and not path.parent.is_dir():
-                fail(f"{opt} {path}: the folder {path.parent} does not exist")
+        # every output checked against every input and the other outputs before any work
+        outputs = check_outputs([("--csv", csv_out, "csv"), ("--plot", plot, "plot")], [npy, data, queries_file])
         if plot is not None:
             from .plot import require_matplotlib
 
@@ -480,28 +521,34 @@ def sweep_cmd(
         cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, not no_timing, total)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             result = sweep(session, grid, cfg, progress)
-        if csv_out is not None:
-            from .report import sweep_csv
+        for target in outputs:
+            if result.interrupted:  # never over a complete earlier file: a name that says partial
+                target = target.partial
+            if target.fmt == "csv":
+                from .report import sweep_csv
 
-            _write_atomic(csv_out, sweep_csv(result))
-        if plot is not None:
-            from .plot import save
+                write_output(target, sweep_csv(result).encode("utf-8"))
+            else:
+                from .plot import render
 
-            save(result, plot)
+                write_output(target, render(result, target.fmt))
+            if result.interrupted:
+                err.print(f"partial results written to {target.path}", markup=False, highlight=False)
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if result.interrupted:
         err.print("interrupted: showing the points measured so far", markup=False)
     if json_out:
-        sys.stdout.write(to_json(result.to_dict()) + "\n")
+        with _stdout():
+            sys.stdout.write(to_json(result.to_dict()) + "\n")
     else:
+        from .plot import terminal_plot
         from .report import render_sweep
 
-        out.print(render_sweep(result, frontier_only=not all_points, width=out.width))
-        if out.is_terminal and result.points:
-            from .plot import terminal_plot
-
-            out.print(terminal_plot(result), markup=False, highlight=False)
+        with _stdout():
+            out.print(render_sweep(result, frontier_only=not all_points, width=out.width))
+            if out.is_terminal and result.points:
+                out.print(terminal_plot(result), markup=False, highlight=False)
     if result.interrupted:
         raise typer.Exit(130)
 
@@ -509,28 +556,64 @@ def sweep_cmd(
 @app.command("recommend")
 def recommend_cmd(
     target_recall: Annotated[float, typer.Option("--target-recall", help="recall@k to reach, e.g. 0.9")],
-    npy: _Npy = None, data: _Data = None, fmt: _Fmt = None, name: _Name = None, column: _Column = None,
-    inflate_limit: _Inflate = None, synthetic: _Synthetic = False, n: _N = 10000, d: _D = 64,
-    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help="most memory the index (+ store) may take, e.g. 8GB (at --n-total when given)")] = None,  # noqa: E501
-    min_qps: Annotated[float | None, typer.Option("--min-qps", help="fewest queries/s acceptable (measured here)")] = None,  # noqa: E501
+    npy: _Npy = None,
+    data: _Data = None,
+    fmt: _Fmt = None,
+    name: _Name = None,
+    column: _Column = None,
+    inflate_limit: _Inflate = None,
+    synthetic: _Synthetic = False,
+    n: _N = 10000,
+    d: _D = 64,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget", help="most memory the index (+ store) may take, e.g. 8GB (at --n-total when given)"
+        ),
+    ] = None,
+    min_qps: Annotated[
+        float | None, typer.Option("--min-qps", help="fewest queries/s acceptable (measured here)")
+    ] = None,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="consider the index alone, no re-rank store")] = False,
     m: Annotated[str | None, typer.Option("--m", help=f"candidate m: {_Lists} (default: 8 to d/2 bytes)")] = None,
-    nlist: Annotated[str | None, typer.Option("--nlist", help=f"candidate nlist: {_Lists} (default: 4√N to 16√N)")] = None,  # noqa: E501
+    nlist: Annotated[
+        str | None, typer.Option("--nlist", help=f"candidate nlist: {_Lists} (default: 4√N to 16√N)")
+    ] = None,
     nbits: Annotated[str | None, typer.Option("--nbits", help="candidate bits per code (default 8)")] = None,
-    rerank: Annotated[str | None, typer.Option("--rerank", help="candidate re-rank depths (default 0, 5k, 20k)")] = None,  # noqa: E501
-    rerank_store: Annotated[str | None, typer.Option("--rerank-store", help="candidate stores (default fp16,sq8)")] = None,  # noqa: E501
+    rerank: Annotated[
+        str | None,
+        typer.Option("--rerank", help="candidate re-rank depths, 0 = none (default: 0, 5×k and 20×k)"),
+    ] = None,
+    rerank_store: Annotated[
+        str | None, typer.Option("--rerank-store", help="candidate stores (default fp16,sq8)")
+    ] = None,
     opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
-    k: _K = 10, queries: _Queries = None, queries_file: _QueriesFile = None, metric: _Metric = None,
-    backend: _Backend = BackendChoice.auto, seed: _Seed = 0, batch_size: _Batch = 1024, threads: _Threads = None,
-    min_time: _MinTime = POINT_MIN_TIME, n_total: _NTotal = None,
-    scale_curve: Annotated[bool, typer.Option("--scale-curve", help="also measure the recommendation's recall on nested subsamples, extended to --n-total")] = False,  # noqa: E501
-    json_out: _Json = False, quiet: _Quiet = False,
+    k: _K = 10,
+    queries: _Queries = None,
+    queries_file: _QueriesFile = None,
+    metric: _Metric = None,
+    backend: _Backend = BackendChoice.auto,
+    seed: _Seed = 0,
+    batch_size: _Batch = 1024,
+    threads: _Threads = None,
+    min_time: _MinTime = POINT_MIN_TIME,
+    n_total: _NTotal = None,
+    scale_curve: Annotated[
+        bool,
+        typer.Option(
+            "--scale-curve", help="also measure the recommendation's recall on nested subsamples, extended to --n-total"
+        ),
+    ] = False,
+    json_out: _Json = False,
+    quiet: _Quiet = False,
 ) -> None:
     """The cheapest configuration in memory that meets a recall target, with its evidence."""
     from .recommend import Target, recommend
 
     with _user_errors():
-        grid = _grid(m, nlist, nbits, None, rerank, rerank_store, opq)
+        if no_rerank and (rerank is not None or rerank_store is not None):
+            fail("--no-rerank contradicts --rerank/--rerank-store; give one or the other")
+        grid = grid_from_options(m, nlist, nbits, None, rerank, rerank_store, opq)
         try:
             budget = parse_size(memory_budget) if memory_budget is not None else None
         except GpupqError as exc:
@@ -545,28 +628,18 @@ def recommend_cmd(
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)
     for w in rec.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    if rec.interrupted:
+        err.print("interrupted: showing the evidence gathered so far", markup=False)
     if json_out:
-        sys.stdout.write(to_json(rec.to_dict()) + "\n")
+        with _stdout():
+            sys.stdout.write(to_json(rec.to_dict()) + "\n")
     else:
         from .report import render_recommendation
 
-        out.print(render_recommendation(rec))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file beside it: never a half-written file."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        with _stdout():
+            out.print(render_recommendation(rec))
+    if rec.interrupted:
+        raise typer.Exit(130)
 
 
 @app.command("info")
@@ -598,7 +671,8 @@ def info_cmd(
         "faiss": _faiss_version(),
     }
     if json_out:
-        sys.stdout.write(to_json({"backends": rows, "libraries": libs}) + "\n")
+        with _stdout():
+            sys.stdout.write(to_json({"backends": rows, "libraries": libs}) + "\n")
         return
     table = Table(title="Backends", title_justify="left")
     for col in ("backend", "usable", "device / reason", "version"):

@@ -6,27 +6,27 @@ a notebook can inspect; nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
-from . import __version__, formats
-from .backends import Backend, cupy_status, get_backends
-from .data import METRICS, Dataset, Split, hold_out, with_query_file
-from .engine import STORE_TRAIN, Build, Setting, Workbench, train_sizes
+from . import __version__
+from .backends import Backend
+from .deploy import deploy_spec
+from .engine import Workbench
 from .errors import GpupqError
+from .io import Dataset
 from .ivf import IVFPQIndex
-from .metrics import RECALL_DEFINITION, TIE_EPS, GroundTruth, MemoryBill, Recall
+from .memory import Deployment, MemoryBill, deployment
+from .metrics import RECALL_DEFINITION, GroundTruth, Recall
 from .pq import check_pq_params
-from .refine import STORES, RerankStore
-from .threads import ThreadBudget, blas_description, blas_threads, resolve_threads
+from .refine import STORES
+from .session import Progress, RunConfig, check_rerank, check_sizes, open_session, tie_warning
+from .settings import STORE_TRAIN, Build, Setting, train_sizes
+from .threads import blas_description, blas_threads
 from .timing import MIN_TIMED_S, Runs, repeat
-from .verify import FaissCheck, deploy_spec, faiss_check, import_faiss, outside_interval
+from .verify import FaissCheck, faiss_check, import_faiss, outside_interval
 
-#: progress(phase, done, total): called as long phases advance.
-Progress = Callable[[str, int, int], None]
 
 @dataclass
 class EstimateConfig:
@@ -54,26 +54,30 @@ class EstimateConfig:
     min_time: float | None = None
 
     def check(self) -> None:
-        if self.metric is not None and self.metric not in METRICS:
-            raise GpupqError(f"--metric {self.metric!r} is not one of {', '.join(METRICS)}")
-        if self.seed < 0:
-            raise GpupqError(f"--seed must be 0 or more (got {self.seed})")
-        if self.threads is not None and self.threads < 1:
-            raise GpupqError(f"--threads must be at least 1 (got {self.threads})")
-        if self.min_time is not None and not 0 <= self.min_time <= 600:
-            raise GpupqError(f"--min-time must be between 0 and 600 seconds (got {self.min_time})")
+        self.run_config().check()
         if self.nlist < 1:
             raise GpupqError(f"--nlist must be at least 1 (got {self.nlist})")
         if not 1 <= self.nprobe <= self.nlist:
             raise GpupqError(f"--nprobe {self.nprobe} must be between 1 and --nlist {self.nlist}")
-        if self.k < 1:
-            raise GpupqError(f"-k must be at least 1 (got {self.k})")
-        if self.rerank < 0 or 0 < self.rerank < self.k:
-            raise GpupqError(f"--rerank {self.rerank} must be 0 (off) or at least k={self.k}")
+        check_rerank(self.rerank, self.k)
         if self.rerank_store not in STORES:
             raise GpupqError(f"--rerank-store {self.rerank_store!r} is not one of {', '.join(STORES)}")
-        if self.batch_size < 1:
-            raise GpupqError(f"--batch-size must be at least 1 (got {self.batch_size})")
+
+    def run_config(self, n_total: int | None = None) -> RunConfig:
+        """The settings every command shares, from this estimate's."""
+        return RunConfig(
+            k=self.k, queries=self.queries, metric=self.metric, seed=self.seed, batch_size=self.batch_size,
+            threads=self.threads, min_time=_min_time(self), n_total=n_total,
+        )  # fmt: skip
+
+    @property
+    def build(self) -> Build:
+        return Build(self.nlist, self.m, self.nbits, self.opq)
+
+    @property
+    def setting(self) -> Setting:
+        """How the index is searched; the store only when it re-ranks."""
+        return Setting(self.nprobe, self.rerank, self.rerank_store if self.rerank else "")
 
 
 @dataclass
@@ -96,7 +100,6 @@ class Timings:
         out = {k: v for k, v in asdict(self).items() if k != "runs"}
         out["runs"] = {phase: r.to_dict() for phase, r in self.runs.items()}
         return out
-
 
 
 @dataclass
@@ -210,23 +213,6 @@ class EstimateResult:
         }
 
 
-def check_sizes(config: EstimateConfig, n_base: int) -> None:
-    """Settings the base is too small for: one clear error each."""
-    ksub = 1 << config.nbits
-    if config.k > n_base:
-        raise GpupqError(f"-k {config.k} is larger than the base ({n_base} vectors)")
-    if config.rerank > n_base:
-        raise GpupqError(f"--rerank {config.rerank} is larger than the base ({n_base} vectors)")
-    if n_base < config.nlist:
-        raise GpupqError(
-            f"{n_base} training vectors is fewer than --nlist {config.nlist}; lower --nlist or use more data"
-        )
-    if n_base < ksub:
-        raise GpupqError(
-            f"{n_base} training vectors is fewer than the 2^nbits={ksub} PQ centroids; lower --nbits or use more data"
-        )
-
-
 def estimate(
     dataset: Dataset,
     config: EstimateConfig | None = None,
@@ -256,141 +242,101 @@ def estimate(
         import_faiss()  # fail before the long part, not after it
     config = config or EstimateConfig()
     config.check()
-    config = replace(config, metric=_agreed_metric(dataset, config.metric))
+    session = open_session(
+        dataset, config.run_config(n_total), backends, progress, queries, ground_truth, ground_truth_source,
+        several=True,
+    )  # fmt: skip
+    try:
+        return _estimate(session, config, progress, verify, n_total, scale_curve)
+    finally:
+        session.close()
+
+
+def _estimate(
+    session: Any, config: EstimateConfig, progress: Progress | None, verify: str | None, n_total: int | None,
+    scale_curve: bool,
+) -> EstimateResult:  # fmt: skip
+    dataset, split = session.dataset, session.split
+    config = replace(config, metric=dataset.metric)
     check_pq_params(dataset.d, config.m, config.nbits)
-    skipped: dict[str, str] = {}
-    if isinstance(backends, str):
-        if backends.lower() == "all" and not cupy_status().usable:
-            skipped["cupy"] = cupy_status().reason
-        backends = get_backends(backends)
-    if not backends:
-        raise GpupqError("no backend to run the estimate on")
-    threads = resolve_threads(config.threads)
-    # The metric decides how rows are read (cosine normalises); the caller's object is untouched.
-    dataset = Dataset(array=dataset.array, source=dataset.source, metric=config.metric)
-    if queries is not None:
-        split = with_query_file(dataset, queries, config.queries)
-    else:
-        split = hold_out(dataset, config.queries, config.seed)
-    check_sizes(config, split.n_base)
-    gt = None
-    if ground_truth is not None:
-        if queries is None:
-            raise GpupqError("stored ground truth needs the queries it was computed for")
-        where = ground_truth_source or "the stored ground truth"
-        gt = formats.read_ground_truth(ground_truth, split.n_queries, config.k, split.n_base, where)
+    check_sizes(split.n_base, config.k, config.rerank, config.nlist, config.nbits)
     dataset.validate()  # the first read of the data: every setting was checked against its shape
 
-    n_coarse, n_pq, n_opq = train_sizes(split.n_base, _point_of(config)[0])  # FAISS's sample caps
+    build, setting = config.build, config.setting
+    sizes = train_sizes(split.n_base, build)  # FAISS's sample caps
     # One random sample serves every training; each takes a prefix, itself a uniform sample.
-    # The nested sample a sweep trains on too (engine.Workbench.sample): the same points, so an
+    # The nested sample a sweep trains on too (Workbench.sample): the same points, so an
     # estimate and the matching point of a sweep give the same index.
-    n_store = min(split.n_base, STORE_TRAIN)
-    sample_ids = split.sample_base(max(n_coarse, n_pq, n_opq, n_store), config.seed + 1)
-    train_x = dataset.rows(sample_ids)
-    store = RerankStore(config.rerank_store).fit(train_x[:n_store])
+    first = session.benches[0]
+    train_x = first.sample(max(*sizes, min(split.n_base, STORE_TRAIN)))
+    store = first.store(config.rerank_store)
+    with blas_threads(1):
+        runs = []
+        for bench in session.benches:
+            bench.use_sample(train_x, store)  # drawn once for every backend (and FAISS): the same rows
+            runs.append(_run_backend(bench, sizes, config))
+        curve = None
+        if scale_curve:  # on the first backend, with the same split and queries
+            from .scalecurve import scale_curve as measure_curve
 
-    sizes = (n_coarse, n_pq, n_opq)
-    # The thread budget: the backends' coarse-grained work (k-means blocks, groups of queries)
-    # runs on `threads` pool threads, and every BLAS call is single-threaded, so no more than
-    # `threads` threads are ever busy. Measured (benchmarks/bench_load.py): as fast alone as
-    # numpy's own BLAS threads or faster, and beside busy processes the slowdown follows the
-    # share of the cores left instead of multiplying.
-    budget = ThreadBudget(threads)
-    previous = [be.budget for be in backends]
-    try:
-        with blas_threads(1):
-            runs = []
-            for be in backends:
-                be.budget = budget
-                runs.append(_run_backend(be, dataset, split, train_x, sizes, store, config, progress, gt))
-            curve = None
-            if scale_curve:  # on the first backend, with the same split and queries
-                from .scalecurve import scale_curve as measure_curve
-
-                build, setting = _point_of(config)
-                backends[0].budget = budget
-                curve = measure_curve(
-                    dataset, split, build, setting, config.k, backends[0], config.seed, None, n_total,
-                    config.batch_size, progress,
-                )  # fmt: skip
-    finally:
-        for be, old in zip(backends, previous, strict=True):
-            be.budget = old
-        budget.close()
+            curve = measure_curve(
+                dataset, split, build, setting, config.k, first.be, config.seed, None, n_total,
+                config.batch_size, progress,
+            )  # fmt: skip
     truth = runs[0].truth
     check = None
-    if verify == "faiss":  # FAISS as it runs by default, on `threads` OpenMP threads
+    if verify == "faiss":  # FAISS as it runs by default, on the session's threads (OpenMP)
         if progress is not None:
             progress("[faiss-cpu] verify", 0, 1)
         # FAISS trains on exactly the points our index trains on (not the store's longer prefix)
-        check = faiss_check(dataset, split, train_x[: max(sizes)], truth, config, threads, _min_time(config))
+        check = faiss_check(
+            dataset, split, train_x[: max(sizes)], truth, build, setting, config.k, config.batch_size,
+            session.threads, _min_time(config),
+        )  # fmt: skip
         if progress is not None:
             progress("[faiss-cpu] verify", 1, 1)
     warnings = list(dict.fromkeys(w for r in runs for w in r.warnings))
     tied = truth.tied
-    tied_queries = int(tied.sum()) if tied is not None else None
-    if tied_queries:
-        first = runs[0].result
-        warnings.append(
-            f"{tied_queries} of {split.n_queries} queries have ties at the k-th exact neighbour (duplicate or "
-            f"equidistant vectors): recall counts any neighbour within the k-th distance (tolerance {TIE_EPS:g}); "
-            f"matched by id it would be {first.recall.by_id:.3f} raw"
-            + (f", {first.recall_rerank.by_id:.3f} re-ranked" if first.recall_rerank is not None else "")
-        )
+    first_result = runs[0].result
+    by_id = f"{first_result.recall.by_id:.3f} raw" + (
+        f", {first_result.recall_rerank.by_id:.3f} re-ranked" if first_result.recall_rerank is not None else ""
+    )
+    warning = tie_warning(truth, by_id)
+    if warning:
+        warnings.append(warning)
+    desc = session.describe()
     return EstimateResult(
-        source=dataset.source,
-        n=dataset.n,
-        d=dataset.d,
-        dtype=dataset.dtype,
+        source=desc["source"],
+        n=desc["n"],
+        d=desc["d"],
+        dtype=desc["dtype"],
         n_base=split.n_base,
         n_queries=split.n_queries,
         queries_source=split.query_source,
-        ground_truth_source=ground_truth_source if gt is not None else None,
+        ground_truth_source=session.ground_truth_source,
         config=config,
         results=[r.result for r in runs],
-        deploy=deploy_spec(config, split.n_base),
+        deploy=deploy_spec(build, setting, config.metric, config.k, split.n_base),
         faiss=check,
         warnings=warnings,
-        tied_queries=tied_queries,
-        threads=threads,
+        tied_queries=int(tied.sum()) if tied is not None else None,
+        threads=session.threads,
         blas=blas_description(),
-        skipped=skipped,
-        deployment=_deployment(config, split.n_base, dataset.d, store, n_total) if n_total else None,
+        skipped=dict(session.skipped),
+        deployment=_deployment(config, split.n_base, dataset.d, n_total) if n_total else None,
         scale_curve=curve,
     )
 
 
-def _point_of(config: EstimateConfig) -> tuple[Build, Setting]:
-    build = Build(config.nlist, config.m, config.nbits, config.opq)
-    return build, Setting(config.nprobe, config.rerank, config.rerank_store if config.rerank else "")
-
-
-def _deployment(config: EstimateConfig, n_base: int, d: int, store: RerankStore, n_total: int) -> Any:
-    """The estimate's configuration billed at n_total vectors (gpupq.scale)."""
-    from .scale import deployment
-
-    build, setting = _point_of(config)
+def _deployment(config: EstimateConfig, n_base: int, d: int, n_total: int) -> Deployment:
+    """The estimate's configuration billed at n_total vectors (:func:`gpupq.memory.deployment`)."""
     index_metric = "l2" if config.metric == "l2" else "ip"
-    return deployment(build, setting.nprobe, store if setting.rerank else None, n_base, n_total, d, index_metric)
+    return deployment(config.build, config.nprobe, config.setting.store, n_base, n_total, d, index_metric)
 
 
 def _min_time(config: EstimateConfig) -> float:
     """Seconds of runs each timed phase covers (read at run time: tests set it to 0)."""
     return MIN_TIMED_S if config.min_time is None else config.min_time
-
-
-def _agreed_metric(dataset: Dataset, metric: str | None) -> str:
-    """The metric to estimate: the config's, else the dataset's; a dataset opened under ip or
-    cosine and a config naming another metric is a contradiction, refused."""
-    if metric is None:
-        return dataset.metric
-    if dataset.metric != "l2" and metric != dataset.metric:
-        raise GpupqError(
-            f"{dataset.source} was opened with metric {dataset.metric} but the estimate asks for {metric}; "
-            "give one metric (EstimateConfig(metric=None) takes the dataset's)"
-        )
-    return metric
 
 
 @dataclass
@@ -400,28 +346,14 @@ class _BackendRun:
     truth: GroundTruth
 
 
-def _run_backend(
-    be: Backend,
-    dataset: Dataset,
-    split: Split,
-    train_x: np.ndarray,
-    sizes: tuple[int, int, int],
-    store: RerankStore,
-    config: EstimateConfig,
-    progress: Progress | None,
-    stored_gt: np.ndarray | None,
-) -> _BackendRun:
+def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: EstimateConfig) -> _BackendRun:
     """One backend's estimate, through the engine's stages (an estimate is a sweep of one point):
     the same ground truth, training sequence, fill and search runs, each phase timed by the
     timing rule (repeated runs, median) instead of once."""
+    be, split = bench.be, bench.split
     nb = split.n_base
     min_time = _min_time(config)
-    build, setting = _point_of(config)
-    bench = Workbench(
-        be, dataset, split, seed=config.seed, batch_size=config.batch_size, min_time=min_time,
-        progress=progress, stored_gt=stored_gt,
-    )  # fmt: skip
-    bench.use_sample(train_x, store)  # drawn once for every backend (and FAISS): the same rows
+    build, setting = config.build, config.setting
     runs: dict[str, Runs] = {}
 
     # Ground truth: one pass over the base, unless the input file stores it; k + 1 neighbours,

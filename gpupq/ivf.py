@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .kmeans import assign, kmeans, sq_norms
+from .memory import PRECOMPUTED_TABLE_MAX_BYTES
 from .opq import OPQ
-from .pq import ProductQuantizer, packed_code_size
+from .pq import ProductQuantizer
 
 if TYPE_CHECKING:
     import numpy as np  # noqa: TID251 - type hints only
@@ -42,8 +43,6 @@ COARSE_NITER = 10
 #: 1,000,000 x 128 (lists of ~980; 16 queries: 1.7x slower); the rule matches both.
 SCAN_WIDTH = 16
 SCAN_DEPTH_PER_QUERY = 8
-#: FAISS uses the precomputed L2 table when it is at most this large.
-PRECOMPUTED_TABLE_MAX_BYTES = 2 << 30
 _INF = float("inf")
 
 
@@ -452,23 +451,6 @@ class IVFPQIndex:
                     out[s : s + step] = sq_norms(self.be, r) + 2.0 * (r * self.coarse[lists]).sum(axis=1)
             self._base_cache = out
         return self._base_cache
-
-
-def index_memory_terms(
-    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, opq: bool = False
-) -> dict[str, int]:
-    """Bytes of each part of an IVF-PQ index with a flat coarse quantizer (see metrics)."""
-    ksub = 1 << nbits
-    table = nlist * m * ksub * 4
-    return {
-        "codes": n * packed_code_size(m, nbits),
-        "ids": n * 8,
-        "coarse_centroids": nlist * d * 4,
-        "pq_codebooks": ksub * d * 4,
-        "list_sizes": nlist * 8,
-        "opq_matrix": d * d * 4 if opq else 0,
-        "precomputed_table": table if metric == "l2" and table <= PRECOMPUTED_TABLE_MAX_BYTES else 0,
-    }
 
 
 def _chunks(queries: np.ndarray, lengths: np.ndarray, d: int, m: int, budget: int) -> list[tuple[int, int]]:

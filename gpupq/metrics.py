@@ -1,4 +1,4 @@
-"""Recall with its uncertainty, and the memory bill of an IVF-PQ index.
+"""Recall with its uncertainty.
 
 Recall is k-recall@k counted the way ann-benchmarks counts it: a returned neighbour is right when
 its exact distance is within the k-th true distance (ties included, with a small tolerance), so
@@ -13,9 +13,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .ivf import index_memory_terms
-from .pq import packed_code_size
-
 #: A returned neighbour is right when its exact distance is within the k-th true distance
 #: times (1 + TIE_EPS) (under ip and cosine: within TIE_EPS of the k-th's gap to a perfect match,
 #: the same thing for unit vectors). ann-benchmarks uses a distance threshold too, with 1e-3
@@ -28,14 +25,16 @@ TIE_EPS = 1e-5
 RECALL_DEFINITION = (
     "k-recall@k: share of the returned top-k whose exact distance is within the k-th true distance "
     f"(ties count, to a relative {TIE_EPS:g}; as ann-benchmarks counts), "
-    "95% interval = mean ± 1.96·sd/√queries over per-query recall, clipped to [0, 1]; "
+    "95% interval over per-query recall: Student's t interval of the mean, widened where needed to the "
+    "rule of three (a kind of query absent from n queries may still be 3/n of them: the interval covers it "
+    "scoring 0 or 1), clipped to [0, 1]; "
     "'by id' is the intersection |returned top-k ∩ exact top-k| / (queries·k)"
 )
 
 
 @dataclass
 class Recall:
-    """Mean k-recall@k over queries with a 95% normal-approximation interval.
+    """Mean k-recall@k over queries with a 95% interval (:func:`_interval`).
 
     by_id: the id-intersection recall of the same results, or None where only ids were scored.
     """
@@ -45,17 +44,48 @@ class Recall:
     ci95_high: float
     queries: int
     by_id: float | None = None
+    sd: float | None = None  # the standard deviation of per-query recall (how fast more queries help)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
 
 
-def _interval(per_query: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of per-query values and its clipped 95% normal interval."""
+#: Student's t quantile t(0.975, df) for df = 1..30; past 30 an expansion in 1/df is exact to 1e-4
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+_Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+    """Student's t quantile at 0.975 for df degrees of freedom (df >= 1)."""
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = _Z975  # Cornish-Fisher expansion of the t quantile (Abramowitz & Stegun 26.7.5)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def _interval(per_query: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean, low, high, sd): the mean of per-query values in [0, 1], a 95% interval for it, and
+    their standard deviation.
+
+    Student's t interval, widened to the rule of three where it is narrower: a kind of query
+    absent from n queries can still make up 3/n of them (95%), and scoring 0 (or 1) it would move
+    the mean to mean·(1 − 3/n) (or mean + (1 − mean)·3/n). A normal interval has zero width when
+    every query agrees, so ten perfect queries would claim recall 1.000±.000; this one gives
+    [0.7, 1] and takes about 3/(1 − target) queries before any mean can clear a target.
+    """
     nq = len(per_query)
-    mean = float(per_query.mean()) if nq else 0.0
-    half = 1.96 * float(per_query.std(ddof=1)) / np.sqrt(nq) if nq > 1 else 0.0
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    if nq == 0:
+        return 0.0, 0.0, 1.0, 0.0
+    mean = float(per_query.mean())
+    sd = float(per_query.std(ddof=1)) if nq > 1 else 0.0
+    half = t975(nq - 1) * sd / np.sqrt(nq) if nq > 1 else 1.0
+    share = min(1.0, 3.0 / nq)  # rule of three: the share of queries a sample this size can miss
+    low = min(mean - half, mean * (1.0 - share))
+    high = max(mean + half, mean + (1.0 - mean) * share)
+    return mean, max(0.0, low), min(1.0, high), sd
 
 
 def intersection_hits(found: np.ndarray, exact: np.ndarray, k: int) -> np.ndarray:
@@ -82,8 +112,8 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, k: int) -> Recall:
     ties: use :meth:`GroundTruth.recall` for the figure gpupq reports.
     """
     per_query = intersection_hits(found, exact, k) / k
-    mean, low, high = _interval(per_query)
-    return Recall(mean=mean, ci95_low=low, ci95_high=high, queries=len(per_query))
+    mean, low, high, sd = _interval(per_query)
+    return Recall(mean=mean, ci95_low=low, ci95_high=high, queries=len(per_query), sd=sd)
 
 
 def exact_scores(
@@ -184,70 +214,6 @@ class GroundTruth:
         found = np.asarray(found, dtype=np.int64)[:, : self.k]
         right = self.is_right(exact_scores(self.rows, self.queries, found, self.metric))
         per_query = right.sum(axis=1) / self.k
-        mean, low, high = _interval(per_query)
+        mean, low, high, sd = _interval(per_query)
         by_id = float(intersection_hits(found, self.ids, self.k).mean() / self.k)
-        return Recall(mean=mean, ci95_low=low, ci95_high=high, queries=self.nq, by_id=by_id)
-
-
-@dataclass
-class MemoryBill:
-    """Bytes of everything an IVF-PQ deployment of n vectors holds, and the ratios that matter.
-
-    ``index_serialized`` (codes, ids, coarse centroids, codebooks, list sizes, OPQ matrix) is what
-    ``faiss.serialize_index`` writes, to within its few hundred bytes of headers;
-    ``index_in_memory`` adds the precomputed L2 table FAISS builds when it loads the index.
-    Re-ranking needs stored vectors: ``rerank_store`` is their size at the store's precision
-    (fp32, fp16 or sq8) when re-ranking is used, else 0.
-    """
-
-    n: int
-    d: int
-    vectors_fp32: int
-    codes: int
-    ids: int
-    coarse_centroids: int
-    pq_codebooks: int
-    list_sizes: int
-    opq_matrix: int
-    precomputed_table: int
-    rerank_store: int
-    code_size: int
-
-    @property
-    def index_serialized(self) -> int:
-        return self.codes + self.ids + self.coarse_centroids + self.pq_codebooks + self.list_sizes + self.opq_matrix
-
-    @property
-    def index_in_memory(self) -> int:
-        return self.index_serialized + self.precomputed_table
-
-    @property
-    def with_rerank(self) -> int:
-        return self.index_in_memory + self.rerank_store
-
-    def to_dict(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = asdict(self)
-        out.update(
-            index_serialized=self.index_serialized,
-            index_in_memory=self.index_in_memory,
-            with_rerank=self.with_rerank,
-            ratio_codes=self.vectors_fp32 / self.codes,
-            ratio_index=self.vectors_fp32 / self.index_in_memory,
-            ratio_with_rerank=self.vectors_fp32 / self.with_rerank,
-        )
-        return out
-
-
-def memory_bill(
-    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, rerank_store: int = 0, opq: bool = False
-) -> MemoryBill:
-    """The bill for n vectors; rerank_store: bytes of the re-ranking vectors (0 without re-ranking)."""
-    terms = index_memory_terms(n, d, nlist, m, nbits, metric, opq)
-    return MemoryBill(
-        n=n,
-        d=d,
-        vectors_fp32=n * d * 4,
-        rerank_store=rerank_store,
-        code_size=packed_code_size(m, nbits),
-        **terms,
-    )
+        return Recall(mean=mean, ci95_low=low, ci95_high=high, queries=self.nq, by_id=by_id, sd=sd)

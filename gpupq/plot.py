@@ -3,7 +3,7 @@
 :func:`figure` draws two panels, recall@k against memory and recall@k against queries/s. Frontier
 points are solid, joined by a step in recall order, carry their 95% recall interval and are
 labelled with their settings (points at the same place share one label); dominated points are
-faded grey. :func:`save` writes the figure as a PNG atomically. :func:`terminal_plot` is the
+faded grey. :func:`save` writes the figure as a PNG, PDF or SVG file, atomically. :func:`terminal_plot` is the
 recall-vs-memory panel as plain text, with no dependency.
 
 matplotlib is imported inside the functions that need it, so this module imports without it.
@@ -12,8 +12,6 @@ matplotlib is imported inside the functions that need it, so this module imports
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import GpupqError
+from .outputs import check_outputs, write_output
+from .units import format_bytes, format_count
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -89,24 +89,6 @@ def _masks(result: SweepResult) -> dict[str, list[bool]]:
     from .sweep import frontiers
 
     return frontiers(result.points)
-
-
-def format_bytes(n: float) -> str:
-    """A byte count for axis labels: ``3.2 MB``, ``750 kB``, ``12 B`` (decimal units)."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 999.5 or unit == "TB":
-            return f"{value:.3g} {unit}"
-        value /= 1000.0
-    raise AssertionError("unreachable")
-
-
-def format_rate(x: float) -> str:
-    """A rate for axis labels: ``350``, ``1.2k``, ``3M``."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{suffix}"
-    return f"{x:.3g}"
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
@@ -353,7 +335,7 @@ def figure(result: SweepResult) -> Figure:
         _Panel(
             "qps",
             lambda p: p.queries_per_s,
-            format_rate,
+            format_count,
             "C3",
             "queries/s (log scale)",
             f"recall@{k} vs queries/s",
@@ -374,32 +356,24 @@ def figure(result: SweepResult) -> Figure:
     return fig
 
 
-def render_png(result: SweepResult) -> bytes:
-    """:func:`figure` as PNG bytes."""
+def render(result: SweepResult, fmt: str = "png") -> bytes:
+    """:func:`figure` as the bytes of a ``png``, ``pdf`` or ``svg`` file."""
     buf = BytesIO()
-    figure(result).savefig(buf, format="png", dpi=DPI)
+    figure(result).savefig(buf, format=fmt, dpi=DPI)
     return buf.getvalue()
 
 
+def render_png(result: SweepResult) -> bytes:
+    """:func:`figure` as PNG bytes."""
+    return render(result, "png")
+
+
 def save(result: SweepResult, path: str | Path) -> None:
-    """Write :func:`figure` as a PNG at ``path``, atomically: rendered in memory, written to a
-    temporary file beside ``path``, then renamed over it; nothing is left half-written."""
-    data = render_png(result)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise GpupqError(f"cannot write the plot to {str(path)!r}: {exc.strerror or exc}") from None
+    """Write :func:`figure` at ``path`` in the format its extension names (.png, .pdf, .svg),
+    through :mod:`gpupq.outputs`: checked first, then written atomically (a device or FIFO is
+    written through); nothing is left half-written."""
+    out = check_outputs([("--plot", path, "plot")], [])[0]
+    write_output(out, render(result, out.fmt))
 
 
 # ---------------------------------------------------------------------------------- terminal

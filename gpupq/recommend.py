@@ -22,20 +22,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import __version__
-from .engine import Build, PointResult, Setting
+from .deploy import deploy_at
+from .engine import PointResult
 from .errors import GpupqError
-from .estimate import EstimateConfig
-from .metrics import RECALL_DEFINITION
-from .scale import NLIST_RULE, RECALL_CAVEAT, Deployment, deployment
-from .sweep import Grid, RunConfig, Session, check_grid, fill_defaults
+from .grid import Grid, check_grid, fill_defaults
+from .memory import NLIST_RULE, RECALL_CAVEAT, Deployment, deployment
+from .metrics import RECALL_DEFINITION, t975
+from .session import Progress, RunConfig, Session
+from .settings import Build, Setting
 from .threads import blas_threads
-from .verify import deploy_spec
-
-Progress = Callable[[str, int, int], None]
+from .units import human_bytes
 
 #: re-rank depths tried by default, as multiples of k
 DEFAULT_DEPTH_FACTORS = (5, 20)
@@ -46,18 +46,22 @@ ANSWERS = 3  # the recommendation and two runners-up
 
 @dataclass
 class Target:
+    """What the recommendation must meet: recall@k by its 95% interval's lower end, memory at the
+    deployment size (``RunConfig.n_total`` when given, else the sample's), queries per second
+    measured here; rerank False: the index alone, no re-rank store."""
+
     recall: float
     memory_budget: int | None = None  # bytes, at the deployment size
     min_qps: float | None = None
     rerank: bool = True
 
     def check(self) -> None:
-        if not 0 < self.recall <= 1:
+        if not 0 < self.recall <= 1:  # NaN fails too
             raise GpupqError(f"--target-recall must be in (0, 1] (got {self.recall})")
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise GpupqError("--memory-budget must be positive")
-        if self.min_qps is not None and self.min_qps <= 0:
-            raise GpupqError("--min-qps must be positive")
+        if self.min_qps is not None and not 0 < self.min_qps < math.inf:
+            raise GpupqError(f"--min-qps must be a positive number of queries per second (got {self.min_qps})")
 
 
 @dataclass
@@ -73,6 +77,13 @@ class Candidate:
     def label(self) -> str:
         return self.build.label + (f" + {self.store} re-rank store" if self.store else "")
 
+    def at(self, nprobe: int) -> Deployment | None:
+        """The bill at --n-total with a point's nprobe scaled as nlist is (None without it)."""
+        if self.deploy is None:
+            return None
+        scaled = max(1, min(self.deploy.nlist, round(nprobe * self.deploy.nlist / self.build.nlist)))
+        return replace(self.deploy, nprobe=scaled)
+
 
 @dataclass
 class Finding:
@@ -83,6 +94,7 @@ class Finding:
     point: PointResult | None  # the chosen point: meets (or undecided: the best guess)
     more_queries: int | None = None  # queries that would decide an undecided point
     best: PointResult | None = None  # the highest recall seen (for "closest")
+    over_budget: bool = False  # evaluated to say what the budget costs, not a candidate within it
 
     def to_dict(self, n_base: int, k: int, metric: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -92,25 +104,19 @@ class Finding:
             "point": self.point.to_dict() if self.point else None,
             "more_queries": self.more_queries,
             "best": self.best.to_dict() if self.best else None,
+            "over_budget": self.over_budget,
         }
         if self.point is not None:
             out["deploy"] = deploy_for(self.point, self.candidate, n_base, k, metric)
-        if self.candidate.deploy is not None:
-            out["at_n_total"] = self.candidate.deploy.to_dict()
+        at = self.candidate.at(self.point.setting.nprobe if self.point else 1)
+        if at is not None:
+            out["at_n_total"] = at.to_dict()
         return out
 
 
 def deploy_for(point: PointResult, cand: Candidate, n_base: int, k: int, metric: str) -> dict[str, Any]:
     """FAISS factory string and cuVS parameters; at --n-total, with nlist and nprobe scaled."""
-    b, s = point.build, point.setting
-    nlist, nprobe, n = b.nlist, s.nprobe, n_base
-    if cand.deploy is not None:
-        nlist, nprobe, n = cand.deploy.nlist, round(s.nprobe * cand.deploy.nlist / b.nlist) or 1, cand.deploy.n_total
-    cfg = EstimateConfig(
-        m=b.m, nlist=nlist, nprobe=max(1, min(nprobe, nlist)), nbits=b.nbits, k=k, rerank=s.rerank,
-        rerank_store=s.store or "fp32", opq=b.opq, metric=metric,
-    )
-    return deploy_spec(cfg, n)
+    return deploy_at(point.build, point.setting, metric, k, n_base, cand.at(point.setting.nprobe))
 
 
 @dataclass
@@ -131,6 +137,7 @@ class Recommendation:
     rules: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     scale_curve: Any = None  # the recommendation's recall on nested subsamples (gpupq.scalecurve)
+    interrupted: bool = False  # Ctrl-C: the evidence so far, no verdict on what was not evaluated
 
     def to_dict(self) -> dict[str, Any]:
         nb, metric = self.dataset["n_base"], self.dataset["metric"]
@@ -160,20 +167,26 @@ class Recommendation:
             "advice": self.advice,
             "grid_rules": self.rules,
             "wall_s": self.wall_s,
+            "interrupted": self.interrupted,
             "warnings": self.warnings,
             "scale_curve": self.scale_curve.to_dict() if self.scale_curve is not None else None,
         }
 
 
 def more_queries_needed(point: PointResult, target: float) -> int | None:
-    """Queries to add so the 95% interval's lower end clears ``target``, if the mean stays put
-    (the half-width shrinks as 1/√queries); None when the mean itself is below the target."""
+    """Queries to add so the 95% interval's lower end clears ``target``, if the mean and spread
+    stay put; None when the mean itself is below the target. The interval
+    (:func:`gpupq.metrics._interval`) must clear it on both counts: the t interval's half-width
+    t·sd/√n, and the rule of three's reach mean·3/n."""
     r = point.recall
     margin = r.mean - target
     if margin <= 0:
         return None
-    half = (r.ci95_high - r.ci95_low) / 2
-    need = r.queries * (half / margin) ** 2
+    need = 3.0 * r.mean / margin
+    if r.sd is not None:
+        need = max(need, (t975(max(1, math.ceil(need) - 1)) * r.sd / margin) ** 2)
+    else:  # a Recall made without its spread: read the half-width off the interval
+        need = max(need, r.queries * ((r.mean - r.ci95_low) / margin) ** 2)
     return max(1, math.ceil(need - r.queries))
 
 
@@ -210,12 +223,11 @@ def recommend(
     candidates = []
     for build in grid.builds():
         for store in stores:
-            st = bench.store(store) if store else None
-            dep = deployment(build, 1, st, nb, n_total, d, metric) if n_total else None
+            dep = deployment(build, 1, store, nb, n_total, d, metric) if n_total else None
             if dep is not None:
                 mem = dep.memory_bytes
             else:
-                mem = deployment(build, 1, st, nb, nb, d, metric).memory_bytes
+                mem = deployment(build, 1, store, nb, nb, d, metric).memory_bytes
             candidates.append(Candidate(build, store, mem, dep))
     candidates.sort(key=lambda c: (c.memory_bytes, c.build, c.store))
     affordable = [c for c in candidates if target.memory_budget is None or c.memory_bytes <= target.memory_budget]
@@ -225,132 +237,160 @@ def recommend(
         **{s: sorted({r for r in grid.rerank if r > 0}) for s in stores if s},
     }
     out = Recommendation(
-        target=target, k=k, dataset=session.describe(), backend=be.name, device=be.device_description(),
-        answers=[], findings=[], evaluated=[], over_budget=len(over), candidates=len(candidates),
-        n_total=n_total, rules=list(grid.rules),
+        target=target,
+        k=k,
+        dataset=session.describe(),
+        backend=be.name,
+        device=be.device_description(),
+        answers=[],
+        findings=[],
+        evaluated=[],
+        over_budget=len(over),
+        candidates=len(candidates),
+        n_total=n_total,
+        rules=list(grid.rules),
     )
     t0 = time.perf_counter()
     session.dataset.validate()
     cache: dict[tuple[Build, int, int, str], PointResult] = {}
-    with blas_threads(1):
-        truth = bench.truth(k)
+    budget_pick: Finding | None = None
+    try:
+        with blas_threads(1):
+            truth = bench.truth(k)
 
-        def point(build: Build, p: int, r: int, store: str) -> PointResult:
-            key = (build, p, r, store)
-            if key not in cache:
-                curve = bench.curve(build, [p], max(k, r))
-                pts = bench.points(build, curve, p, k, [(r, store)] if r else [], truth)
-                for pt in pts:
-                    cache[(build, p, pt.setting.rerank, pt.setting.store)] = pt
-                    out.evaluated.append(pt)
-            return cache[key]
+            def point(build: Build, p: int, r: int, store: str) -> PointResult:
+                key = (build, p, r, store)
+                if key not in cache:
+                    curve = bench.curve(build, [p], max(k, r))
+                    pts = bench.points(build, curve, p, k, [(r, store)] if r else [], truth)
+                    for pt in pts:
+                        cache[(build, p, pt.setting.rerank, pt.setting.store)] = pt
+                        out.evaluated.append(pt)
+                return cache[key]
 
-        def evaluate(cand: Candidate) -> Finding:
-            found: list[tuple[PointResult, str, int | None]] = []
-            best: PointResult | None = None
-            for r in depths_for[cand.store]:
-                pt, verdict, more, top = _min_nprobe(cand.build, r, cand.store, target.recall, point)
-                best = top if best is None or top.recall.mean > best.recall.mean else best
-                if pt is not None:
-                    found.append((pt, verdict, more))
-            meets = [f for f in found if f[1] == "meets"]
-            if meets:
-                if config.timing or target.min_qps is not None:
-                    # each at its own setting, the candidate's depths interleaved: the fastest wins
-                    bench.time_points([f[0] for f in meets], k, config.min_time)
-                fast = [f for f in meets if target.min_qps is None or (f[0].queries_per_s or 0) >= target.min_qps]
-                if fast:
-                    pick = max(fast, key=lambda f: f[0].queries_per_s or 0.0)
-                    return Finding(cand, "meets", pick[0], best=best)
-                pick = max(meets, key=lambda f: f[0].queries_per_s or 0.0)
-                return Finding(cand, "slow", pick[0], best=best)
-            if found:  # undecided: the shallowest nprobe whose mean meets the target
-                pt, _, more = min(found, key=lambda f: (f[0].setting.nprobe, f[0].setting.rerank))
-                return Finding(cand, "undecided", pt, more_queries=more, best=best)
-            return Finding(cand, "short", None, best=best)
+            def evaluate(cand: Candidate) -> Finding:
+                found: list[tuple[PointResult, str, int | None]] = []
+                best: PointResult | None = None
+                for r in depths_for[cand.store]:
+                    pt, verdict, more, top = _min_nprobe(cand.build, r, cand.store, target.recall, point)
+                    best = top if best is None or top.recall.mean > best.recall.mean else best
+                    if pt is not None:
+                        found.append((pt, verdict, more))
+                meets = [f for f in found if f[1] == "meets"]
+                if meets:
+                    if config.timing or target.min_qps is not None:
+                        # each at its own setting, the candidate's depths interleaved: the fastest wins
+                        bench.time_points([f[0] for f in meets], k, config.min_time)
+                    fast = [f for f in meets if target.min_qps is None or (f[0].queries_per_s or 0) >= target.min_qps]
+                    if fast:
+                        pick = max(fast, key=lambda f: f[0].queries_per_s or 0.0)
+                        return Finding(cand, "meets", pick[0], best=best)
+                    pick = max(meets, key=lambda f: f[0].queries_per_s or 0.0)
+                    return Finding(cand, "slow", pick[0], best=best)
+                if found:  # undecided: the shallowest nprobe whose mean meets the target
+                    pt, _, more = min(found, key=lambda f: (f[0].setting.nprobe, f[0].setting.rerank))
+                    return Finding(cand, "undecided", pt, more_queries=more, best=best)
+                return Finding(cand, "short", None, best=best)
 
-        for i, cand in enumerate(affordable):
-            if progress is not None:
-                progress("recommend: candidates (cheapest first)", i, len(affordable))
-            try:
-                finding = evaluate(cand)
-            except KeyboardInterrupt:
-                out.advice.append("interrupted: the answers below are from the candidates evaluated so far")
-                break
-            out.findings.append(finding)
-            if finding.verdict == "meets":
-                out.answers.append(finding)
-                if len(out.answers) >= ANSWERS:
-                    break
-        if progress is not None:
-            progress("recommend: candidates (cheapest first)", len(affordable), len(affordable))
-        if not out.answers and over and not any(f.verdict == "undecided" for f in out.findings):
-            # what the budget costs: the cheapest over it that meets the target
-            for cand in over:
+            for i, cand in enumerate(affordable):
+                if progress is not None:
+                    progress("recommend: candidates (cheapest first)", i, len(affordable))
                 finding = evaluate(cand)
                 out.findings.append(finding)
                 if finding.verdict == "meets":
-                    out.advice.append(
-                        f"nothing within the memory budget meets the target; the cheapest that does is "
-                        f"{cand.label} at {_mb(cand.memory_bytes)}: relax --memory-budget to at least that"
-                    )
-                    break
-    out.advice.extend(_advice(out, target))
-    if scale_curve and out.answers and out.answers[0].point is not None:
+                    out.answers.append(finding)
+                    if len(out.answers) >= ANSWERS:
+                        break
+            if progress is not None:
+                progress("recommend: candidates (cheapest first)", len(affordable), len(affordable))
+            if not out.answers and over and not any(f.verdict == "undecided" for f in out.findings):
+                # what the budget costs: the cheapest over it that meets the target
+                for cand in over:
+                    finding = evaluate(cand)
+                    finding.over_budget = True
+                    out.findings.append(finding)
+                    if finding.verdict == "meets":
+                        budget_pick = finding
+                        break
+    except KeyboardInterrupt:
+        out.interrupted = True
+    if out.interrupted:
+        out.advice.append(
+            "interrupted: the evidence below is what was evaluated before Ctrl-C; candidates not evaluated have no "
+            "verdict, so a cheaper answer may exist"
+        )
+    else:
+        out.advice.extend(_advice(out, target, budget_pick))
+    if scale_curve and not out.interrupted and out.answers and out.answers[0].point is not None:
         from .scalecurve import scale_curve as measure_curve
 
         p = out.answers[0].point
-        out.scale_curve = measure_curve(
-            session.dataset, session.split, p.build, p.setting, k, be, config.seed, None, n_total,
-            config.batch_size, progress,
-        )  # fmt: skip
+        try:
+            out.scale_curve = measure_curve(
+                session.dataset, session.split, p.build, p.setting, k, be, config.seed, None, n_total,
+                config.batch_size, progress,
+            )  # fmt: skip
+        except GpupqError as exc:  # the recommendation stands without its curve
+            out.warnings.append(f"--scale-curve not measured: {exc}")
+        except KeyboardInterrupt:
+            out.interrupted = True
+            out.warnings.append("--scale-curve interrupted: the recommendation stands without it")
     out.wall_s = time.perf_counter() - t0
     for b in {f.candidate.build for f in out.findings}:
-        for w in bench.built(b).index.warnings:
-            if w not in out.warnings:
-                out.warnings.append(w)
+        if b in bench._built:
+            for w in bench.built(b).index.warnings:
+                if w not in out.warnings:
+                    out.warnings.append(w)
     return out
 
 
-def _mb(n: float) -> str:
-    from .report import human_bytes
-
-    return human_bytes(n)
-
-
-def _advice(out: Recommendation, target: Target) -> list[str]:
+def _advice(out: Recommendation, target: Target, budget_pick: Finding | None) -> list[str]:
+    """What to change when nothing meets every constraint: one consistent account, from the
+    findings (each tip names the constraint that binds, never one that was not given)."""
+    if out.answers:
+        return []
     tips = []
+    budget = target.memory_budget is not None
+    if budget_pick is not None:
+        tips.append(
+            f"nothing within the memory budget meets the target; the cheapest that does is "
+            f"{budget_pick.candidate.label} at {human_bytes(budget_pick.candidate.memory_bytes)}: relax "
+            "--memory-budget to at least that"
+        )
     undecided = [f for f in out.findings if f.verdict == "undecided"]
     slow = [f for f in out.findings if f.verdict == "slow"]
-    if not out.answers:
-        if undecided:
-            f = undecided[0]
-            assert f.point is not None
-            tips.append(
-                f"undecided: {f.candidate.label} at {f.point.setting.label} has recall {f.point.recall.mean:.3f} "
-                f"(95% interval {f.point.recall.ci95_low:.3f}–{f.point.recall.ci95_high:.3f}), which straddles "
-                f"{target.recall}; about {f.more_queries} more queries (--queries) would decide it"
-            )
-        if slow:
-            fastest = max(slow, key=lambda f: (f.point.queries_per_s or 0) if f.point else 0)
-            assert fastest.point is not None
-            tips.append(
-                f"configurations meet the recall but none reaches --min-qps {target.min_qps:g}: the fastest, "
-                f"{fastest.candidate.label} at {fastest.point.setting.label}, does "
-                f"{fastest.point.queries_per_s:,.0f} queries/s; relax --min-qps"
-            )
+    if undecided:
+        f = undecided[0]
+        assert f.point is not None
+        tips.append(
+            f"undecided: {f.candidate.label} at {f.point.setting.label} has recall {f.point.recall.mean:.3f} "
+            f"(95% interval {f.point.recall.ci95_low:.3f}–{f.point.recall.ci95_high:.3f}), which straddles "
+            f"{target.recall}; about {f.more_queries} more queries (--queries) would decide it"
+        )
+    if slow:
+        fastest = max(slow, key=lambda f: (f.point.queries_per_s or 0) if f.point else 0)
+        assert fastest.point is not None
+        dearer = budget and out.over_budget > 0  # a configuration over the budget might be faster
+        tips.append(
+            f"configurations meet the recall but none reaches --min-qps {target.min_qps:g}: the fastest, "
+            f"{fastest.candidate.label} at {fastest.point.setting.label}, does "
+            f"{fastest.point.queries_per_s:,.0f} queries/s; relax --min-qps"
+            + (" or --memory-budget (larger configurations were not tried)" if dearer else "")
+        )
+    if not out.findings:
+        tips.append("no candidate fits the memory budget; relax --memory-budget")
+    elif budget_pick is None and not undecided and not slow:
         seen = [f.best for f in out.findings if f.best is not None]
-        if seen and not undecided and not slow:
-            closest = max(seen, key=lambda p: p.recall.mean)
-            tips.append(
-                f"nothing evaluated meets recall {target.recall}: the closest is {closest.build.label} at "
-                f"{closest.setting.label}, recall {closest.recall.mean:.3f} "
-                f"({closest.recall.ci95_low:.3f}–{closest.recall.ci95_high:.3f}); "
-                + ("allow re-ranking (drop --no-rerank), " if not target.rerank else "")
-                + "try larger codes (--m, --nbits) or a lower --target-recall"
-            )
-        if not out.findings:
-            tips.append("no candidate fits the memory budget; relax --memory-budget")
+        closest = max(seen, key=lambda p: p.recall.mean)
+        tips.append(
+            f"nothing evaluated meets recall {target.recall}: the closest is {closest.build.label} at "
+            f"{closest.setting.label}, recall {closest.recall.mean:.3f} "
+            f"({closest.recall.ci95_low:.3f}–{closest.recall.ci95_high:.3f}); "
+            + ("allow re-ranking (drop --no-rerank), " if not target.rerank else "")
+            + "try larger codes (--m, --nbits)"
+            + (", a larger --memory-budget" if budget and out.over_budget else "")
+            + " or a lower --target-recall"
+        )
     return tips
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import GpupqError
+from .memory import store_bytes
 
 if TYPE_CHECKING:
     import numpy as np  # noqa: TID251 - type hints only
@@ -76,12 +77,8 @@ class RerankStore:
         return (vmin + (codes.astype("float32") + 0.5) / 255.0 * vdiff).astype("float32")
 
     def nbytes(self, n: int, d: int) -> int:
-        """Bytes to store n vectors of d dimensions."""
-        if self.kind == "fp32":
-            return n * d * 4
-        if self.kind == "fp16":
-            return n * d * 2
-        return n * d + 2 * d * 4
+        """Bytes to store n vectors of d dimensions (:func:`gpupq.memory.store_bytes`)."""
+        return store_bytes(self.kind, n, d)
 
 
 @dataclass
@@ -104,9 +101,7 @@ class DeviceRows:
 Rows = Callable[[Any], Any] | DeviceRows
 
 
-def rerank(
-    be: Backend, q: Array, candidates: Array, fetch: Rows, k: int, metric: str
-) -> tuple[Array, Array]:
+def rerank(be: Backend, q: Array, candidates: Array, fetch: Rows, k: int, metric: str) -> tuple[Array, Array]:
     """Exact re-ranking of candidate ids with stored vectors.
 
     q: (nq, d) float32; candidates: (nq, R) int64 with -1 for none; fetch(ids) returns the

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group
@@ -15,40 +15,13 @@ from rich.table import Table
 from rich.text import Text
 
 from .estimate import EstimateResult, Timings
+from .memory import NLIST_RULE, RECALL_CAVEAT
 from .metrics import RECALL_DEFINITION, Recall
-from .scale import NLIST_RULE, RECALL_CAVEAT
+from .recommend import Recommendation, deploy_for
 from .scalecurve import CAVEAT
-from .sweep import PARETO_DEFINITION, TIMING_NOTE
+from .sweep import PARETO_DEFINITION, TIMING_NOTE, SweepResult
+from .units import format_bytes, format_count, human_bytes, human_rate
 from .verify import outside_interval
-
-if TYPE_CHECKING:
-    from .recommend import Recommendation
-    from .sweep import SweepResult
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000.0
-    return f"{n:.2f} TB"
-
-
-def _scaled(x: float) -> tuple[float, str]:
-    """x in units of G, M or k where it reaches them: (value, suffix)."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= scale:
-            return x / scale, suffix
-    return x, ""
-
-
-def human_rate(x: float | None, unit: str) -> str:
-    if x is None:
-        return "-"
-    if math.isinf(x):
-        return f"> 1e9 {unit}"
-    value, suffix = _scaled(x)
-    return f"{value:.2f} {suffix}{unit}" if suffix else f"{x:.1f} {unit}"
 
 
 def _recall_cell(r: Recall | None) -> str:
@@ -85,13 +58,7 @@ def _rate_cell(timings: Timings, phase: str, rate: float | None, work: int, unit
     if runs is None or len(runs.seconds) < 2:
         return f"{human_rate(rate, unit)} (1 run)"
     slow, fast = work / max(runs.seconds), work / max(min(runs.seconds), 1e-12)
-    return f"{human_rate(rate, unit)} ({_compact(slow)}–{_compact(fast)}, {len(runs.seconds)} runs)"
-
-
-def _compact(x: float) -> str:
-    """3 significant figures with a k/M/G suffix: 25.1k."""
-    value, suffix = _scaled(x)
-    return f"{value:.3g}{suffix}"
+    return f"{human_rate(rate, unit)} ({format_count(slow)}–{format_count(fast)}, {len(runs.seconds)} runs)"
 
 
 def _ratio(full: int, part: int) -> str:
@@ -394,9 +361,7 @@ def sweep_csv(result: SweepResult) -> str:
 
 def _marks(result: SweepResult, i: int) -> str:
     f = result.frontiers
-    return "".join(
-        mark for name, mark in (("memory", "M"), ("qps", "Q"), ("all", "*")) if f.get(name) and f[name][i]
-    )
+    return "".join(mark for name, mark in (("memory", "M"), ("qps", "Q"), ("all", "*")) if f.get(name) and f[name][i])
 
 
 def _recall_short(r: Recall) -> str:
@@ -405,30 +370,18 @@ def _recall_short(r: Recall) -> str:
 
 
 def _bytes_short(n: float) -> str:
-    """Three significant figures, no space: 924KB, 2.19MB."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 999.5 or unit == "TB":
-            return f"{n:.3g}{unit}"
-        n /= 1000.0
-    return f"{n:.3g}TB"
+    """Three significant figures, no space: 924kB, 2.19MB."""
+    return format_bytes(n, 3, sep="")
 
 
 def _count_short(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for scale, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return str(n)
+    return "-" if n is None else format_count(n, billions="B")
 
 
 def _rate_short(x: float | None) -> str:
     if x is None:
         return "-"
-    if math.isinf(x):
-        return ">1e9"
-    value, suffix = _scaled(x)
-    return f"{value:.3g}{suffix}"
+    return ">1e9" if math.isinf(x) else format_count(x)
 
 
 def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 80) -> Group:
@@ -570,8 +523,6 @@ def render_recommendation(rec: Recommendation) -> Group:
         parts.append(table)
         best = rec.answers[0]
         assert best.point is not None
-        from .recommend import deploy_for
-
         dep = deploy_for(best.point, best.candidate, ds["n_base"], rec.k, ds["metric"])
         parts.append(_deploy_text(dep))
     else:

@@ -9,7 +9,7 @@ The method, kept simple so it can be stated in one paragraph of output:
    trained on it with nlist scaled by n_s / N (vectors per list kept constant, so the same nprobe
    scans about the same number of vectors per query), the same m, nbits, nprobe and re-ranking.
 3. recall = a + b·log2(n) is fitted by weighted least squares (weights from each point's 95%
-   interval) and extended to ``--n-total`` with a 95% band (:func:`gpupq.scale.fit_trend`).
+   interval) and extended to ``--n-total`` with a 95% band (:func:`fit_trend`).
 
 The caveat is printed with it: an extrapolation assumes the trend stays log-linear beyond the
 sizes measured, and holds for a deployment that keeps vectors per list constant (nlist ∝ N).
@@ -17,16 +17,17 @@ sizes measured, and holds for a deployment that keeps vectors per list constant 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .data import Dataset, Split, with_query_file
-from .engine import Build, Setting, Workbench
+from .engine import Workbench
 from .errors import GpupqError
+from .io import Dataset, Split, with_query_file
 from .metrics import Recall
-from .scale import MAX_CHI2_PER_DOF, Trend, fit_trend
+from .settings import Build, Setting
 from .threads import blas_threads
 
 CAVEAT = (
@@ -34,6 +35,64 @@ CAVEAT = (
     "nlist grown in proportion to N (vectors per list constant) and the same nprobe and re-ranking"
 )
 DEFAULT_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
+
+
+@dataclass
+class Trend:
+    """recall ≈ a + b·log2(N), fitted by weighted least squares on measured points.
+
+    predict(n) -> (mean, low, high): the line and its 95% band, from the points' intervals,
+    widened when the points scatter about the line more than their intervals explain.
+    """
+
+    a: float
+    b: float
+    cov: np.ndarray  # (2, 2) covariance of (a, b)
+    chi2_per_dof: float  # scatter about the line in units of the points' own noise (≈1 when the line fits)
+    points: list[tuple[int, float, float]]  # (n, recall, half-width of its 95% interval)
+
+    def predict(self, n: int) -> tuple[float, float, float]:
+        x = math.log2(n)
+        mean = self.a + self.b * x
+        g = np.array([1.0, x])
+        sd = math.sqrt(max(float(g @ self.cov @ g), 0.0))
+        lo, hi = mean - 1.96 * sd, mean + 1.96 * sd
+        return float(np.clip(mean, 0, 1)), float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": "recall = a + b·log2(N), weighted least squares (weights 1/σ², σ from each point's 95% interval)",
+            "a": self.a,
+            "b": self.b,
+            "per_doubling": self.b,
+            "chi2_per_dof": self.chi2_per_dof,
+            "points": [{"n": n, "recall": r, "ci95_half_width": h} for n, r, h in self.points],
+        }
+
+
+#: above this χ²/dof the measured points do not follow one log-linear trend, and no extrapolation
+#: is given (for one degree of freedom, 4 is beyond the 95th percentile of χ², 3.84)
+MAX_CHI2_PER_DOF = 4.0
+
+
+def fit_trend(points: list[tuple[int, float, float]]) -> Trend:
+    """Fit :class:`Trend` to (n, recall, 95% half-width) points, two or more of distinct n."""
+    if len({n for n, _, _ in points}) < 2:
+        raise ValueError("a trend needs points at two sizes or more")
+    n = np.array([p[0] for p in points], dtype=np.float64)
+    y = np.array([p[1] for p in points], dtype=np.float64)
+    sigma = np.array([max(p[2] / 1.96, 1e-4) for p in points])  # a recall of exactly 1 has no spread
+    x = np.stack([np.ones_like(n), np.log2(n)], axis=1)
+    w = 1.0 / sigma**2
+    xtwx = x.T @ (x * w[:, None])
+    cov = np.linalg.pinv(xtwx)
+    coef = cov @ (x.T @ (w * y))
+    resid = y - x @ coef
+    dof = len(points) - 2
+    # scatter beyond what the intervals explain widens the band (chi² per degree of freedom > 1)
+    chi2 = float((w * resid**2).sum() / dof) if dof > 0 else 1.0
+    cov = cov * max(chi2, 1.0)
+    return Trend(float(coef[0]), float(coef[1]), cov, chi2, [(int(a), float(b), float(c)) for a, b, c in points])
 
 
 class _Rows:
@@ -162,9 +221,7 @@ def scale_curve(
     # A recall of exactly 1 (or 0) has a zero-width interval; the rule of three bounds its error at
     # 3/queries instead, so a saturated point does not pin the line.
     floor = 3.0 / split.n_queries
-    trend = fit_trend(
-        [(p.n, p.recall.mean, max((p.recall.ci95_high - p.recall.ci95_low) / 2, floor)) for p in points]
-    )
+    trend = fit_trend([(p.n, p.recall.mean, max((p.recall.ci95_high - p.recall.ci95_low) / 2, floor)) for p in points])
     out = ScaleCurve(build, setting, k, points, trend, notes=notes)
     if n_total is not None:
         out.n_total = n_total
@@ -178,4 +235,3 @@ def scale_curve(
         else:
             out.prediction = trend.predict(n_total)
     return out
-

@@ -8,271 +8,25 @@ of its nlist), scanned once at its largest nprobe, and every point read from tha
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import __version__, formats
-from .backends import Backend, get_backends
-from .data import Dataset, Split, hold_out, with_query_file
-from .engine import Build, PointResult, Workbench, sample_size
-from .errors import GpupqError
+from . import __version__
+from .engine import PointResult, Workbench
+from .grid import NPROBE_FLAT, Grid, check_grid, fill_defaults
+from .memory import NLIST_RULE, RECALL_CAVEAT, deployment
 from .metrics import RECALL_DEFINITION
 from .pareto import FRONTIERS, non_dominated
-from .pq import check_pq_params, valid_m
-from .refine import STORES
-from .threads import ThreadBudget, blas_description, blas_threads, resolve_threads
+from .session import POINT_MIN_TIME, Progress, RunConfig, Session, tie_warning
+from .settings import Build, sample_size
+from .threads import blas_description, blas_threads
 
-Progress = Callable[[str, int, int], None]
-
-#: the automatic nprobe doubling stops when recall rose by less than this over the last doubling
-#: (both the raw and the deepest re-ranked recall): half a point, about what 100 queries resolve
-NPROBE_FLAT = 0.005
 #: the automatic doubling's first scan covers nprobe 1..this
 NPROBE_FIRST_SCAN = 16
-#: seconds of runs each timed point covers by default: a fast point (a few ms) is repeated and its
-#: median taken, where one run says more about the machine's other load than about the point; a
-#: slow one runs once. Chosen against the issue's 480-point grid on 100,000 x 128, which must stay
-#: within 1.5x its builds alone: 0 gave 1.20x, 0.05 gave 1.43x (benchmarks/RESULTS.md)
-POINT_MIN_TIME = 0.025
-
-
-# ---------------------------------------------------------------------------------- grid
-def parse_ints(text: str, option: str) -> list[int]:
-    """``"16,32,48"`` or a range ``"1-256"`` (A, 2A, 4A, … up to B, and B) or a mix of both:
-    the sorted distinct values."""
-    values: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                a_text, b_text = part.split("-", 1)
-                a, b = int(a_text), int(b_text)
-                if a < 1 or b < a:
-                    raise ValueError
-                v = a
-                while v < b:
-                    values.add(v)
-                    v *= 2
-                values.add(b)
-            else:
-                values.add(int(part))
-        except ValueError:
-            raise GpupqError(
-                f"{option} {text!r}: give numbers separated by commas, or a range A-B (A, 2A, 4A, … up to B)"
-            ) from None
-    return sorted(values)
-
-
-def parse_choices(text: str, option: str, choices: Sequence[str]) -> list[str]:
-    out = []
-    for part in text.split(","):
-        part = part.strip().lower()
-        if part not in choices:
-            raise GpupqError(f"{option} {text!r}: each value must be one of {', '.join(choices)}")
-        if part not in out:
-            out.append(part)
-    return out
-
-
-def parse_onoff(text: str, option: str) -> list[bool]:
-    values = parse_choices(text, option, ("off", "on", "false", "true", "no", "yes"))
-    return list(dict.fromkeys(v in ("on", "true", "yes") for v in values))
-
-
-@dataclass
-class Grid:
-    """The settings to evaluate. nprobe None: doubling from 1 until recall stops rising
-    (:data:`NPROBE_FLAT`). rerank holds 0 for "no re-rank"; stores apply to depths > 0."""
-
-    nlist: list[int]
-    m: list[int]
-    nbits: list[int] = field(default_factory=lambda: [8])
-    opq: list[bool] = field(default_factory=lambda: [False])
-    nprobe: list[int] | None = None
-    rerank: list[int] = field(default_factory=list)  # empty: the command's default
-    stores: list[str] = field(default_factory=list)  # empty: the command's default
-    rules: list[str] = field(default_factory=list)  # how defaulted axes were chosen
-
-    def builds(self) -> list[Build]:
-        return [Build(nl, m, nb, o) for nl in self.nlist for m in self.m for nb in self.nbits for o in self.opq]
-
-    def reranks(self) -> list[tuple[int, str]]:
-        return [(r, s) for r in self.rerank if r > 0 for s in self.stores]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def default_nlist(n_base: int) -> tuple[list[int], str]:
-    """Powers of two from 4√N to 16√N, FAISS's guideline, at most N/39 (FAISS warns when a
-    centroid has fewer than 39 training points)."""
-    lo, hi = 4 * math.sqrt(n_base), 16 * math.sqrt(n_base)
-    cap = max(1, n_base // 39)
-    values = [1 << e for e in range(0, 31) if lo <= (1 << e) <= hi and (1 << e) <= cap]
-    if not values:
-        values = [1 << int(math.log2(cap))]
-    return values, f"nlist: powers of two from 4√N to 16√N (N={n_base:,}), at most N/39"
-
-
-def default_m(d: int) -> tuple[list[int], str]:
-    """Code sizes from 8 bytes to d/2 bytes (8-bit codes: m bytes), powers of two dividing d."""
-    values = [m for m in valid_m(d) if 8 <= m <= d // 2 and m & (m - 1) == 0]
-    if not values:
-        below = [m for m in valid_m(d) if m <= max(1, d // 2)]
-        values = [below[-1] if below else 1]
-    return values, f"m: code sizes 8 to d/2 bytes in powers of two (d={d})"
-
-
-def fill_defaults(grid: Grid, n_base: int, d: int) -> Grid:
-    """A grid with its empty axes chosen by the stated rules."""
-    rules = list(grid.rules)
-    if not grid.nlist:
-        grid.nlist, rule = default_nlist(n_base)
-        rules.append(rule)
-    if not grid.m:
-        grid.m, rule = default_m(d)
-        rules.append(rule)
-    if not grid.rerank:
-        grid.rerank = [0]
-    if not grid.stores:
-        grid.stores = ["fp16"]
-    if grid.nprobe is None:
-        rules.append(f"nprobe: 1, 2, 4, … doubling until recall rises by less than {NPROBE_FLAT} (or nprobe = nlist)")
-    grid.rules = rules
-    return grid
-
-
-def check_grid(grid: Grid, d: int, n_base: int, k: int) -> None:
-    for m in grid.m:
-        for nbits in grid.nbits:
-            check_pq_params(d, m, nbits)
-    for nl in grid.nlist:
-        if nl < 1 or nl > n_base:
-            raise GpupqError(f"--nlist {nl}: must be between 1 and the base size {n_base}")
-    for nbits in grid.nbits:
-        if n_base < (1 << nbits):
-            raise GpupqError(f"{n_base} training vectors is fewer than the 2^nbits={1 << nbits} PQ centroids")
-    if grid.nprobe is not None and min(grid.nprobe) < 1:
-        raise GpupqError("--nprobe values must be at least 1")
-    for r in grid.rerank:
-        if r < 0 or 0 < r < k:
-            raise GpupqError(f"--rerank {r} must be 0 (off) or at least k={k}")
-        if r > n_base:
-            raise GpupqError(f"--rerank {r} is larger than the base ({n_base} vectors)")
-    for s in grid.stores:
-        if s not in STORES:
-            raise GpupqError(f"--rerank-store {s!r} is not one of {', '.join(STORES)}")
-    if k > n_base:
-        raise GpupqError(f"-k {k} is larger than the base ({n_base} vectors)")
-
-
-# ---------------------------------------------------------------------------------- session
-@dataclass
-class RunConfig:
-    """What every chooser shares: the split, k, timing and threads."""
-
-    k: int = 10
-    queries: int = 100
-    metric: str | None = None
-    seed: int = 0
-    batch_size: int = 1024
-    threads: int | None = None
-    min_time: float = POINT_MIN_TIME  # seconds of runs per timed point; 0: one run each
-    timing: bool = True
-    n_total: int | None = None
-
-    def check(self) -> None:
-        if self.k < 1:
-            raise GpupqError(f"-k must be at least 1 (got {self.k})")
-        if self.seed < 0:
-            raise GpupqError(f"--seed must be 0 or more (got {self.seed})")
-        if self.batch_size < 1:
-            raise GpupqError(f"--batch-size must be at least 1 (got {self.batch_size})")
-        if self.threads is not None and self.threads < 1:
-            raise GpupqError(f"--threads must be at least 1 (got {self.threads})")
-        if not 0 <= self.min_time <= 600:
-            raise GpupqError(f"--min-time must be between 0 and 600 seconds (got {self.min_time})")
-
-
-@dataclass
-class Session:
-    """One backend's workbench over one split, and what the report says about the data."""
-
-    bench: Workbench
-    dataset: Dataset
-    split: Split
-    backend: Backend
-    threads: int
-    ground_truth_source: str | None
-    budget: ThreadBudget
-
-    def close(self) -> None:
-        self.backend.budget = None
-        self.budget.close()
-
-    def describe(self) -> dict[str, Any]:
-        ds, split = self.dataset, self.split
-        return {
-            "source": ds.source,
-            "n": ds.n,
-            "d": ds.d,
-            "dtype": ds.dtype,
-            "n_base": split.n_base,
-            "n_queries": split.n_queries,
-            "queries_source": split.query_source or "held out",
-            "ground_truth": self.ground_truth_source or "computed (exact search)",
-            "metric": ds.metric,
-        }
-
-
-def open_session(
-    dataset: Dataset,
-    config: RunConfig,
-    backend: str | Backend = "auto",
-    progress: Progress | None = None,
-    queries: Dataset | None = None,
-    ground_truth: Any = None,
-    ground_truth_source: str | None = None,
-) -> Session:
-    """Split the data and set up the workbench on one backend (``all`` is for ``estimate``)."""
-    from .estimate import _agreed_metric
-
-    config.check()
-    metric = _agreed_metric(dataset, config.metric)
-    if isinstance(backend, str):
-        if backend.lower() == "all":
-            raise GpupqError("--backend all is for estimate; sweep and recommend run on one: auto, numpy or cupy")
-        backend = get_backends(backend)[0]
-    dataset = Dataset(array=dataset.array, source=dataset.source, metric=metric)
-    if queries is not None:
-        split = with_query_file(dataset, queries, config.queries)
-    else:
-        split = hold_out(dataset, config.queries, config.seed)
-    gt = None
-    if ground_truth is not None:
-        if queries is None:
-            raise GpupqError("stored ground truth needs the queries it was computed for")
-        where = ground_truth_source or "the stored ground truth"
-        gt = formats.read_ground_truth(ground_truth, split.n_queries, config.k, split.n_base, where)
-    threads = resolve_threads(config.threads)
-    budget = ThreadBudget(threads)
-    backend.budget = budget
-    bench = Workbench(
-        backend,
-        dataset,
-        split,
-        seed=config.seed,
-        batch_size=config.batch_size,
-        min_time=config.min_time,
-        progress=progress,
-        stored_gt=gt,
-    )
-    return Session(bench, dataset, split, backend, threads, ground_truth_source if gt is not None else None, budget)
 
 
 # ---------------------------------------------------------------------------------- sweep
@@ -312,7 +66,7 @@ class SweepResult:
     blas: str = ""
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
-    deployment: dict[str, Any] | None = None  # the bill at --n-total, see gpupq.scale
+    deployment: dict[str, Any] | None = None  # the bill at --n-total, see gpupq.memory.deployment
 
     def mark_frontiers(self) -> None:
         self.frontiers = frontiers(self.points)
@@ -416,9 +170,7 @@ def sweep(
                     progress("sweep: builds", i, len(builds))
                 pts = _sweep_build(bench, build, grid, reranks, depth, k, truth)
                 built = bench.built(build)
-                result.builds.append(
-                    BuildCost(build, built.coarse_s, built.shared_coarse, built.train_s, built.add_s)
-                )
+                result.builds.append(BuildCost(build, built.coarse_s, built.shared_coarse, built.train_s, built.add_s))
                 if config.timing:  # the build's points together, runs interleaved
                     if progress is not None:
                         progress(f"time {len(pts)} points of {build.label}", 0, 1)
@@ -433,12 +185,9 @@ def sweep(
     except KeyboardInterrupt:
         result.interrupted = True  # the builds measured so far are whole; one half-timed was not kept
     result.wall_s = time.perf_counter() - t_start
-    tied = truth.tied if truth is not None else None
-    if tied is not None and int(tied.sum()):
-        result.warnings.append(
-            f"{int(tied.sum())} of {split.n_queries} queries have ties at the k-th exact neighbour; "
-            "recall counts any neighbour within the k-th distance"
-        )
+    warning = tie_warning(truth) if truth is not None else None
+    if warning:
+        result.warnings.append(warning)
     result.mark_frontiers()
     if config.n_total:
         result.deployment = deployment_table(result, session, config.n_total)
@@ -446,13 +195,11 @@ def sweep(
 
 
 def deployment_table(result: SweepResult, session: Session, n_total: int) -> dict[str, Any]:
-    """Every point billed at n_total (see :mod:`gpupq.scale`), and the memory frontier's rows."""
-    from .scale import NLIST_RULE, RECALL_CAVEAT, deployment
-
+    """Every point billed at n_total (see :func:`gpupq.memory.deployment`), and the memory frontier's rows."""
     bench, nb, d = session.bench, session.split.n_base, session.dataset.d
     rows = []
     for i, p in enumerate(result.points):
-        store = bench.store(p.setting.store) if p.setting.rerank else None
+        store = p.setting.store if p.setting.rerank else ""
         dep = deployment(p.build, p.setting.nprobe, store, nb, n_total, d, bench.index_metric)
         rows.append(
             {
@@ -527,4 +274,3 @@ def _flat(points: list[PointResult], before: int, after: int) -> bool:
 
     (raw0, top0), (raw1, top1) = best(before), best(after)
     return raw1 - raw0 < NPROBE_FLAT and top1 - top0 < NPROBE_FLAT
-

@@ -1,9 +1,8 @@
-"""What to deploy, and a side-by-side check against the real thing (faiss-cpu).
+"""A side-by-side check against the real thing (faiss-cpu).
 
-:func:`deploy_spec` turns an estimate's settings into the FAISS ``index_factory`` string and the
-cuVS IVF-PQ parameters that build the same index, so what was measured is what gets deployed.
-:func:`faiss_check` builds that FAISS index on the same base, trains it on the same sample, runs
-the same queries in the same batches, and measures recall, search speed and serialized size.
+:func:`faiss_check` builds the FAISS index that :func:`gpupq.deploy.factory_string` names on the
+same base, trains it on the same sample, runs the same queries in the same batches, and measures
+recall, search speed and serialized size.
 """
 
 from __future__ import annotations
@@ -13,65 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .deploy import factory_string, ivfpq_factory
 from .errors import GpupqError
 from .metrics import GroundTruth, Recall
+from .settings import Build, Setting
 from .timing import repeat
 
 if TYPE_CHECKING:
-    from .data import Dataset, Split
-    from .estimate import EstimateConfig
-
-_REFINE = {"fp32": "RFlat", "fp16": "Refine(SQfp16)", "sq8": "Refine(SQ8)"}
-
-
-def _ivfpq_factory(config: EstimateConfig) -> str:
-    """The IVF-PQ part of the factory string. "np": no polysemous training, which the factory
-    otherwise adds (it permutes code numbers for Hamming filtering, costs training time and
-    leaves ADC recall unchanged)."""
-    opq = f"OPQ{config.m}," if config.opq else ""
-    return f"{opq}IVF{config.nlist},PQ{config.m}x{config.nbits}np"
-
-
-def factory_string(config: EstimateConfig) -> str:
-    """The whole FAISS index_factory string: normalisation, OPQ, IVF-PQ, refinement."""
-    prefix = "L2norm," if config.metric == "cosine" else ""
-    refine = "," + _REFINE[config.rerank_store] if config.rerank else ""
-    return prefix + _ivfpq_factory(config) + refine
-
-
-def deploy_spec(config: EstimateConfig, n_base: int) -> dict[str, Any]:
-    """The FAISS factory string and cuVS parameters for the index the estimate measured."""
-    factory = factory_string(config)
-    ip = config.metric != "l2"
-    coarse_points = min(n_base, 256 * config.nlist)
-    cuvs: dict[str, Any] = {
-        "index_params": {
-            "n_lists": config.nlist,
-            "metric": "inner_product" if ip else "sqeuclidean",
-            "pq_dim": config.m,
-            "pq_bits": config.nbits,
-            "codebook_kind": "subspace",
-            "kmeans_n_iters": 10,  # FAISS's coarse iterations, as measured here
-            "kmeans_trainset_fraction": round(coarse_points / n_base, 6),
-        },
-        "search_params": {"n_probes": config.nprobe},
-    }
-    notes = []
-    if config.metric == "cosine":
-        notes.append("normalise vectors and queries to unit length first (cosine = inner product of unit vectors)")
-    if config.opq:
-        notes.append("cuVS IVF-PQ has no OPQ; it applies its own random rotation, so expect recall to differ")
-    if config.rerank:
-        cuvs["refine"] = {"k": config.k, "candidates": config.rerank, "store": config.rerank_store}
-        notes.append(f"re-rank: search {config.rerank} candidates, then cuvs.neighbors.refine to k={config.k}")
-    return {
-        "faiss_index_factory": factory,
-        "faiss_metric": "METRIC_INNER_PRODUCT" if ip else "METRIC_L2",
-        "faiss_nprobe": config.nprobe,
-        "faiss_k_factor": config.rerank / config.k if config.rerank else None,
-        "cuvs_ivf_pq": cuvs,
-        "notes": notes,
-    }
+    from .io import Dataset, Split
 
 
 @dataclass
@@ -112,7 +60,10 @@ def faiss_check(
     split: Split,
     train_x: np.ndarray,
     truth: GroundTruth,
-    config: EstimateConfig,
+    build: Build,
+    setting: Setting,
+    k: int,
+    batch_size: int,
     threads: int,
     min_time: float = 0.0,
 ) -> FaissCheck:
@@ -121,14 +72,16 @@ def faiss_check(
     dataset/split: the same base and queries (rows already normalised under cosine);
     train_x: (n_train, d) float32, the estimate's training sample (FAISS subsamples it to the
     same caps); truth: the exact neighbours gpupq's recall was scored against, so both sides are
-    scored by the same rule; threads: FAISS's OpenMP threads, gpupq's budget; min_time: each
-    phase timed by the estimate's rule (repeated until its runs cover this long; the median run).
+    scored by the same rule; build, setting, k, batch_size: the index, how it is searched (re-ranked
+    when ``setting.rerank``), neighbours asked and queries per search call; threads: FAISS's
+    OpenMP threads, gpupq's budget; min_time: each phase timed by the estimate's rule (repeated
+    until its runs cover this long; the median run).
     """
     faiss = import_faiss()
     omp_before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
     try:
-        return _faiss_check(faiss, dataset, split, train_x, truth, config, min_time)
+        return _faiss_check(faiss, dataset, split, train_x, truth, build, setting, k, batch_size, min_time)
     finally:
         faiss.omp_set_num_threads(omp_before)
 
@@ -139,28 +92,31 @@ def _faiss_check(
     split: Split,
     train_x: np.ndarray,
     truth: GroundTruth,
-    config: EstimateConfig,
+    build: Build,
+    setting: Setting,
+    k: int,
+    batch_size: int,
     min_time: float,
 ) -> FaissCheck:
     d = dataset.d
-    metric = faiss.METRIC_L2 if config.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    metric = faiss.METRIC_L2 if dataset.metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
-    def build() -> tuple[Any, Any, Any]:
+    def make() -> tuple[Any, Any, Any]:
         """(base IVF-PQ index, refine index or None, the index searched with re-ranking)."""
         # The rows are already normalised under cosine, so no L2norm stage is needed here.
-        base = faiss.index_factory(d, _ivfpq_factory(config), metric)
+        base = faiss.index_factory(d, ivfpq_factory(build), metric)
         refine = None
-        if config.rerank:
+        if setting.rerank:
             refine = {
                 "fp32": lambda: faiss.IndexFlat(d, metric),
                 "fp16": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, metric),
                 "sq8": lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, metric),
-            }[config.rerank_store]()
+            }[setting.store]()
         index = faiss.IndexRefine(base, refine) if refine is not None else base
         index.train(train_x)  # IndexRefine trains both
         return base, refine, index
 
-    out, runs = repeat({"train": build}, min_time)
+    out, runs = repeat({"train": make}, min_time)
     base, refine, index = out["train"]
 
     def add_all() -> None:
@@ -170,18 +126,18 @@ def _faiss_check(
 
     runs.update(repeat({"add": add_all}, min_time)[1])
     row_of = split.base_ids()
-    faiss.extract_index_ivf(base).nprobe = config.nprobe
+    faiss.extract_index_ivf(base).nprobe = setting.nprobe
     queries = split.queries
     nq = len(queries)
-    batches = range(0, nq, config.batch_size)
+    batches = range(0, nq, batch_size)
 
     def search(idx: Any) -> np.ndarray:
-        pos = np.concatenate([idx.search(queries[s : s + config.batch_size], config.k)[1] for s in batches])
+        pos = np.concatenate([idx.search(queries[s : s + batch_size], k)[1] for s in batches])
         return np.where(pos >= 0, row_of[np.maximum(pos, 0)], -1)
 
     fns = {"search": lambda: search(base)}
     if refine is not None:
-        index.k_factor = config.rerank / config.k
+        index.k_factor = setting.rerank / k
         fns["search_rerank"] = lambda: search(index)
     found, search_runs = repeat(fns, min_time)  # interleaved, as gpupq's are
     runs.update(search_runs)
@@ -191,7 +147,7 @@ def _faiss_check(
     rr_s = runs["search_rerank"].median if refine is not None else None
     return FaissCheck(
         faiss_version=str(faiss.__version__),
-        factory=factory_string(config),
+        factory=factory_string(build, setting, dataset.metric),
         recall=recall,
         recall_rerank=recall_rr,
         search_queries_per_s=nq / search_s if search_s > 0 else float("inf"),

@@ -5,8 +5,9 @@ import pytest
 
 from gpupq.backends import cupy_status
 from gpupq.cli import app
+from gpupq.memory import memory_bill, scaled_nlist
 
-from .conftest import cli_runner, clustered
+from .helpers import cli_runner, clustered
 
 runner = cli_runner()
 FAST = ["--m", "4", "--nlist", "16", "--nprobe", "4", "--nbits", "6", "--queries", "40", "-q"]
@@ -130,7 +131,7 @@ BAD = [
     (lambda p: ["--synthetic", "--nlist", "16", "--nprobe", "32"], "--nprobe 32 must be between 1 and --nlist 16"),
     (lambda p: ["--synthetic", "--nbits", "12"], "--nbits 12 is out of range; use 4 to 8"),
     (lambda p: ["--synthetic", "--nbits", "3"], "--nbits 3 is out of range"),
-    (lambda p: ["--synthetic", "--rerank", "5"], "--rerank 5 must be 0"),
+    (lambda p: ["--synthetic", "--rerank", "5"], "--rerank 5 re-ranks fewer candidates than the 10 neighbours"),
     (lambda p: [], "give exactly one of --data PATH, --npy PATH or --synthetic"),
     (lambda p: ["--synthetic", "--npy", "x.npy"], "give exactly one of"),
 ]
@@ -183,7 +184,7 @@ def test_version():
         (["--nope"], "No such option: --nope"),
         (["--n", "many"], "Invalid value for '--n'"),
         (["--m"], "Option '--m' requires an argument"),
-        (["--seed", "-1"], "--seed must be 0 or more (got -1)"),
+        (["--seed", "-1"], "--seed must be between 0 and 4294967295 (got -1)"),
         (["--threads", "0"], "--threads must be at least 1 (got 0)"),
         (["--inflate-limit", "12XB"], "--inflate-limit '12XB' is not a size"),
     ],
@@ -260,3 +261,63 @@ def test_inflate_limit_option(tmp_path):
     assert "--inflate-limit" in res.stderr
     res = run("estimate", "--data", str(path), *FAST, "--inflate-limit", "1MB", "--json")
     assert res.exit_code == 0, res.stderr
+
+
+# ---------------------------------------------------------------------------- sweep, recommend and --n-total
+
+
+def test_sweep_cli_writes_csv_and_json(tmp_path):
+    out_csv = tmp_path / "points.csv"
+    args = ["sweep", "--synthetic", "--n", "4000", "--d", "16", "--nlist", "16", "--m", "4,8", "--nprobe", "1-8"]
+    res = cli_runner().invoke(app, [*args, "--rerank", "0,30", "--csv", str(out_csv), "--json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["command"] == "sweep" and len(data["points"]) == 2 * 4 * 2
+    assert all(p["queries_per_s"] > 0 for p in data["points"])
+    assert len(out_csv.read_text().splitlines()) == 1 + len(data["points"])
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_recommend_cli_prints_the_answer_and_deploy_strings():
+    args = ["recommend", "--synthetic", "--n", "6000", "--d", "32", "--target-recall", "0.8", "--nlist", "32"]
+    res = cli_runner().invoke(app, [*args, "--m", "8,16", "--n-total", "10M", "--scale-curve", "-q"])
+    assert res.exit_code == 0, res.stderr
+    for text in ("best", "#2", "index_factory", "cuVS", "Evidence", "at N=10M", "Recall as the collection grows"):
+        assert text in res.stdout, text
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["sweep", "--synthetic", "--nprobe", "8-2"], "--nprobe '8-2'"),
+        (["sweep", "--synthetic", "--m", "7"], "--m 7"),
+        (["sweep", "--synthetic", "--rerank-store", "fp8"], "--rerank-store"),
+        (["sweep", "--synthetic", "--backend", "all"], "one: auto, numpy or cupy"),
+        (["sweep", "--synthetic", "--n-total", "lots"], "--n-total"),
+        (["sweep", "--synthetic", "--csv", "/no/such/dir/x.csv"], "does not exist"),
+        (["recommend", "--synthetic", "--target-recall", "1.5"], "--target-recall"),
+        (["recommend", "--synthetic", "--target-recall", "0.9", "--memory-budget", "lots"], "memory"),
+    ],
+)
+def test_bad_sweep_and_recommend_input_is_one_line(args, message):
+    res = cli_runner().invoke(app, [*args, "-q"])
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], res.stderr
+
+
+def test_estimate_n_total_and_scale_curve_through_the_cli():
+    args = ["estimate", "--synthetic", "--n", "8000", "--d", "32", "--m", "8", "--nlist", "64", "--rerank", "40"]
+    res = cli_runner().invoke(app, [*args, "--rerank-store", "sq8", "--n-total", "2B", "--scale-curve", "--json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    dep = data["deployment"]
+    nlist = scaled_nlist(64, data["dataset"]["n_base"], 2 * 10**9)
+    bill = memory_bill(2 * 10**9, 32, nlist, 8, 8, "l2", 2 * 10**9 * 32 + 2 * 32 * 4)
+    assert dep["n_total"] == 2 * 10**9 and dep["nlist"] == nlist
+    assert dep["memory_bytes"] == bill.with_rerank
+    curve = data["scale_curve"]
+    nb = data["dataset"]["n_base"]
+    assert [p["n"] for p in curve["points"]] == [nb // 8, nb // 4, nb // 2, nb]
+    assert "prediction" in curve or any("no extrapolation" in n for n in curve["notes"])
+    assert "extrapolated" in curve["caveat"]

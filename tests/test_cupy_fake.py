@@ -23,7 +23,7 @@ from gpupq.opq import OPQ
 from gpupq.refine import rerank
 
 from . import fake_cupy
-from .conftest import clustered, install_fake_cupy, same_neighbours
+from .helpers import clustered, install_fake_cupy, same_neighbours
 
 
 @pytest.fixture

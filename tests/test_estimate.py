@@ -5,11 +5,11 @@ import pytest
 
 import gpupq
 from gpupq.backends import cupy_status, get_backends
-from gpupq.data import Dataset
 from gpupq.errors import GpupqError
+from gpupq.io import Dataset
 from gpupq.timing import MAX_RUNS
 
-from .conftest import clustered
+from .helpers import clustered
 
 SMALL = dict(m=8, nlist=32, nprobe=4, nbits=6, k=10, rerank=40, queries=60)
 
@@ -87,7 +87,7 @@ def test_cupy_without_gpu_says_why():
     [
         (dict(nprobe=64), "--nprobe 64 must be between 1 and --nlist 32"),
         (dict(k=0), "-k must be at least 1"),
-        (dict(rerank=5), "--rerank 5 must be 0"),
+        (dict(rerank=5), "--rerank 5 re-ranks fewer candidates than the 10 neighbours"),
         (dict(nbits=9), "out of range"),
         (dict(m=7), "valid m: 1, 2, 4, 8, 16, 32"),
         (dict(queries=3000), "leaves no base"),
@@ -122,13 +122,13 @@ def test_json_dict_is_plain():
 
 def test_chunk_size_does_not_change_the_estimate(tmp_path, monkeypatch):
     """Every pass over the base is chunked; many small chunks give the same answer as one."""
-    import gpupq.data
+    import gpupq.io.dataset
 
     path = tmp_path / "x.npy"
     np.save(path, clustered(6000, 16, seed=5, centres=100))
     cfg = gpupq.EstimateConfig(m=4, nlist=32, nprobe=4, nbits=6, k=10, rerank=40, queries=80)
     whole = gpupq.estimate(gpupq.load_npy(path), cfg, "numpy").results[0]
-    monkeypatch.setattr(gpupq.data, "DEFAULT_CHUNK_BYTES", 256 * 16 * 4)  # 256-row chunks
+    monkeypatch.setattr(gpupq.io.dataset, "DEFAULT_CHUNK_BYTES", 256 * 16 * 4)  # 256-row chunks
     chunked = gpupq.estimate(gpupq.load_npy(path), cfg, "numpy").results[0]
     assert chunked.recall.mean == whole.recall.mean
     assert chunked.recall_rerank.mean == whole.recall_rerank.mean
@@ -195,14 +195,14 @@ def test_dataset_metric_is_used_when_the_config_names_none(tmp_path):
 def test_contradicting_metrics_are_refused(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, clustered(3000, 16, seed=5))
-    with pytest.raises(GpupqError, match="opened with metric cosine but the estimate asks for l2"):
+    with pytest.raises(GpupqError, match="opened with metric cosine but the run asks for l2"):
         gpupq.estimate(gpupq.load_vectors(path, metric="cosine"), gpupq.EstimateConfig(metric="l2"), "numpy")
 
 
 @pytest.mark.parametrize(
     "change,message",
     [
-        (dict(seed=-1), "--seed must be 0 or more"),
+        (dict(seed=-1), "--seed must be between 0 and"),
         (dict(threads=0), "--threads must be at least 1"),
         (dict(min_time=-1.0), "--min-time must be between 0 and 600"),
     ],

@@ -17,11 +17,12 @@ import pytest
 
 import gpupq
 from gpupq.backends import NumpyBackend
-from gpupq.data import Dataset, Split, hold_out
+from gpupq.io import Dataset, Split, hold_out
 from gpupq.kmeans import kmeans
-from gpupq.metrics import GroundTruth, Recall, memory_bill
+from gpupq.memory import memory_bill
+from gpupq.metrics import GroundTruth, Recall
 
-from .conftest import clustered
+from .helpers import clustered
 
 faiss = pytest.importorskip("faiss")
 pytestmark = pytest.mark.faiss

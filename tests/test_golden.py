@@ -30,12 +30,23 @@ def _differences(a: Any, b: Any, where: str = "") -> list[str]:
 @pytest.mark.parametrize("case", list(golden.CASES))
 def test_output_matches_the_record(case):
     diffs = _differences(golden.run(case), golden.stored(case))
-    assert not diffs, f"{case}: {len(diffs)} differences (regenerate with python -m tests.golden --update only " \
+    assert not diffs, (
+        f"{case}: {len(diffs)} differences (regenerate with python -m tests.golden --update only "
         "for a change meant to alter them):\n" + "\n".join(diffs[:30])
+    )
 
 
 def test_stable_drops_only_what_the_clock_decides():
     """The comparison must not be blind: recall, memory and ids survive stabilising."""
-    obj = {"points": [{"recall": {"mean": 0.5}, "queries_per_s": 10.0, "memory_bytes": 7,
-                       "pareto": {"memory": True, "qps": False}}], "wall_s": 3.0}
+    obj = {
+        "points": [
+            {
+                "recall": {"mean": 0.5},
+                "queries_per_s": 10.0,
+                "memory_bytes": 7,
+                "pareto": {"memory": True, "qps": False},
+            }
+        ],
+        "wall_s": 3.0,
+    }
     assert golden.stable(obj) == {"points": [{"recall": {"mean": 0.5}, "memory_bytes": 7, "pareto": {"memory": True}}]}

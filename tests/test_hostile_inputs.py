@@ -5,7 +5,7 @@ silently wrong figure.
 By the classes of the review that found them: ordinary files that crashed, corrupt files, files
 that are not regular files, sizes promised by the file, stored neighbours taken on trust,
 messages that lie; then a seeded mutation fuzz of every format. (Values that go bad only in
-float32 are in test_data.py.)
+float32 are in test_io_dataset.py.)
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 
 import gpupq
-from gpupq import formats
-from gpupq.data import Dataset
+import gpupq.io.lazy
+import gpupq.io.limits
 from gpupq.errors import GpupqError
-from gpupq.formats import LazyArray, load_vectors, open_inputs, parse_size, read_ground_truth
+from gpupq.io import Dataset, LazyArray, load_vectors, open_inputs, read_ground_truth
 
-from .conftest import clustered
-from .test_formats import write_ann, write_arrow, write_bin, write_vecs
+from .helpers import clustered
+from .io_writers import write_ann, write_arrow, write_bin, write_vecs
 
 X = clustered(60, 6, seed=11)  # (60, 6) float32: the valid content most cases start from
 
@@ -719,7 +719,7 @@ def test_arrow_batches_are_validated_before_use(tmp_path, fmt):
     path = tmp_path / "x.arrow"
     _negative_child_length(path, fmt)
     script = (
-        "import sys; from gpupq.errors import GpupqError; from gpupq.formats import load_vectors\n"
+        "import sys; from gpupq.errors import GpupqError; from gpupq.io import load_vectors\n"
         "try:\n    load_vectors(sys.argv[1]).validate()\n    print('LOADED')\n"
         "except GpupqError as exc:\n    print('REFUSED', exc)\n"
     )
@@ -754,7 +754,7 @@ _NOT_REGULAR = textwrap.dedent(
     """
     import os, socket, sys
     from gpupq.errors import GpupqError
-    from gpupq.formats import load_ann_benchmarks, load_npy, load_vectors, open_inputs
+    from gpupq.io import load_ann_benchmarks, load_npy, load_vectors, open_inputs
     base, good = sys.argv[1], sys.argv[2]
     fifo = os.path.join(base, "pipe")
     os.mkfifo(fifo)
@@ -825,7 +825,7 @@ def test_compressed_npz_is_not_inflated_before_the_parameters_are_checked(tmp_pa
     usize = deflated_npz(path, (2_000_000, 50))
     assert path.stat().st_size < 500_000 and usize > 400_000_000
     made: list[object] = []
-    monkeypatch.setattr(formats.tempfile, "TemporaryFile", lambda *a, **k: made.append(a) or 1 / 0)
+    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", lambda *a, **k: made.append(a) or 1 / 0)
     ds = load_vectors(path)
     assert (ds.n, ds.d, ds.dtype) == (2_000_000, 50, "float32")
     assert isinstance(ds.array, LazyArray) and not ds.array.materialised
@@ -838,7 +838,7 @@ def test_compressed_npz_is_not_inflated_before_the_parameters_are_checked(tmp_pa
 def test_inflate_limit(tmp_path, monkeypatch):
     path = tmp_path / "x.npz"
     np.savez_compressed(path, emb=X)  # 1,440 bytes of float32
-    monkeypatch.setattr(formats.tempfile, "TemporaryFile", lambda *a, **k: 1 / 0)  # never reached
+    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", lambda *a, **k: 1 / 0)  # never reached
     msg = refused(load_vectors(path, inflate_limit=1000).chunk, 0, 1)
     for part in (
         "needs 1.44 kB",
@@ -855,7 +855,7 @@ def test_inflate_limit(tmp_path, monkeypatch):
     refused(load_vectors(path, inflate_limit=-1).validate, match="--inflate-limit must be 0 or more")
     # the free space of the temporary directory bounds it too
     monkeypatch.delenv("GPUPQ_INFLATE_LIMIT")
-    monkeypatch.setattr(formats.shutil, "disk_usage", lambda _: (10**12, 0, 10**9 + 2 * 10**8))
+    monkeypatch.setattr(gpupq.io.limits.shutil, "disk_usage", lambda _: (10**12, 0, 10**9 + 2 * 10**8))
     big = tmp_path / "big.npz"
     deflated_npz(big, (2_000_000, 50))  # 400 MB
     msg = refused(load_vectors(big).validate, match=r"needs 400 MB of temporary disk space but .* has 1.2 GB free")
@@ -863,12 +863,12 @@ def test_inflate_limit(tmp_path, monkeypatch):
     # parquet converts into the same kind of file, under the same limit
     pq = tmp_path / "x.parquet"
     arrow_table(pq, _pa().table({"emb": _fixed(X)}), "parquet")
-    refused(load_vectors(pq, inflate_limit=100).validate, match=r"x\.parquet:emb: .*limit of 100 bytes.*as \.npy")
+    refused(load_vectors(pq, inflate_limit=100).validate, match=r"x\.parquet:emb: .*limit of 100 B.*as \.npy")
 
 
 def test_npz_header_is_checked_against_the_member_size_at_load(tmp_path, monkeypatch):
     """A member shorter than its .npy header promises is refused before anything is inflated."""
-    monkeypatch.setattr(formats.tempfile, "TemporaryFile", lambda *a, **k: 1 / 0)  # never reached
+    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", lambda *a, **k: 1 / 0)  # never reached
     path = tmp_path / "x.npz"
     npz_member(path, "emb.npy", npy_bytes(hdr("<f4", (10**6, 100))) + bytes(4000))
     refused(load_vectors, path, match=r"truncated: its header promises 1000000x100 float32 .*the member holds 4000")
@@ -912,39 +912,14 @@ def test_write_errors_are_one_line(tmp_path, monkeypatch):
         def write(self, data: object) -> None:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(formats.tempfile, "TemporaryFile", Full)
+    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", Full)
     refused(load_vectors(path).validate, match="cannot write its temporary copy .*No space left on device.*TMPDIR")
 
     def unwritable() -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(formats.tempfile, "TemporaryFile", unwritable)
+    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", unwritable)
     refused(load_vectors(path).validate, match="cannot create a temporary file .*Permission denied")
-
-
-@pytest.mark.parametrize(
-    "text,expect",
-    [
-        ("500MB", 500 * 10**6),
-        ("20GB", 20 * 10**9),
-        ("1.5GiB", 3 * 2**29),
-        ("123", 123),
-        (" 16 gb ", 16 * 10**9),
-        ("2k", 2000),
-        ("0", 0),
-        ("lots", None),
-        ("-1GB", None),
-        ("1e9", None),
-        ("5 parsecs", None),
-        ("", None),
-        ("nan", None),
-    ],
-)
-def test_parse_size(text, expect):
-    if expect is None:
-        refused(parse_size, text, match="is not a size")
-    else:
-        assert parse_size(text) == expect
 
 
 # ---------------------------------------------------------------------------- messages

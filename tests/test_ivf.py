@@ -6,7 +6,7 @@ from gpupq.knn import exact_knn
 from gpupq.metrics import recall_at_k
 from gpupq.refine import rerank
 
-from .conftest import clustered, same_neighbours
+from .helpers import clustered, same_neighbours
 
 
 def _build(be, x, nlist=16, m=4, nbits=8, metric="l2", seed=0):

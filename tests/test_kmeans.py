@@ -6,7 +6,7 @@ import pytest
 from gpupq.errors import GpupqError
 from gpupq.kmeans import assign, converged, kmeans
 
-from .conftest import clustered
+from .helpers import clustered
 
 
 def test_objective_decreases(backend):

@@ -34,17 +34,44 @@ def test_intersection_uses_only_the_top_k_columns():
     assert recall_at_k(found, exact, 4).mean == 0.5
 
 
-def test_one_query_has_a_zero_width_interval():
+def test_one_query_says_nothing_about_the_mean():
+    """One query has no spread to measure: a normal interval would have zero width (and a
+    recommendation would call 0.5±0 decided); the interval is the whole of [0, 1]."""
     r = recall_at_k(np.array([[1, 2]]), np.array([[2, 7]]), 2)
-    assert (r.mean, r.ci95_low, r.ci95_high) == (0.5, 0.5, 0.5)
+    assert (r.mean, r.ci95_low, r.ci95_high) == (0.5, 0.0, 1.0)
 
 
-def test_interval_is_clipped_to_0_1():
-    found = np.array([[1], [1], [1], [2]])
-    exact = np.array([[1], [1], [1], [1]])
+def test_interval_is_students_t_and_clipped_to_0_1():
+    found = np.array([[1], [1], [1], [2], [1], [1], [1], [2]])
+    exact = np.ones((8, 1), dtype=np.int64)
     r = recall_at_k(found, exact, 1)
-    assert r.mean == 0.75 and r.ci95_high == 1.0  # 0.75 + 1.96·0.5/2 > 1
-    assert r.ci95_low == pytest.approx(0.75 - 0.49)
+    sd = np.std([1, 1, 1, 0] * 2, ddof=1)
+    assert r.mean == 0.75 and r.ci95_high == 1.0  # 0.75 + 2.365·0.46/√8 > 1
+    assert r.ci95_low == pytest.approx(0.75 - 2.365 * sd / np.sqrt(8))  # t(0.975, 7 df), not 1.96
+    assert r.sd == pytest.approx(sd)
+
+
+@pytest.mark.parametrize(("queries", "low"), [(1, 0.0), (10, 0.7), (30, 0.9), (100, 0.97), (1000, 0.997)])
+def test_agreeing_queries_leave_the_rule_of_three(queries, low):
+    """Every query perfect: zero spread, yet n queries cannot rule out a kind of query making up
+    3/n of them that scores 0. Ten perfect queries must not read "1.000±.000, meets 0.9"."""
+    r = recall_at_k(np.zeros((queries, 1), dtype=np.int64), np.zeros((queries, 1), dtype=np.int64), 1)
+    assert r.mean == 1.0 and r.ci95_high == 1.0
+    assert r.ci95_low == pytest.approx(low)
+
+
+def test_the_interval_is_the_wider_rule():
+    """With spread, the t interval wins where it is wider than the rule of three."""
+    rng = np.random.default_rng(0)
+    hits = rng.random((400, 10)) < 0.6  # per-query recall about 0.6 with sd about 0.15
+    found = np.where(hits, np.arange(10), -1)
+    exact = np.tile(np.arange(10), (400, 1))
+    r = recall_at_k(found, exact, 10)
+    per_query = hits.mean(axis=1)
+    half = 1.966 * per_query.std(ddof=1) / np.sqrt(400)
+    assert half > 3 / 400 * r.mean
+    assert r.ci95_low == pytest.approx(r.mean - half, abs=2e-4)
+    assert r.ci95_high == pytest.approx(r.mean + half, abs=2e-4)
 
 
 # ---------------------------------------------------------------------------- by exact distance

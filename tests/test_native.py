@@ -18,7 +18,7 @@ from gpupq import backends
 from gpupq.backends import NATIVE_ENV, NATIVE_MAX_D, NATIVE_MIN_K, NumpyBackend
 from gpupq.kmeans import assign, score_operands
 
-from .conftest import ChunkedNumpyBackend, clustered
+from .helpers import ChunkedNumpyBackend, clustered
 
 native = backends._native
 KERNELS = list(native.KERNELS) if native is not None else []

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from gpupq import plot
-from gpupq.engine import Build, PointResult, Setting
+from gpupq.engine import PointResult
 from gpupq.errors import GpupqError
-from gpupq.metrics import Recall, memory_bill
-from gpupq.sweep import Grid, SweepResult
+from gpupq.grid import Grid
+from gpupq.memory import memory_bill
+from gpupq.metrics import Recall
+from gpupq.settings import Build, Setting
+from gpupq.sweep import SweepResult
 
 N, D = 10_000, 32
 STORE_FP16 = N * D * 2
@@ -195,16 +198,16 @@ def test_save_writes_a_png_atomically(hand_made, tmp_path):
 
 def test_save_into_a_missing_folder_is_a_gpupq_error(hand_made, tmp_path):
     pytest.importorskip("matplotlib")
-    with pytest.raises(GpupqError, match="cannot write the plot"):
+    with pytest.raises(GpupqError, match="the folder .*missing.* does not exist"):
         plot.save(hand_made, tmp_path / "missing" / "sweep.png")
     assert os.listdir(tmp_path) == []
 
 
 def test_save_leaves_nothing_when_rendering_fails(hand_made, tmp_path, monkeypatch):
-    def boom(_result):
+    def boom(_result, _fmt="png"):
         raise RuntimeError("renderer broke")
 
-    monkeypatch.setattr(plot, "render_png", boom)
+    monkeypatch.setattr(plot, "render", boom)
     with pytest.raises(RuntimeError):
         plot.save(hand_made, tmp_path / "sweep.png")
     assert os.listdir(tmp_path) == []
@@ -279,15 +282,16 @@ def test_sizes_and_rates_read_as_people_write_them():
     assert plot.format_bytes(3.2e6) == "3.2 MB"
     assert plot.format_bytes(750e3) == "750 kB"
     assert plot.format_bytes(12) == "12 B"
-    assert plot.format_rate(1200) == "1.2k"
-    assert plot.format_rate(350) == "350"
+    assert plot.format_count(1200) == "1.2k"
+    assert plot.format_count(350) == "350"
 
 
 # ---------------------------------------------------------------------------------- real sweep
 def test_real_tiny_sweep_plots(tmp_path):
     pytest.importorskip("matplotlib")
-    from gpupq.data import make_synthetic
-    from gpupq.sweep import RunConfig, open_session, sweep
+    from gpupq.io import make_synthetic
+    from gpupq.session import RunConfig, open_session
+    from gpupq.sweep import sweep
 
     cfg = RunConfig(k=5, queries=50)
     session = open_session(make_synthetic(3000, 16, 0), cfg, "numpy")

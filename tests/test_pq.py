@@ -4,7 +4,7 @@ import pytest
 from gpupq.errors import GpupqError
 from gpupq.pq import ProductQuantizer
 
-from .conftest import clustered
+from .helpers import clustered
 
 
 def _mse(be, pq, x):

@@ -12,7 +12,7 @@ import gpupq
 from gpupq.ivf import IVFPQIndex
 from gpupq.refine import rerank
 
-from .conftest import clustered, same_neighbours
+from .helpers import clustered, same_neighbours
 
 
 def _index(be, x, nlist=16, m=4, nbits=6, metric="l2", add=True):
@@ -154,12 +154,12 @@ def test_resident_store_scores_equal_host_fetch(monkeypatch, numpy_backend, kind
     gathered there: its scores equal the host path's (rows read from the input, round-tripped)
     bit for bit, -1 candidates included; with no room on the device it falls back to the host
     path. Runs the CuPy backend class over the stand-in."""
-    from gpupq.data import hold_out, make_synthetic
     from gpupq.engine import Workbench
+    from gpupq.io import hold_out, make_synthetic
     from gpupq.refine import DeviceRows, candidate_scores
 
     from . import fake_cupy
-    from .conftest import install_fake_cupy
+    from .helpers import install_fake_cupy
 
     be = install_fake_cupy(monkeypatch)
     ds = make_synthetic(3000, 16, seed=0)
@@ -196,9 +196,9 @@ def test_out_of_memory_retries_with_smaller_chunks(backend, monkeypatch):
     one-line GpupqError, not a traceback. Each backend raises its own out-of-memory error
     (CuPy's OutOfMemoryError on the stand-in)."""
     import gpupq.engine as engine_mod
-    from gpupq.data import hold_out, make_synthetic
     from gpupq.engine import Workbench
     from gpupq.errors import GpupqError
+    from gpupq.io import hold_out, make_synthetic
 
     ds = make_synthetic(2000, 16, seed=0)
     split = hold_out(ds, 20, 0)

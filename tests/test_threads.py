@@ -15,7 +15,7 @@ from gpupq.kmeans import kmeans
 from gpupq.knn import exact_knn
 from gpupq.threads import ThreadBudget, available_cores, blas_description, resolve_threads
 
-from .conftest import clustered
+from .helpers import clustered
 
 
 def _blas_threads() -> int:

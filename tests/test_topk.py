@@ -62,11 +62,11 @@ def test_scan_chunks_cover_every_item_once_within_budget():
 def test_ids_beyond_32_bits_are_refused(backend):
     """Exact top-k packs an id into 32 bits beside its score: an index refuses ids it could not
     give back, and a dataset with more rows than that is refused in one line."""
-    from gpupq.data import MAX_ROWS, Dataset, hold_out
     from gpupq.errors import GpupqError
+    from gpupq.io import MAX_ROWS, Dataset, hold_out
     from gpupq.ivf import IVFPQIndex
 
-    from .conftest import clustered
+    from .helpers import clustered
 
     x = clustered(600, 8, seed=3)
     index = IVFPQIndex(backend, 8, 4, 2, 4)

@@ -1,0 +1,74 @@
+"""Scale curve: the trend fit, and nested subsamples whose trend predicts a size they did not
+measure (or gives no extrapolation when there is no trend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpupq.io import Dataset, make_synthetic
+from gpupq.scalecurve import fit_trend
+from gpupq.settings import Build
+
+
+def test_trend_fit_recovers_a_known_line():
+    # recall falling 0.02 per doubling of N, measured exactly: the fit extends it exactly
+    pts = [(n, 0.95 - 0.02 * np.log2(n / 1000), 0.01) for n in (1000, 2000, 4000, 8000)]
+    trend = fit_trend(pts)
+    mean, low, high = trend.predict(1000 * 2**10)
+    assert mean == pytest.approx(0.95 - 0.2, abs=1e-9)
+    assert low < mean < high
+    # noisier points give a wider band at the same extrapolation
+    wide = fit_trend([(n, r, 0.05) for n, r, _ in pts]).predict(1000 * 2**10)
+    assert wide[2] - wide[1] > high - low
+
+
+def _gaussian_split(n=64400, d=16, seed=0):
+    from gpupq.io import hold_out
+
+    x = np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
+    ds = Dataset(x, "gaussian")
+    return ds, hold_out(ds, 400, seed)
+
+
+def test_scale_curve_predicts_a_size_it_did_not_measure():
+    """The answer is known: the recall at the full base, measured directly, lies in the band the
+    trend of the nested subsamples at 1/16 to 1/2 of it predicts. (Gaussian data: no cluster count
+    for nlist to cross, so the trend is steady; 4-bit codes: the PQ trains on its full 4,096-point
+    sample at every size.)"""
+    from gpupq.backends import NumpyBackend
+    from gpupq.scalecurve import nested_bases, scale_curve
+    from gpupq.settings import Setting
+
+    ds, split = _gaussian_split()
+    be = NumpyBackend()
+    build = Build(nlist=512, m=8, nbits=4)
+    sizes = [4000, 8000, 16000, 32000]
+    a, b = nested_bases(split, [4000, 8000], 3)
+    assert np.isin(a, b).all() and not np.isin(a, split.query_ids).any()  # nested, base rows only
+    curve = scale_curve(ds, split, build, Setting(8), 10, be, sizes=sizes, n_total=split.n_base)
+    assert [p.n for p in curve.points] == sizes
+    assert [p.nlist for p in curve.points] == [32, 64, 128, 256]  # nlist ∝ n: vectors per list constant
+    scanned = [p.scanned_per_query for p in curve.points]
+    assert max(scanned) / min(scanned) < 1.1
+    assert curve.trend.b < 0  # more vectors near each query, same scan: recall falls
+    _, low, high = curve.prediction
+    measured = scale_curve(ds, split, build, Setting(8), 10, be, sizes=[16000, split.n_base]).points[-1]
+    assert low <= measured.recall.mean <= high, (curve.prediction, measured.recall.mean)
+    assert high - low < 0.1
+
+
+def test_scale_curve_gives_no_extrapolation_when_the_points_do_not_follow_a_trend():
+    from gpupq.backends import NumpyBackend
+    from gpupq.io import hold_out
+    from gpupq.scalecurve import scale_curve
+    from gpupq.settings import Setting
+
+    # 256 natural clusters: at the small sizes nlist is below the cluster count, and recall jumps
+    ds = make_synthetic(64000, 32, 0)
+    split = hold_out(ds, 400, 0)
+    curve = scale_curve(ds, split, Build(512, 16, 4), Setting(4), 10, NumpyBackend(), sizes=[4000, 8000, 16000],
+                        n_total=10**8)  # fmt: skip
+    assert curve.trend.chi2_per_dof > 4
+    assert curve.prediction is None
+    assert any("no extrapolation" in note for note in curve.notes)

@@ -149,7 +149,7 @@ def test_a_failed_write_leaves_the_earlier_file_whole(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(GpupqError, match="cannot write --csv .*No space left on device"):
+    with pytest.raises(GpupqError, match=r"cannot write --csv .*No space left on device"):
         write_output(out, b"new\n")
     assert target.read_text() == "complete\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]  # no temporary left

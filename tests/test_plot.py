@@ -198,7 +198,7 @@ def test_save_writes_a_png_atomically(hand_made, tmp_path):
 
 def test_save_into_a_missing_folder_is_a_gpupq_error(hand_made, tmp_path):
     pytest.importorskip("matplotlib")
-    with pytest.raises(GpupqError, match="the folder .*missing.* does not exist"):
+    with pytest.raises(GpupqError, match=r"the folder .*missing.* does not exist"):
         plot.save(hand_made, tmp_path / "missing" / "sweep.png")
     assert os.listdir(tmp_path) == []
 

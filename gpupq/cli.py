@@ -1,86 +1,42 @@
-"""The ``gpupq`` command: parse, call the library, render. No algorithm lives here."""
+"""The ``gpupq`` command: parse, call the library, render. No algorithm lives here.
+
+Options every command shares are declared once below (typer declares options per command, so
+each command names the same aliases); their help and defaults come from
+:data:`gpupq.params.PARAMS`, where the library's checks find the same rules.
+"""
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from typer.core import TyperGroup
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
 from .errors import GpupqError
 from .estimate import MIN_TIMED_S, EstimateConfig, estimate
 from .grid import grid_from_options
-from .io import FORMATS, INFLATE_LIMIT_ENV, make_synthetic, open_inputs
+from .io import FORMATS, INFLATE_LIMIT_ENV, Inputs, make_synthetic, open_inputs
 from .outputs import check_outputs, write_output
-from .report import print_result, to_json
-from .session import POINT_MIN_TIME, RunConfig, check_seed, open_session
+from .params import PARAMS, check, help_for
+from .plot import render, require_matplotlib, terminal_plot
+from .recommend import DEFAULT_STORES, Target, recommend
+from .report import print_result, render_recommendation, render_sweep, sweep_csv, to_json
+from .session import POINT_MIN_TIME, RunConfig, Session, open_session
+from .sweep import sweep
+from .terminal import OneLineGroup, err, fail, out, progress_reporter, stdout_guard, user_errors
 from .units import parse_count, parse_size
 
-try:  # typer 0.2x vendors its own click; older typer uses click itself
-    from typer import _click as click
-except ImportError:  # pragma: no cover - depends on the typer version installed
-    import click  # type: ignore[no-redef]
-
-
-#: click 8.2+ signals "no arguments: show the help" with a UsageError subclass; that one must
-#: keep printing the help (click 8.1 prints it without an exception: nothing to catch)
-_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-class _OneLineError(click.exceptions.ClickException):
-    """A usage error shown as gpupq shows every error: one line on stderr, exit code 2."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        err.print(f"error: {self.message}", markup=False, highlight=False, soft_wrap=True)
-
-
-class _Group(TyperGroup):
-    """typer's group, with click's usage errors (a bad choice, a missing value, an unknown
-    option) turned into one line instead of a usage box."""
-
-    def _one_line(self, exc: Any, ctx: Any) -> _OneLineError:
-        message = exc.format_message().replace("Value error, ", "")
-        if getattr(exc, "ctx", None) is not None:
-            where = exc.ctx.command_path
-        else:  # click 8.1 leaves ctx unset on some parse errors: name the subcommand being parsed
-            sub = getattr(ctx, "invoked_subcommand", None)
-            where = f"{ctx.command_path} {sub}" if sub else ctx.command_path
-        return _OneLineError(f"{message} (see {where} --help)")
-
-    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except _NO_ARGS_IS_HELP:
-            raise  # prints the help
-        except click.exceptions.UsageError as exc:
-            raise self._one_line(exc, click.Context(self, info_name=info_name)) from None
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _NO_ARGS_IS_HELP:
-            raise
-        except click.exceptions.UsageError as exc:
-            raise self._one_line(exc, ctx) from None
-
-
 app = typer.Typer(
-    cls=_Group,
+    cls=OneLineGroup,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -88,9 +44,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Estimate what IVF-PQ compression does to your vectors: memory, recall@k and speed.",
 )
-# emoji=False: paths and messages are printed as they are (":x:" in a file name stays ":x:")
-out = Console(emoji=False)
-err = Console(stderr=True, emoji=False)
 
 
 def _show_version(value: bool) -> None:
@@ -109,16 +62,9 @@ def _main(
     """Estimate what IVF-PQ compression does to your vectors: memory, recall@k and speed."""
 
 
-class Metric(str, Enum):
-    l2 = "l2"
-    ip = "ip"
-    cosine = "cosine"
-
-
-class RerankStoreChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    sq8 = "sq8"
+Metric = Enum("Metric", {m: m for m in PARAMS["metric"].choices}, type=str)  # type: ignore[misc]
+RerankStoreChoice = Enum("RerankStoreChoice", {s: s for s in PARAMS["rerank_store"].choices}, type=str)  # type: ignore[misc]
+FormatChoice = Enum("FormatChoice", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
 
 
 class VerifyChoice(str, Enum):
@@ -132,68 +78,69 @@ class BackendChoice(str, Enum):
     all = "all"
 
 
-FormatChoice = Enum("FormatChoice", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
+def _opt(*flags: str, **kw: Any) -> Any:
+    return typer.Option(*flags, **kw)
 
 
-@contextmanager
-def _stdout() -> Iterator[None]:
-    """Writing results to stdout: a full disk (``> /dev/full``) or a closed pipe is one line and
-    exit code 2, never a traceback; fd 1 is then pointed at /dev/null, so that the interpreter's
-    last flush at exit does not fail again."""
-    try:
-        yield
-        sys.stdout.flush()
-    except OSError as exc:
-        with suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        if isinstance(exc, BrokenPipeError):  # the reader went away (| head): nothing to say
-            raise typer.Exit(2) from None
-        fail(f"cannot write to standard output: {exc.strerror or exc}")
-
-
-def fail(message: str) -> None:
-    """One line on stderr, exit code 2."""
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def progress_reporter(enabled: bool, eta: bool = False) -> Iterator[Any]:
-    """A progress(phase, done, total) callback drawing rich bars on stderr (a terminal), or
-    printing each phase once as it starts (a pipe or log). eta: bars show the time remaining
-    (sweep and recommend, whose phases repeat: builds, candidates)."""
-    if not enabled:
-        yield None
-        return
-    if err.is_terminal:
-        bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,}"),
-            TimeElapsedColumn(),
-            *([TextColumn("ETA"), TimeRemainingColumn()] if eta else []),
-            console=err,
-            transient=True,
-        )
-        tasks: dict[str, TaskID] = {}
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(escape(phase), total=total)
-            bars.update(tasks[phase], completed=done)
-
-        with bars:
-            yield update
-    else:
-        seen: set[str] = set()
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in seen:
-                seen.add(phase)
-                err.print(f"{phase} ...", markup=False, highlight=False)
-
-        yield update
+# ---------------------------------------------------------------------------------- shared options
+_Npy = Annotated[Path | None, _opt("--npy", help="an .npy array of shape (n, d), memory-mapped")]
+_Data = Annotated[
+    Path | None, _opt("--data", help=f"vectors in any supported format, by extension: {', '.join(FORMATS)}")
+]
+_Fmt = Annotated[
+    FormatChoice | None, _opt("--format", case_sensitive=False, help="the format, when the extension does not say")
+]
+_Name = Annotated[str | None, _opt("--name", help="the array in an .npz, or dataset in an HDF5 file")]
+_Column = Annotated[str | None, _opt("--column", help="the embedding column of a Parquet/Arrow file")]
+_Inflate = Annotated[
+    str | None,
+    _opt(
+        "--inflate-limit",
+        help="most a compressed .npz array or a Parquet/Arrow column may inflate to in a temporary file, e.g. 50GB "
+        f"(default ${INFLATE_LIMIT_ENV}, else 16GB; never past the free space)",
+    ),
+]
+_Synthetic = Annotated[bool, _opt("--synthetic", help="use generated clustered data")]
+_N = Annotated[int, _opt("--n", help="synthetic: number of vectors")]
+_D = Annotated[int, _opt("--d", help="synthetic: dimensions")]
+_K = Annotated[int, _opt("-k", "--k", help=help_for("k"))]
+_Queries = Annotated[
+    int | None,
+    _opt(
+        "--queries",
+        help="queries held out of the data (default 100); with --queries-file, its first N rows (default all)",
+    ),
+]
+_QueriesFile = Annotated[
+    Path | None, _opt("--queries-file", help="your own queries (any supported format); nothing is then held out")
+]
+_Metric = Annotated[
+    Metric | None,
+    _opt(
+        "--metric",
+        case_sensitive=False,
+        help="distance: l2, ip or cosine (default l2, or what an ann-benchmarks file declares)",
+    ),
+]
+_Backend = Annotated[BackendChoice, _opt("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")]
+_Seed = Annotated[int, _opt("--seed", help=help_for("seed"))]
+_Batch = Annotated[int, _opt("--batch-size", help=help_for("batch_size"))]
+_Threads = Annotated[int | None, _opt("--threads", help=PARAMS["threads"].help)]
+_NTotal = Annotated[
+    str | None, _opt("--n-total", help="also bill memory at the size you will deploy, e.g. 50000000, 50M or 2B")
+]
+_Json = Annotated[bool, _opt("--json", help="print one JSON object on stdout, nothing else")]
+_Quiet = Annotated[bool, _opt("--quiet", "-q", help="no progress on stderr")]
+_Lists = "comma list or range A-B (A, 2A, 4A, … up to B)"
+# sweep and recommend time many points, each repeated only while it is fast; estimate times a few
+# phases and wants each one steady: two purposes, two defaults
+_PointMinTime = Annotated[
+    float,
+    _opt(
+        "--min-time",
+        help=f"seconds of runs each timed point covers, the median reported (default {POINT_MIN_TIME:g}; 0: one run)",
+    ),
+]
 
 
 def _open_inputs(
@@ -209,7 +156,7 @@ def _open_inputs(
     seed: int,
     metric: Any,
     queries_file: Path | None,
-) -> Any:
+) -> Inputs:
     """The input options every command shares -> io.Inputs (notes printed on stderr)."""
     if sum((npy is not None, data is not None, synthetic)) != 1:
         fail("give exactly one of --data PATH, --npy PATH or --synthetic")
@@ -217,7 +164,7 @@ def _open_inputs(
     if npy is not None:  # pqtool.py's flag: always an .npy file
         data, fmt_name = npy, "npy"
     metric_name = metric.value if metric is not None else None
-    check_seed(seed)
+    check("seed", seed)
     limit = None
     if inflate_limit is not None:
         try:
@@ -231,107 +178,107 @@ def _open_inputs(
     return inputs
 
 
+def _queries(queries: int | None, inputs: Inputs) -> int:
+    """--queries, else every row of a query file, else 100 held out."""
+    if queries is not None:
+        return queries
+    return inputs.queries.n if inputs.queries is not None else PARAMS["queries"].default
+
+
+def _count(text: str | None, option: str) -> int | None:
+    """A count such as 50000000, 50M or 1.5B, or None when not given."""
+    return None if text is None else parse_count(text, option)
+
+
+def _warn(lines: list[str]) -> None:
+    for w in lines:
+        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
 @contextmanager
-def _user_errors() -> Iterator[None]:
-    """What a command reports in one line instead of a traceback: gpupq's errors and running out
-    of memory (exit 2), Ctrl-C (exit 130)."""
+def _session(inputs: Inputs, cfg: RunConfig, backend: BackendChoice, progress: Any) -> Iterator[Session]:
+    session = open_session(
+        inputs.dataset, cfg, backend.value, progress, inputs.queries, inputs.ground_truth, inputs.ground_truth_source
+    )
     try:
-        yield
-    except GpupqError as exc:
-        fail(str(exc))
-    except MemoryError:
-        fail("out of memory; lower --n, --queries or --batch-size")
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
+        yield session
+    finally:
+        session.close()
 
 
+def _emit_json(obj: dict[str, Any]) -> None:
+    with stdout_guard():
+        sys.stdout.write(to_json(obj) + "\n")
+
+
+# ---------------------------------------------------------------------------------- estimate
 @app.command("estimate")
 def estimate_cmd(
-    npy: Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option("--data", help=f"vectors in any supported format, by extension: {', '.join(FORMATS)}"),
-    ] = None,
-    fmt: Annotated[
-        FormatChoice | None,
-        typer.Option("--format", case_sensitive=False, help="the format, when the extension does not say"),
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="the array in an .npz, or dataset in an HDF5 file")] = None,
-    column: Annotated[str | None, typer.Option("--column", help="the embedding column of a Parquet/Arrow file")] = None,
-    inflate_limit: Annotated[
-        str | None,
-        typer.Option(
-            "--inflate-limit",
-            help="most a compressed .npz array or a Parquet/Arrow column may inflate to in a temporary file, "
-            f"e.g. 50GB (default ${INFLATE_LIMIT_ENV}, else 16GB; never past the free space)",
-        ),
-    ] = None,
-    synthetic: Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")] = False,
-    n: Annotated[int, typer.Option("--n", help="synthetic: number of vectors")] = 10000,
-    d: Annotated[int, typer.Option("--d", help="synthetic: dimensions")] = 64,
-    m: Annotated[int, typer.Option("--m", help="PQ sub-quantizers (sub-vectors per code)")] = 16,
-    nbits: Annotated[int, typer.Option("--nbits", help="bits per sub-quantizer code, 4 to 8")] = 8,
-    nlist: Annotated[int, typer.Option("--nlist", help="IVF lists (coarse centroids)")] = 128,
-    nprobe: Annotated[int, typer.Option("--nprobe", help="lists probed per query (FAISS's default is 1)")] = 8,
-    rerank: Annotated[int, typer.Option("--rerank", help="candidates re-ranked exactly (0 = no re-rank)")] = 100,
-    opq: Annotated[bool, typer.Option("--opq", help="rotate with OPQ before IVF-PQ, as FAISS's OPQ{m} prefix")] = False,
+    npy: _Npy = None,
+    data: _Data = None,
+    fmt: _Fmt = None,
+    name: _Name = None,
+    column: _Column = None,
+    inflate_limit: _Inflate = None,
+    synthetic: _Synthetic = False,
+    n: _N = 10000,
+    d: _D = 64,
+    m: Annotated[int, _opt("--m", help=help_for("m"))] = PARAMS["m"].default,
+    nbits: Annotated[int, _opt("--nbits", help=help_for("nbits"))] = PARAMS["nbits"].default,
+    nlist: Annotated[int, _opt("--nlist", help=help_for("nlist"))] = PARAMS["nlist"].default,
+    nprobe: Annotated[int, _opt("--nprobe", help=help_for("nprobe"))] = PARAMS["nprobe"].default,
+    rerank: Annotated[int, _opt("--rerank", help=help_for("rerank"))] = PARAMS["rerank"].default,
     rerank_store: Annotated[
         RerankStoreChoice,
-        typer.Option("--rerank-store", case_sensitive=False, help="precision of the vectors kept for re-ranking"),
-    ] = RerankStoreChoice.fp32,
-    k: Annotated[int, typer.Option("-k", "--k", help="neighbours returned; recall@k")] = 10,
-    queries: Annotated[
-        int | None,
-        typer.Option(
-            "--queries",
-            help="queries held out of the data (default 100); with --queries-file, its first N rows (default all)",
+        _opt(
+            "--rerank-store",
+            case_sensitive=False,
+            help="precision of the vectors kept for re-ranking (default fp32: "
+            "the exact vectors, the recall re-ranking can reach; sweep and recommend weigh the cheaper stores)",
         ),
-    ] = None,
-    queries_file: Annotated[
-        Path | None,
-        typer.Option("--queries-file", help="your own queries (any supported format); nothing is then held out"),
-    ] = None,
-    metric: Annotated[
-        Metric | None,
-        typer.Option(
-            "--metric", case_sensitive=False, help="distance (default l2, or what an ann-benchmarks file declares)"
-        ),
-    ] = None,
+    ] = RerankStoreChoice.fp32,  # type: ignore[attr-defined]
+    opq: Annotated[
+        bool, _opt("--opq", help="rotate with OPQ before IVF-PQ, as FAISS's OPQ{m} prefix (one index: on or off)")
+    ] = False,
+    k: _K = 10,
+    queries: _Queries = None,
+    queries_file: _QueriesFile = None,
+    metric: _Metric = None,
     backend: Annotated[
-        BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
+        BackendChoice,
+        _opt(
+            "--backend",
+            case_sensitive=False,
+            help="auto: CuPy when usable, else numpy; all: every usable backend side by side",
+        ),
     ] = BackendChoice.auto,
     verify: Annotated[
         VerifyChoice | None,
-        typer.Option("--verify", case_sensitive=False, help="also build the same index with faiss-cpu, side by side"),
+        _opt("--verify", case_sensitive=False, help="also build the same index with faiss-cpu, side by side"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed for data, split and training (0 or more)")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="queries per search call")] = 1024,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", help="most host threads kept busy (default: the cores this process may use)"),
-    ] = None,
+    seed: _Seed = 0,
+    batch_size: _Batch = 1024,
+    threads: _Threads = None,
     min_time: Annotated[
         float | None,
-        typer.Option(
+        _opt(
             "--min-time",
-            help=f"seconds of runs each timed phase covers, the median run reported (default {MIN_TIMED_S:g})",
+            help=f"seconds of runs each timed phase covers, the median run reported (default {MIN_TIMED_S:g}: "
+            "a few phases, each steady; sweep and recommend time many points and use less)",
         ),
     ] = None,
-    n_total: Annotated[
-        str | None, typer.Option("--n-total", help="also bill memory at this deployment size, e.g. 50M")
-    ] = None,
+    n_total: _NTotal = None,
     scale_curve: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--scale-curve", help="also measure recall on nested subsamples (N/8..N) and extend the trend to --n-total"
         ),
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+    json_out: _Json = False,
+    quiet: _Quiet = False,
 ) -> None:
     """Build IVF-PQ over your vectors (or synthetic ones) and report recall, memory and speed."""
-    with _user_errors():
+    with user_errors():
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         config = EstimateConfig(
@@ -343,7 +290,7 @@ def estimate_cmd(
             rerank=rerank,
             rerank_store=rerank_store.value,
             opq=opq,
-            queries=queries if queries is not None else (inputs.queries.n if inputs.queries is not None else 100),
+            queries=_queries(queries, inputs),
             metric=inputs.dataset.metric,
             seed=seed,
             batch_size=batch_size,
@@ -366,98 +313,15 @@ def estimate_cmd(
             )
     for backend_name, why in result.skipped.items():
         err.print(f"skipped backend {backend_name}: {why}", markup=False, highlight=False, soft_wrap=True)
-    for w in result.warnings:
-        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    _warn(result.warnings)
     if json_out:
-        with _stdout():
-            sys.stdout.write(to_json(result.to_dict()) + "\n")
+        _emit_json(result.to_dict())
     else:
-        with _stdout():
+        with stdout_guard():
             print_result(result, out)
 
 
-# ---------------------------------------------------------------------------------- sweep, recommend
-# The input options sweep and recommend share with estimate (typer declares options per command).
-_Npy = Annotated[Path | None, typer.Option("--npy", help="an .npy array of shape (n, d), memory-mapped")]
-_Data = Annotated[Path | None, typer.Option("--data", help=f"vectors in any supported format: {', '.join(FORMATS)}")]
-_Fmt = Annotated[
-    FormatChoice | None,
-    typer.Option("--format", case_sensitive=False, help="the format, when the extension does not say"),
-]
-_Name = Annotated[str | None, typer.Option("--name", help="the array in an .npz, or dataset in an HDF5 file")]
-_Column = Annotated[str | None, typer.Option("--column", help="the embedding column of a Parquet/Arrow file")]
-_Inflate = Annotated[
-    str | None, typer.Option("--inflate-limit", help="most a compressed input may inflate to (default 16GB)")
-]
-_Synthetic = Annotated[bool, typer.Option("--synthetic", help="use generated clustered data")]
-_N = Annotated[int, typer.Option("--n", help="synthetic: number of vectors")]
-_D = Annotated[int, typer.Option("--d", help="synthetic: dimensions")]
-_K = Annotated[int, typer.Option("-k", "--k", help="neighbours returned; recall@k")]
-_Queries = Annotated[
-    int | None, typer.Option("--queries", help="queries held out (default 100); with --queries-file, its first N rows")
-]
-_QueriesFile = Annotated[Path | None, typer.Option("--queries-file", help="your own queries; nothing is then held out")]
-_Metric = Annotated[Metric | None, typer.Option("--metric", case_sensitive=False, help="distance (default l2)")]
-_Backend = Annotated[
-    BackendChoice, typer.Option("--backend", case_sensitive=False, help="auto: CuPy when usable, else numpy")
-]
-_Seed = Annotated[int, typer.Option("--seed", help="seed for data, split and training (0 or more)")]
-_Batch = Annotated[int, typer.Option("--batch-size", help="queries per search call")]
-_Threads = Annotated[int | None, typer.Option("--threads", help="most host threads kept busy (default: every core)")]
-_MinTime = Annotated[
-    float, typer.Option("--min-time", help="seconds of runs each timed point covers, the median reported (0: one run)")
-]
-_Json = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")]
-_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
-_NTotal = Annotated[
-    str | None, typer.Option("--n-total", help="bill memory at this deployment size, e.g. 50000000 or 50M")
-]
-_Lists = "comma list or range A-B (A, 2A, 4A, … up to B)"
-
-
-def _count(text: str | None, option: str) -> int | None:
-    """A count such as 50000000, 50M or 1.5B, or None when not given."""
-    return None if text is None else parse_count(text, option)
-
-
-def _run_config(
-    k: int,
-    queries: int | None,
-    inputs: Any,
-    seed: int,
-    batch_size: int,
-    threads: int | None,
-    min_time: float,
-    timing: bool,
-    n_total: int | None,
-) -> Any:
-    nq = queries if queries is not None else (inputs.queries.n if inputs.queries is not None else 100)
-    cfg = RunConfig(
-        k=k,
-        queries=nq,
-        metric=inputs.dataset.metric,
-        seed=seed,
-        batch_size=batch_size,
-        threads=threads,
-        min_time=min_time,
-        timing=timing,
-        n_total=n_total,
-    )
-    cfg.check()
-    return cfg
-
-
-@contextmanager
-def _session(inputs: Any, cfg: Any, backend: BackendChoice, progress: Any) -> Iterator[Any]:
-    session = open_session(
-        inputs.dataset, cfg, backend.value, progress, inputs.queries, inputs.ground_truth, inputs.ground_truth_source
-    )
-    try:
-        yield session
-    finally:
-        session.close()
-
-
+# ---------------------------------------------------------------------------------- sweep
 @app.command("sweep")
 def sweep_cmd(
     npy: _Npy = None,
@@ -470,21 +334,24 @@ def sweep_cmd(
     n: _N = 10000,
     d: _D = 64,
     m: Annotated[
-        str | None, typer.Option("--m", help=f"PQ sub-quantizers: {_Lists} (default: code sizes 8 to d/2 bytes)")
+        str | None, _opt("--m", help=f"PQ sub-quantizers: {_Lists} (default: code sizes 8 to d/2 bytes)")
     ] = None,
-    nlist: Annotated[str | None, typer.Option("--nlist", help=f"IVF lists: {_Lists} (default: 4√N to 16√N)")] = None,
-    nbits: Annotated[str | None, typer.Option("--nbits", help="bits per code: comma list (default 8)")] = None,
+    nlist: Annotated[str | None, _opt("--nlist", help=f"IVF lists: {_Lists} (default: 4√N to 16√N)")] = None,
+    nbits: Annotated[str | None, _opt("--nbits", help="bits per code: comma list (default 8)")] = None,
     nprobe: Annotated[
-        str | None,
-        typer.Option("--nprobe", help=f"lists probed: {_Lists} (default: doubling until recall stops rising)"),
+        str | None, _opt("--nprobe", help=f"lists probed: {_Lists} (default: doubling until recall stops rising)")
     ] = None,
-    rerank: Annotated[
-        str | None, typer.Option("--rerank", help="re-rank depths, 0 = none: comma list (default 0,100)")
-    ] = None,
+    rerank: Annotated[str | None, _opt("--rerank", help="re-rank depths, 0 = none: comma list (default 0,100)")] = None,
     rerank_store: Annotated[
-        str | None, typer.Option("--rerank-store", help="stores for re-ranking: fp32,fp16,sq8 (default fp16)")
+        str | None,
+        _opt(
+            "--rerank-store",
+            help="stores for re-ranking: fp32,fp16,sq8 (default fp16: half fp32's memory, same ranking in practice)",
+        ),
     ] = None,
-    opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
+    opq: Annotated[
+        str | None, _opt("--opq", help="off, on or off,on: a list, as every axis of a grid (default off)")
+    ] = None,
     k: _K = 10,
     queries: _Queries = None,
     queries_file: _QueriesFile = None,
@@ -493,59 +360,53 @@ def sweep_cmd(
     seed: _Seed = 0,
     batch_size: _Batch = 1024,
     threads: _Threads = None,
-    min_time: _MinTime = POINT_MIN_TIME,
-    no_timing: Annotated[bool, typer.Option("--no-timing", help="measure recall and scanned only (fastest)")] = False,
+    min_time: _PointMinTime = POINT_MIN_TIME,
+    no_timing: Annotated[bool, _opt("--no-timing", help="measure recall and scanned only (fastest)")] = False,
     n_total: _NTotal = None,
     json_out: _Json = False,
-    csv_out: Annotated[str | None, typer.Option("--csv", help="write every point to this CSV file")] = None,
+    csv_out: Annotated[str | None, _opt("--csv", help="write every point to this CSV file")] = None,
     plot: Annotated[
-        str | None,
-        typer.Option("--plot", help="draw the frontiers to this .png, .pdf or .svg file (needs gpupq[plot])"),
+        str | None, _opt("--plot", help="draw the frontiers to this .png, .pdf or .svg file (needs gpupq[plot])")
     ] = None,
-    all_points: Annotated[bool, typer.Option("--all", help="table every point, not only the Pareto frontiers")] = False,
+    all_points: Annotated[bool, _opt("--all", help="table every point, not only the Pareto frontiers")] = False,
     quiet: _Quiet = False,
 ) -> None:
     """Every operating point of a grid from shared work: recall, memory, queries/s, Pareto frontiers."""
-    from .sweep import sweep
-
-    with _user_errors():
+    with user_errors():
         grid = grid_from_options(m, nlist, nbits, nprobe, rerank if rerank is not None else "0,100", rerank_store, opq)
         total = _count(n_total, "--n-total")
         # every output checked against every input and the other outputs before any work
         outputs = check_outputs([("--csv", csv_out, "csv"), ("--plot", plot, "plot")], [npy, data, queries_file])
         if plot is not None:
-            from .plot import require_matplotlib
-
             require_matplotlib()
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
-        cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, not no_timing, total)
+        cfg = RunConfig(
+            k=k,
+            queries=_queries(queries, inputs),
+            metric=inputs.dataset.metric,
+            seed=seed,
+            batch_size=batch_size,
+            threads=threads,
+            min_time=min_time,
+            timing=not no_timing,
+            n_total=total,
+        )
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             result = sweep(session, grid, cfg, progress)
         for target in outputs:
             if result.interrupted:  # never over a complete earlier file: a name that says partial
                 target = target.partial
-            if target.fmt == "csv":
-                from .report import sweep_csv
-
-                write_output(target, sweep_csv(result).encode("utf-8"))
-            else:
-                from .plot import render
-
-                write_output(target, render(result, target.fmt))
+            data_out = sweep_csv(result).encode("utf-8") if target.fmt == "csv" else render(result, target.fmt)
+            write_output(target, data_out)
             if result.interrupted:
                 err.print(f"partial results written to {target.path}", markup=False, highlight=False)
-    for w in result.warnings:
-        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    _warn(result.warnings)
     if result.interrupted:
         err.print("interrupted: showing the points measured so far", markup=False)
     if json_out:
-        with _stdout():
-            sys.stdout.write(to_json(result.to_dict()) + "\n")
+        _emit_json(result.to_dict())
     else:
-        from .plot import terminal_plot
-        from .report import render_sweep
-
-        with _stdout():
+        with stdout_guard():
             out.print(render_sweep(result, frontier_only=not all_points, width=out.width))
             if out.is_terminal and result.points:
                 out.print(terminal_plot(result), markup=False, highlight=False)
@@ -553,9 +414,10 @@ def sweep_cmd(
         raise typer.Exit(130)
 
 
+# ---------------------------------------------------------------------------------- recommend
 @app.command("recommend")
 def recommend_cmd(
-    target_recall: Annotated[float, typer.Option("--target-recall", help="recall@k to reach, e.g. 0.9")],
+    target_recall: Annotated[float, _opt("--target-recall", help=PARAMS["target_recall"].help)],
     npy: _Npy = None,
     data: _Data = None,
     fmt: _Fmt = None,
@@ -567,27 +429,24 @@ def recommend_cmd(
     d: _D = 64,
     memory_budget: Annotated[
         str | None,
-        typer.Option(
-            "--memory-budget", help="most memory the index (+ store) may take, e.g. 8GB (at --n-total when given)"
-        ),
+        _opt("--memory-budget", help="most memory the index (+ store) may take, e.g. 8GB (at --n-total when given)"),
     ] = None,
-    min_qps: Annotated[
-        float | None, typer.Option("--min-qps", help="fewest queries/s acceptable (measured here)")
-    ] = None,
-    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="consider the index alone, no re-rank store")] = False,
-    m: Annotated[str | None, typer.Option("--m", help=f"candidate m: {_Lists} (default: 8 to d/2 bytes)")] = None,
-    nlist: Annotated[
-        str | None, typer.Option("--nlist", help=f"candidate nlist: {_Lists} (default: 4√N to 16√N)")
-    ] = None,
-    nbits: Annotated[str | None, typer.Option("--nbits", help="candidate bits per code (default 8)")] = None,
+    min_qps: Annotated[float | None, _opt("--min-qps", help=PARAMS["min_qps"].help)] = None,
+    no_rerank: Annotated[bool, _opt("--no-rerank", help="consider the index alone, no re-rank store")] = False,
+    m: Annotated[str | None, _opt("--m", help=f"candidate m: {_Lists} (default: code sizes 8 to d/2 bytes)")] = None,
+    nlist: Annotated[str | None, _opt("--nlist", help=f"candidate nlist: {_Lists} (default: 4√N to 16√N)")] = None,
+    nbits: Annotated[str | None, _opt("--nbits", help="candidate bits per code (default 8)")] = None,
     rerank: Annotated[
-        str | None,
-        typer.Option("--rerank", help="candidate re-rank depths, 0 = none (default: 0, 5×k and 20×k)"),
+        str | None, _opt("--rerank", help="candidate re-rank depths, 0 = none (default: 0, 5×k and 20×k)")
     ] = None,
     rerank_store: Annotated[
-        str | None, typer.Option("--rerank-store", help="candidate stores (default fp16,sq8)")
+        str | None,
+        _opt(
+            "--rerank-store",
+            help=f"candidate stores (default {','.join(DEFAULT_STORES)}: the search looks for the cheapest)",
+        ),
     ] = None,
-    opq: Annotated[str | None, typer.Option("--opq", help="off, on or off,on (default off)")] = None,
+    opq: Annotated[str | None, _opt("--opq", help="off, on or off,on (default off)")] = None,
     k: _K = 10,
     queries: _Queries = None,
     queries_file: _QueriesFile = None,
@@ -596,11 +455,11 @@ def recommend_cmd(
     seed: _Seed = 0,
     batch_size: _Batch = 1024,
     threads: _Threads = None,
-    min_time: _MinTime = POINT_MIN_TIME,
+    min_time: _PointMinTime = POINT_MIN_TIME,
     n_total: _NTotal = None,
     scale_curve: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--scale-curve", help="also measure the recommendation's recall on nested subsamples, extended to --n-total"
         ),
     ] = False,
@@ -608,9 +467,7 @@ def recommend_cmd(
     quiet: _Quiet = False,
 ) -> None:
     """The cheapest configuration in memory that meets a recall target, with its evidence."""
-    from .recommend import Target, recommend
-
-    with _user_errors():
+    with user_errors():
         if no_rerank and (rerank is not None or rerank_store is not None):
             fail("--no-rerank contradicts --rerank/--rerank-store; give one or the other")
         grid = grid_from_options(m, nlist, nbits, None, rerank, rerank_store, opq)
@@ -618,42 +475,50 @@ def recommend_cmd(
             budget = parse_size(memory_budget) if memory_budget is not None else None
         except GpupqError as exc:
             fail(f"--memory-budget {exc}")
-            return
         target = Target(target_recall, budget, min_qps, rerank=not no_rerank)
         target.check()
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
-        cfg = _run_config(k, queries, inputs, seed, batch_size, threads, min_time, True, total)
+        cfg = RunConfig(
+            k=k,
+            queries=_queries(queries, inputs),
+            metric=inputs.dataset.metric,
+            seed=seed,
+            batch_size=batch_size,
+            threads=threads,
+            min_time=min_time,
+            timing=True,
+            n_total=total,
+        )
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)
-    for w in rec.warnings:
-        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    _warn(rec.warnings)
     if rec.interrupted:
         err.print("interrupted: showing the evidence gathered so far", markup=False)
     if json_out:
-        with _stdout():
-            sys.stdout.write(to_json(rec.to_dict()) + "\n")
+        _emit_json(rec.to_dict())
     else:
-        from .report import render_recommendation
-
-        with _stdout():
-            out.print(render_recommendation(rec))
+        with stdout_guard():
+            out.print(render_recommendation(rec, width=out.width))
     if rec.interrupted:
         raise typer.Exit(130)
 
 
+# ---------------------------------------------------------------------------------- info
 @app.command("info")
-def info_cmd(
-    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
-) -> None:
+def info_cmd(json_out: Annotated[bool, _opt("--json", help="print one JSON object on stdout")] = False) -> None:
     """Backends usable here, their devices, and library versions."""
     import numpy
     import rich
 
     status = cupy_status()
-    numpy_be = NumpyBackend()
     rows = [
-        {"backend": "numpy", "usable": True, "device": numpy_be.device_description(), "version": numpy.__version__},
+        {
+            "backend": "numpy",
+            "usable": True,
+            "device": NumpyBackend().device_description(),
+            "version": numpy.__version__,
+        },
         {
             "backend": "cupy",
             "usable": status.usable,
@@ -671,21 +536,21 @@ def info_cmd(
         "faiss": _faiss_version(),
     }
     if json_out:
-        with _stdout():
-            sys.stdout.write(to_json({"backends": rows, "libraries": libs}) + "\n")
+        _emit_json({"backends": rows, "libraries": libs})
         return
     table = Table(title="Backends", title_justify="left")
     for col in ("backend", "usable", "device / reason", "version"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["backend"], "yes" if r["usable"] else "no", escape(str(r["device"])), str(r["version"] or "-"))
-    out.print(table)
     lib_table = Table(title="Libraries", title_justify="left")
     lib_table.add_column("library")
     lib_table.add_column("version")
-    for name, v in libs.items():
-        lib_table.add_row(name, v or "not installed")
-    out.print(lib_table)
+    for lib, v in libs.items():
+        lib_table.add_row(lib, v or "not installed")
+    with stdout_guard():
+        out.print(table)
+        out.print(lib_table)
 
 
 def _version(dist: str, module: Any) -> str | None:

@@ -19,8 +19,8 @@ from .io import Dataset
 from .ivf import IVFPQIndex
 from .memory import Deployment, MemoryBill, deployment
 from .metrics import RECALL_DEFINITION, GroundTruth, Recall
+from .params import check
 from .pq import check_pq_params
-from .refine import STORES
 from .session import Progress, RunConfig, check_rerank, check_sizes, open_session, tie_warning
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
 from .threads import blas_description, blas_threads
@@ -54,14 +54,13 @@ class EstimateConfig:
     min_time: float | None = None
 
     def check(self) -> None:
+        """Each setting by its rule in :data:`gpupq.params.PARAMS`, and how they relate."""
         self.run_config().check()
-        if self.nlist < 1:
-            raise GpupqError(f"--nlist must be at least 1 (got {self.nlist})")
-        if not 1 <= self.nprobe <= self.nlist:
+        for name in ("nlist", "m", "nbits", "nprobe", "rerank_store"):
+            check(name, getattr(self, name))
+        if self.nprobe > self.nlist:
             raise GpupqError(f"--nprobe {self.nprobe} must be between 1 and --nlist {self.nlist}")
         check_rerank(self.rerank, self.k)
-        if self.rerank_store not in STORES:
-            raise GpupqError(f"--rerank-store {self.rerank_store!r} is not one of {', '.join(STORES)}")
 
     def run_config(self, n_total: int | None = None) -> RunConfig:
         """The settings every command shares, from this estimate's."""

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import GpupqError
+from .params import check
 from .pq import check_pq_params, valid_m
 from .refine import STORES
 from .session import check_rerank, check_sizes
@@ -191,13 +192,9 @@ def check_grid(grid: Grid, d: int, n_base: int, k: int) -> None:
     for m in grid.m:
         for nbits in grid.nbits:
             check_pq_params(d, m, nbits)
-    if min(grid.nlist) < 1:
-        raise GpupqError("--nlist values must be at least 1")
-    if grid.nprobe is not None and min(grid.nprobe) < 1:
-        raise GpupqError("--nprobe values must be at least 1")
+    for name, values in (("nlist", grid.nlist), ("nprobe", grid.nprobe or []), ("rerank_store", grid.stores)):
+        for v in values:
+            check(name, v)
     for r in grid.rerank:
         check_rerank(r, k)
-    for s in grid.stores:
-        if s not in STORES:
-            raise GpupqError(f"--rerank-store {s!r} is not one of {', '.join(STORES)}")
     check_sizes(n_base, k, max(grid.rerank, default=0), max(grid.nlist), max(grid.nbits))

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 from .errors import GpupqError
 from .kmeans import assign, kmeans
+from .params import PARAMS, check
 
 if TYPE_CHECKING:
     import numpy as np  # noqa: TID251 - type hints only
 
     from .backends import Array, Backend
 
-NBITS_RANGE = (4, 8)
+NBITS_RANGE = (int(PARAMS["nbits"].low or 4), int(PARAMS["nbits"].high or 8))
 #: FAISS ProductQuantizer's k-means iterations.
 PQ_NITER = 25
 
@@ -34,10 +35,9 @@ def valid_m(d: int) -> list[int]:
 
 
 def check_pq_params(d: int, m: int, nbits: int) -> None:
-    if not NBITS_RANGE[0] <= nbits <= NBITS_RANGE[1]:
-        raise GpupqError(f"--nbits {nbits} is out of range; use {NBITS_RANGE[0]} to {NBITS_RANGE[1]}")
-    if m < 1:
-        raise GpupqError(f"--m must be at least 1 (got {m})")
+    """m and nbits by their rules (:data:`gpupq.params.PARAMS`), and m dividing d."""
+    check("nbits", nbits)
+    check("m", m)
     if d % m != 0:
         options = [v for v in valid_m(d) if v <= 256]
         raise GpupqError(f"dimension {d} is not divisible by --m {m}; valid m: {', '.join(map(str, options))}")

@@ -32,6 +32,7 @@ from .errors import GpupqError
 from .grid import Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT, Deployment, deployment
 from .metrics import RECALL_DEFINITION, t975
+from .params import check
 from .session import Progress, RunConfig, Session
 from .settings import Build, Setting
 from .threads import blas_threads
@@ -56,12 +57,11 @@ class Target:
     rerank: bool = True
 
     def check(self) -> None:
-        if not 0 < self.recall <= 1:  # NaN fails too
-            raise GpupqError(f"--target-recall must be in (0, 1] (got {self.recall})")
+        check("target_recall", self.recall)
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise GpupqError("--memory-budget must be positive")
-        if self.min_qps is not None and not 0 < self.min_qps < math.inf:
-            raise GpupqError(f"--min-qps must be a positive number of queries per second (got {self.min_qps})")
+        if self.min_qps is not None:
+            check("min_qps", self.min_qps)
 
 
 @dataclass

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import GpupqError
 from .memory import store_bytes
+from .params import PARAMS
 
 if TYPE_CHECKING:
     import numpy as np  # noqa: TID251 - type hints only
 
     from .backends import Array, Backend
 
-STORES = ("fp32", "fp16", "sq8")
+STORES = PARAMS["rerank_store"].choices
 _INF = float("inf")
 
 

@@ -478,7 +478,7 @@ def _deployment_text(dep: dict[str, Any]) -> Text:
 
 
 # ---------------------------------------------------------------------------------- recommend
-def render_recommendation(rec: Recommendation) -> Group:
+def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
     t = rec.target
     ds = rec.dataset
     cons = [f"recall@{rec.k} ≥ {t.recall} (95% interval's lower end)"]

@@ -17,16 +17,14 @@ import numpy as np
 from .backends import Backend, cupy_status, get_backends
 from .engine import Workbench
 from .errors import GpupqError
-from .io import METRICS, Dataset, Split, hold_out, read_ground_truth, with_query_file
+from .io import Dataset, Split, hold_out, read_ground_truth, with_query_file
 from .metrics import TIE_EPS, GroundTruth
+from .params import check
 from .threads import ThreadBudget, resolve_threads
 from .units import MAX_COUNT
 
 #: progress(phase, done, total): called as long phases advance
 Progress = Callable[[str, int, int], None]
-
-#: seeds are mixed into 64-bit hashes with small offsets (seed + 1, + 2, + 3): 32 bits leave room
-MAX_SEED = 2**32 - 1
 
 #: seconds of runs each timed sweep or recommend point covers by default: a fast point (a few ms)
 #: is repeated and its median taken, where one run says more about the machine's other load than
@@ -54,24 +52,13 @@ class RunConfig:
     n_total: int | None = None
 
     def check(self) -> None:
-        if self.metric is not None and self.metric not in METRICS:
-            raise GpupqError(f"--metric {self.metric!r} is not one of {', '.join(METRICS)}")
-        if self.k < 1:
-            raise GpupqError(f"-k must be at least 1 (got {self.k})")
-        check_seed(self.seed)
-        if self.batch_size < 1:
-            raise GpupqError(f"--batch-size must be at least 1 (got {self.batch_size})")
-        if self.threads is not None and self.threads < 1:
-            raise GpupqError(f"--threads must be at least 1 (got {self.threads})")
-        if not 0 <= self.min_time <= 600:  # NaN fails too
-            raise GpupqError(f"--min-time must be between 0 and 600 seconds (got {self.min_time})")
+        """Each setting by its rule in :data:`gpupq.params.PARAMS`."""
+        for name in ("k", "queries", "seed", "batch_size", "min_time", "metric", "threads"):
+            value = getattr(self, name)
+            if value is not None or name not in ("metric", "threads"):
+                check(name, value)
         if self.n_total is not None and not 1 <= self.n_total <= MAX_COUNT:
             raise GpupqError(f"--n-total must be between 1 and {MAX_COUNT:.0e} vectors (got {self.n_total})")
-
-
-def check_seed(seed: int) -> None:
-    if not 0 <= seed <= MAX_SEED:
-        raise GpupqError(f"--seed must be between 0 and {MAX_SEED} (got {seed})")
 
 
 def agreed_metric(dataset: Dataset, metric: str | None) -> str:
@@ -105,8 +92,7 @@ def check_sizes(n_base: int, k: int, rerank: int = 0, nlist: int = 1, nbits: int
 
 def check_rerank(rerank: int, k: int) -> None:
     """A re-rank depth must be 0 (off) or hold at least the k neighbours returned."""
-    if rerank < 0:
-        raise GpupqError(f"--rerank must be 0 (off) or more (got {rerank})")
+    check("rerank", rerank)
     if 0 < rerank < k:
         raise GpupqError(
             f"--rerank {rerank} re-ranks fewer candidates than the {k} neighbours -k returns; "

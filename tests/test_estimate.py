@@ -88,7 +88,7 @@ def test_cupy_without_gpu_says_why():
         (dict(nprobe=64), "--nprobe 64 must be between 1 and --nlist 32"),
         (dict(k=0), "-k must be at least 1"),
         (dict(rerank=5), "--rerank 5 re-ranks fewer candidates than the 10 neighbours"),
-        (dict(nbits=9), "out of range"),
+        (dict(nbits=9), "--nbits must be between 4 and 8"),
         (dict(m=7), "valid m: 1, 2, 4, 8, 16, 32"),
         (dict(queries=3000), "leaves no base"),
         (dict(k=2990, rerank=0, queries=20), "-k 2990 is larger than the base"),

@@ -65,7 +65,7 @@ def test_packed_code_size(m, nbits, size):
 
 @pytest.mark.parametrize("nbits", [0, 3, 9, 16])
 def test_nbits_out_of_range(nbits):
-    with pytest.raises(GpupqError, match=r"--nbits .* out of range; use 4 to 8"):
+    with pytest.raises(GpupqError, match=r"--nbits must be between 4 and 8 \(got "):
         ProductQuantizer(16, 4, nbits)
 
 

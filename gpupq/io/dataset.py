@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import GpupqError
+from ..params import PARAMS
 
-METRICS = ("l2", "ip", "cosine")
+METRICS = PARAMS["metric"].choices
 
 #: rows read per chunk on the host (about 64 MiB of float32 at d=128)
 DEFAULT_CHUNK_BYTES = 64 << 20

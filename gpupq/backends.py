@@ -27,10 +27,8 @@ Array = Any  # numpy.ndarray or cupy.ndarray, documented by shape and dtype wher
 #: ``GPUPQ_NATIVE=0`` turns the compiled kernel off (the array form runs instead), to compare them
 NATIVE_ENV = "GPUPQ_NATIVE"
 #: the widest sub-space each compiled kernel takes: past it a BLAS product and argmin were as fast
-#: or the kernel's time unsteady (benchmarks/bench_kernels.py, k 256, 1 thread, ns a score, kernel
-#: vs array form: avx512 0.48 vs 0.85 at d 32, 0.74-1.65 vs 1.0 at d 48; avx2 0.42 vs 0.62 at d 16,
-#: 0.70-0.77 vs 0.75-0.84 at d 24, 0.88 vs 0.85 at d 32). Below 64 targets a kernel has no full
-#: vector step.
+#: or the kernel's time unsteady (benchmarks/bench_kernels.py; the figures: benchmarks/RESULTS.md, "Measurements behind constants").
+#: Below 64 targets a kernel has no full vector step.
 NATIVE_MAX_D = {"avx512": 32, "avx2": 20}
 NATIVE_MIN_K = 64
 
@@ -167,8 +165,8 @@ class Backend:
 
     def _scan_budget(self) -> int:
         # A few MB on a CPU, so a chunk's scores are still in the last-level cache when they are
-        # selected, and few enough chunks that the pool's overhead stays small (measured on 2
-        # cores at IVF1024, nprobe 16, 1,024 queries: 4 MB 49 ms, 16 MB 40 ms, 32 MB 44 ms).
+        # selected, and few enough chunks that the pool's overhead stays small (16 MB was the
+        # fastest of 4, 16 and 32 MB: benchmarks/RESULTS.md, "Measurements behind constants").
         return 16 << 20
 
     def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
@@ -266,8 +264,7 @@ class Backend:
         """
         # One unbuffered add per column: contiguous passes, float32 accumulation as FAISS's
         # centroid update, a fixed summation order (results repeat exactly). numpy 2's ufunc.at
-        # fast path beats bincount, which converts every column to float64 first (measured:
-        # 94 ms against 203 ms for PQ96 x 65,536 points, equal at 98,000 x 128).
+        # fast path beats bincount, which converts every column to float64 first (benchmarks/RESULTS.md, "Measurements behind constants").
         out = np.zeros((values.shape[0], nrows), dtype=np.float32)
 
         def column(j: int) -> None:
@@ -307,7 +304,7 @@ class NumpyBackend(Backend):
         return None if self.kernel is None else _native.topk_merge
 
     def label_sum_layout(self, x: Array) -> Array:
-        # the compiled sums read rows as they are: no transposed copy (0.45 s at 262,144 x 128)
+        # the compiled sums read rows as they are: no transposed copy of the sample
         return super().label_sum_layout(x) if self.kernel is None else x
 
     def sum_rows_by_label(self, labels: Array, values: Array, nrows: int) -> Array:

@@ -3,7 +3,7 @@
 An operating point is a trained and filled index (a :class:`Build`: nlist, m, nbits, OPQ) searched
 at one nprobe, optionally re-ranked to depth R from a store of some precision. Most of the work
 behind many points is shared, and :class:`Workbench` builds each stage once per what it depends
-on (DESIGN.md §5):
+on:
 
 - the training sample: one nested sample (a smaller one is a prefix of a larger one), so every
   build trains on the same points as a separate estimate would;

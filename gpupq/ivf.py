@@ -38,9 +38,8 @@ if TYPE_CHECKING:
 COARSE_NITER = 10
 #: Most queries one item of the list scan holds (see IVFPQIndex._scan_lists): 16, or one per
 #: 8 vectors of a longer list. Narrow items pad little; wide ones decode a list fewer times
-#: and make larger products. Measured at IVF1024, nprobe 16, 2,000 queries on 2 cores: 16 was
-#: best on 100,000 x 128 (lists of ~95; 128 queries: 1.6x slower) and no cap best on
-#: 1,000,000 x 128 (lists of ~980; 16 queries: 1.7x slower); the rule matches both.
+#: and make larger products: 16 was best on short lists (~95 vectors) and no cap on long ones
+#: (~980), and the rule matches both (benchmarks/RESULTS.md, "Measurements behind constants").
 SCAN_WIDTH = 16
 SCAN_DEPTH_PER_QUERY = 8
 _INF = float("inf")
@@ -360,9 +359,8 @@ class IVFPQIndex:
         first, counts = first[lists], counts[lists]
         # A list probed by many queries is cut into items of at most max(SCAN_WIDTH, length /
         # SCAN_DEPTH_PER_QUERY) of them, and items are sorted by list length: then a chunk's
-        # items have similar shapes and pad little (measured on clustered data with 16 a
-        # item: 1.2-1.4x the useful work, against 2.7x when whole lists are sorted by length,
-        # as queries per list vary from 1 to hundreds).
+        # items have similar shapes and pad little (about half the padding of sorting whole
+        # lists by length, as queries per list vary from 1 to hundreds: benchmarks/RESULTS.md, "Measurements behind constants").
         cap = host.maximum(SCAN_WIDTH, self.list_sizes[lists] // SCAN_DEPTH_PER_QUERY)  # (L,)
         per_list = -(-counts // cap)
         item_list = host.repeat(host.arange(len(lists)), per_list)
@@ -437,8 +435,7 @@ class IVFPQIndex:
             if labels is None:
                 labels = self._row_lists()
             # cache-sized pieces on a CPU: the (rows, m) index and value arrays stay in cache
-            # (measured at 100,000 rows of PQ96 codes: 0.14 s in one piece, 0.04-0.05 s in
-            # pieces of 4,096-8,192 rows)
+            # (benchmarks/RESULTS.md, "Measurements behind constants")
             step = max(1024, self.be.block_bytes() // (16 * m))
             sub = xp.arange(m) * ksub
             for s in range(0, out.shape[0], step):

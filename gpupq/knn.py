@@ -74,7 +74,7 @@ def exact_knn(
             rows = slice(s, s + q_step)
             qs = q_aug[rows]
             # one score buffer per group and chunk, filled block after block: a fresh block
-            # each time costs a page fault per 4 KiB (measured: a tenth of a cold run)
+            # each time costs a page fault per 4 KiB
             buf = xp.empty((qs.shape[0], min(col_step, targets.shape[1])), dtype=xp.float32)
             for c in range(0, targets.shape[1], col_step):
                 cols = targets[:, c : c + col_step]
@@ -95,8 +95,8 @@ def exact_knn(
 
 
 #: columns per group in the merge's filter: one min per group, then only the groups that can
-#: still improve a row are read again (16: the min's inner loop stays long, measured faster
-#: than 8 or 32 on 2,000 x 2,048 blocks)
+#: still improve a row are read again (16: the min's inner loop stays long; faster than 8 or 32,
+#: benchmarks/RESULTS.md, "Measurements behind constants")
 _BLOCK = 16
 
 

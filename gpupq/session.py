@@ -28,7 +28,7 @@ Progress = Callable[[str, int, int], None]
 
 #: seconds of runs each timed sweep or recommend point covers by default: a fast point (a few ms)
 #: is repeated and its median taken, where one run says more about the machine's other load than
-#: about the point; a slow one runs once (see benchmarks/RESULTS.md, issue 7)
+#: about the point; a slow one runs once (the choice: benchmarks/RESULTS.md, issue 7)
 POINT_MIN_TIME = 0.025
 
 

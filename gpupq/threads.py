@@ -86,7 +86,7 @@ _inside = threading.local()
 def _shared_pool(threads: int) -> ThreadPoolExecutor:
     """One pool per size for the whole process: its threads, and the per-thread buffers BLAS
     allocates on a thread's first product, outlive one estimate (a fresh pool per estimate
-    paid that warm-up in its first phase, measured at a third of a 0.3 s ground truth)."""
+    paid that warm-up in its first phase)."""
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"gpupq{threads}")
 
 

@@ -27,7 +27,8 @@ Array = Any  # numpy.ndarray or cupy.ndarray, documented by shape and dtype wher
 #: ``GPUPQ_NATIVE=0`` turns the compiled kernel off (the array form runs instead), to compare them
 NATIVE_ENV = "GPUPQ_NATIVE"
 #: the widest sub-space each compiled kernel takes: past it a BLAS product and argmin were as fast
-#: or the kernel's time unsteady (benchmarks/bench_kernels.py; the figures: benchmarks/RESULTS.md, "Measurements behind constants").
+#: or the kernel's time unsteady (benchmarks/bench_kernels.py; the figures are in
+#: benchmarks/RESULTS.md, "Measurements behind constants").
 #: Below 64 targets a kernel has no full vector step.
 NATIVE_MAX_D = {"avx512": 32, "avx2": 20}
 NATIVE_MIN_K = 64
@@ -264,7 +265,8 @@ class Backend:
         """
         # One unbuffered add per column: contiguous passes, float32 accumulation as FAISS's
         # centroid update, a fixed summation order (results repeat exactly). numpy 2's ufunc.at
-        # fast path beats bincount, which converts every column to float64 first (benchmarks/RESULTS.md, "Measurements behind constants").
+        # fast path beats bincount, which converts every column to float64 first
+        # (benchmarks/RESULTS.md, "Measurements behind constants").
         out = np.zeros((values.shape[0], nrows), dtype=np.float32)
 
         def column(j: int) -> None:

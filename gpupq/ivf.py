@@ -360,7 +360,8 @@ class IVFPQIndex:
         # A list probed by many queries is cut into items of at most max(SCAN_WIDTH, length /
         # SCAN_DEPTH_PER_QUERY) of them, and items are sorted by list length: then a chunk's
         # items have similar shapes and pad little (about half the padding of sorting whole
-        # lists by length, as queries per list vary from 1 to hundreds: benchmarks/RESULTS.md, "Measurements behind constants").
+        # lists by length, as queries per list vary from 1 to hundreds: benchmarks/RESULTS.md,
+        # "Measurements behind constants").
         cap = host.maximum(SCAN_WIDTH, self.list_sizes[lists] // SCAN_DEPTH_PER_QUERY)  # (L,)
         per_list = -(-counts // cap)
         item_list = host.repeat(host.arange(len(lists)), per_list)

@@ -136,15 +136,17 @@ class Workbench:
     min_time: float = 0.0
     progress: Progress | None = None
     stored_gt: np.ndarray | None = None
-    ground_truth_s: float | None = None
-    ground_truth_runs: Runs | None = None
-    _sample: np.ndarray | None = None
-    _gt_ids: np.ndarray | None = None
-    _coarse: dict[tuple[int, int], Coarse] = field(default_factory=dict)
-    _built: dict[Build, Built] = field(default_factory=dict)
-    _stores: dict[str, RerankStore] = field(default_factory=dict)
-    _resident: dict[str, DeviceRows] = field(default_factory=dict)
-    _queries: Any = None
+    # what the stages measured
+    ground_truth_s: float | None = field(default=None, init=False)
+    ground_truth_runs: Runs | None = field(default=None, init=False)
+    # the stage caches, one entry per key (see the module docstring); not constructor arguments
+    _sample: np.ndarray | None = field(default=None, init=False, repr=False)
+    _gt_ids: np.ndarray | None = field(default=None, init=False, repr=False)
+    _coarse: dict[tuple[int, int], Coarse] = field(default_factory=dict, init=False, repr=False)
+    _built: dict[Build, Built] = field(default_factory=dict, init=False, repr=False)
+    _stores: dict[str, RerankStore] = field(default_factory=dict, init=False, repr=False)
+    _resident: dict[str, DeviceRows] = field(default_factory=dict, init=False, repr=False)
+    _queries: Any = field(default=None, init=False, repr=False)
 
     @property
     def index_metric(self) -> str:
@@ -295,6 +297,10 @@ class Workbench:
         out = Built(build, index, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
         self._built[build] = out
         return out
+
+    def has(self, build: Build) -> bool:
+        """Is ``build`` trained and filled (without training it)?"""
+        return build in self._built
 
     def drop(self, build: Build) -> None:
         """Forget a build's index (its codes) once its points are measured; memory stays bounded

@@ -28,6 +28,7 @@ from .kmeans import assign, kmeans, sq_norms
 from .memory import PRECOMPUTED_TABLE_MAX_BYTES
 from .opq import OPQ
 from .pq import ProductQuantizer
+from .scanplan import plan_scan
 
 if TYPE_CHECKING:
     import numpy as np  # noqa: TID251 - type hints only
@@ -36,12 +37,6 @@ if TYPE_CHECKING:
 
 #: FAISS Level1Quantizer's k-means iterations.
 COARSE_NITER = 10
-#: Most queries one item of the list scan holds (see IVFPQIndex._scan_lists): 16, or one per
-#: 8 vectors of a longer list. Narrow items pad little; wide ones decode a list fewer times
-#: and make larger products: 16 was best on short lists (~95 vectors) and no cap on long ones
-#: (~980), and the rule matches both (benchmarks/RESULTS.md, "Measurements behind constants").
-SCAN_WIDTH = 16
-SCAN_DEPTH_PER_QUERY = 8
 _INF = float("inf")
 
 
@@ -332,50 +327,24 @@ class IVFPQIndex:
         are scored by a product, using the same decomposition as the tables:
         ‖q − c − r‖² = ‖q − c‖² + (‖r‖² + 2⟨c, r⟩) − 2⟨q, r⟩. Per code this is d multiply-adds
         instead of m table lookups, but BLAS (cuBLAS) does them at full speed, and the number
-        of array calls depends on neither m nor nprobe. A list is cut into items of at most
-        max(SCAN_WIDTH, length / SCAN_DEPTH_PER_QUERY) of the queries probing it; items are
-        sorted by list length and cut into chunks of about ``be.scan_bytes()``; a chunk of G
-        items is one batched product (G, width, d) × (G, d, depth), padded only to its own
-        longest list and busiest item, so the work is the vectors actually in the probed
-        lists, not nprobe × the longest list.
+        of array calls depends on neither m nor nprobe. Which lists are scanned for which
+        queries, in chunks of about ``be.scan_bytes()``, is planned on the host
+        (:mod:`gpupq.scanplan`); a chunk of G items is one batched product
+        (G, width, d) × (G, d, depth).
 
         q: (nq, d); coarse_score: (nq, nprobe); probes: (nq, nprobe) int64 on the host.
         Returns per-(query, probe) candidates:
         scores (nq, nprobe, k) float32 (inf for an empty slot) and ids (nq, nprobe, k) int64
         (-1 for an empty slot).
         """
-        be, xp, host = self.be, self.be.xp, self.be.host
+        be, xp = self.be, self.be.xp
         nq, nprobe = probes.shape
         npairs = nq * nprobe
         m, ksub, d = self.pq.m, self.pq.ksub, self.d
         out_d = xp.full((npairs, k), _INF, dtype=xp.float32)  # row = query·nprobe + rank
         out_i = xp.full((npairs, k), -1, dtype=xp.int64)
         # The plan (which lists, which queries, chunk shapes) is made on the host.
-        probes_h = probes.ravel()
-        order = host.argsort(probes_h, kind="stable")  # pairs grouped by list, query order within
-        counts = host.bincount(probes_h, minlength=self.nlist)
-        first = host.cumsum(counts) - counts
-        lists = host.flatnonzero((counts > 0) & (self.list_sizes > 0))
-        first, counts = first[lists], counts[lists]
-        # A list probed by many queries is cut into items of at most max(SCAN_WIDTH, length /
-        # SCAN_DEPTH_PER_QUERY) of them, and items are sorted by list length: then a chunk's
-        # items have similar shapes and pad little (about half the padding of sorting whole
-        # lists by length, as queries per list vary from 1 to hundreds: benchmarks/RESULTS.md,
-        # "Measurements behind constants").
-        cap = host.maximum(SCAN_WIDTH, self.list_sizes[lists] // SCAN_DEPTH_PER_QUERY)  # (L,)
-        per_list = -(-counts // cap)
-        item_list = host.repeat(host.arange(len(lists)), per_list)
-        part = host.arange(len(item_list)) - host.repeat(host.cumsum(per_list) - per_list, per_list)
-        item_cap = cap[item_list]
-        item_first = first[item_list] + part * item_cap
-        item_width = host.minimum(counts[item_list] - part * item_cap, item_cap)
-        item_depth = self.list_sizes[lists][item_list]
-        by_depth = host.argsort(item_depth, kind="stable")
-        item_list, item_first, item_width, item_depth = (
-            a[by_depth] for a in (item_list, item_first, item_width, item_depth)
-        )
-        item_start = self._offsets_host[lists][item_list]
-        chunks = _chunks(item_width, item_depth, d, m, self.be.scan_bytes())
+        plan = plan_scan(probes, self.list_sizes, self._offsets_host, d, m, self.be.scan_bytes())
 
         # Padding query slots read row nq of the queries and entry npairs of the coarse scores.
         q_ext = xp.zeros((nq + 1, d), dtype=xp.float32)
@@ -385,35 +354,25 @@ class IVFPQIndex:
         codebooks_flat = self.pq.codebooks.reshape(m * ksub, self.pq.dsub)
         sub_offset = xp.arange(m, dtype=xp.int64) * ksub
         base_terms = self._base_terms() if self.metric == "l2" else None
-        order_ext = host.r_[order, npairs]
 
         def scan_chunk(bounds: tuple[int, int]) -> None:
-            sel = slice(*bounds)
-            n_q, n_c = item_width[sel], item_depth[sel]
-            g, width, depth = bounds[1] - bounds[0], int(n_q.max()), int(n_c.max())
-            slot = host.arange(width)
-            # (G, width) pair numbers, npairs for padding; (G, depth) stored rows, 0 for padding
-            pair_h = order_ext[host.where(slot < n_q[:, None], item_first[sel][:, None] + slot, len(order))]
-            col = host.arange(depth)
-            valid_h = col < n_c[:, None]
-            rows_h = host.where(valid_h, item_start[sel][:, None] + col, 0)
-            pair, rows = be.asarray(pair_h), be.asarray(rows_h)
+            part = plan.chunk(bounds)
+            g, width, depth = part.shape
+            pair, rows = be.asarray(part.pair), be.asarray(part.rows)
             r = xp.take(codebooks_flat, xp.take(self.codes, rows, axis=0) + sub_offset, axis=0).reshape(g, depth, d)
             acc = xp.matmul(xp.take(q_ext, pair // nprobe, axis=0), xp.transpose(r, (0, 2, 1)))  # (G, width, depth)
             acc += xp.take(coarse_ext, pair)[:, :, None]
             col_term = base_terms[rows] if base_terms is not None else xp.zeros(rows.shape, dtype=xp.float32)
-            acc += xp.where(be.asarray(valid_h), col_term, _INF)[:, None, :]  # padding columns never win
+            acc += xp.where(be.asarray(part.valid), col_term, _INF)[:, None, :]  # padding columns never win
             # ties by position in the list (id order), so the pick is the same at any nprobe
             vals, pos = be.topk_exact(acc.reshape(g * width, depth), k, sort=False)  # sorted once, in the merge
             kk = vals.shape[1]
             found = xp.take(rows, pos + (xp.arange(g * width, dtype=xp.int64) // width * depth)[:, None])
-            keep_h = host.flatnonzero(pair_h.ravel() < npairs)  # drop the padding slots
-            keep = be.asarray(keep_h)
-            dest = be.asarray(pair_h.ravel()[keep_h])
+            keep, dest = be.asarray(part.keep), be.asarray(part.dest)  # the slots that are not padding
             out_d[dest, :kk] = vals[keep]
             out_i[dest, :kk] = xp.where(xp.isfinite(vals[keep]), xp.take(self.ids, found[keep]), -1)
 
-        be.map(scan_chunk, chunks)
+        be.map(scan_chunk, plan.chunks)
         return out_d.reshape(nq, nprobe, k), out_i.reshape(nq, nprobe, k)
 
     def _row_lists(self) -> Array:
@@ -449,27 +408,3 @@ class IVFPQIndex:
                     out[s : s + step] = sq_norms(self.be, r) + 2.0 * (r * self.coarse[lists]).sum(axis=1)
             self._base_cache = out
         return self._base_cache
-
-
-def _chunks(queries: np.ndarray, lengths: np.ndarray, d: int, m: int, budget: int) -> list[tuple[int, int]]:
-    """Cut probed lists, sorted by length, into chunks for :meth:`IVFPQIndex._scan_lists`.
-
-    queries, lengths: (L,) int64 per list (queries probing it, codes in it), lengths ascending.
-    A chunk of G lists pads to its busiest list (width) and its longest (depth); it costs
-    about G · (width·depth·24 + depth·(d·4 + m·8) + width·d·4) bytes (scores, selection keys
-    and positions; residuals and code indices; queries). Returns [start, stop) pairs, each
-    under ``budget`` unless one list alone exceeds it.
-    """
-    out: list[tuple[int, int]] = []
-    start, width = 0, 0
-    for i in range(len(lengths)):
-        w = max(width, int(queries[i]))
-        depth = int(lengths[i])
-        cost = (i + 1 - start) * (w * depth * 24 + depth * (4 * d + 8 * m) + w * d * 4)
-        if cost > budget and i > start:
-            out.append((start, i))
-            start, w = i, int(queries[i])
-        width = w
-    if len(lengths) > start:
-        out.append((start, len(lengths)))
-    return out

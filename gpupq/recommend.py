@@ -337,7 +337,7 @@ def recommend(
             out.warnings.append("--scale-curve interrupted: the recommendation stands without it")
     out.wall_s = time.perf_counter() - t0
     for b in {f.candidate.build for f in out.findings}:
-        if b in bench._built:
+        if bench.has(b):  # an interrupted run leaves some untrained: never train one for its warnings
             for w in bench.built(b).index.warnings:
                 if w not in out.warnings:
                     out.warnings.append(w)

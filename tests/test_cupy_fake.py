@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 import gpupq
-from gpupq import ivf as ivf_mod
 from gpupq import kmeans as kmeans_mod
-from gpupq import knn
+from gpupq import knn, scanplan
 from gpupq.backends import cupy_status, get_backends
 from gpupq.ivf import IVFPQIndex
 from gpupq.knn import exact_knn
@@ -235,8 +234,8 @@ def test_every_chunk_loop_runs_under_the_cupy_backend(fake_gpu, numpy_backend, m
 
     # search: the probed lists scanned in chunks of the work budget
     plans = []
-    real_chunks = ivf_mod._chunks
-    monkeypatch.setattr(ivf_mod, "_chunks", lambda *a: plans.append(real_chunks(*a)) or plans[-1])
+    real_chunks = scanplan.chunks_within
+    monkeypatch.setattr(scanplan, "chunks_within", lambda *a: plans.append(real_chunks(*a)) or plans[-1])
     searches = _spy(monkeypatch, IVFPQIndex, "search", only=index)
     got = index.search(be.asarray(q), 10, 4)
     want = ref.search(q, 10, 4)

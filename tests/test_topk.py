@@ -1,11 +1,7 @@
 """Exact top-k by (score, tie-break) keys, and the scan's chunk plan."""
 
-import itertools
-
 import numpy as np
 import pytest
-
-from gpupq.ivf import _chunks
 
 
 def test_order_keys_round_trip_bit_for_bit(backend):
@@ -40,23 +36,6 @@ def test_topk_exact_breaks_ties_by_tiebreak(backend, tiebreak):
             vals, picks = np.take_along_axis(vals, o, 1), np.take_along_axis(picks, o, 1)
         np.testing.assert_array_equal(vals, want_v)
         np.testing.assert_array_equal(picks, want_t)
-
-
-def test_scan_chunks_cover_every_item_once_within_budget():
-    """The plan cuts items (sorted by length) into consecutive chunks that cover each item once,
-    each within the byte budget unless a single item exceeds it."""
-    rng = np.random.default_rng(1)
-    width = rng.integers(1, 17, size=500)
-    depth = np.sort(rng.integers(1, 3000, size=500))
-    d, m, budget = 64, 8, 2 << 20
-    chunks = _chunks(width, depth, d, m, budget)
-    assert chunks[0][0] == 0 and chunks[-1][1] == 500
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
-    for a, b in chunks:
-        w, dp = int(width[a:b].max()), int(depth[a:b].max())
-        cost = (b - a) * (w * dp * 24 + dp * (4 * d + 8 * m) + w * d * 4)
-        assert cost <= budget or b - a == 1
-    assert _chunks(width[:0], depth[:0], d, m, budget) == []
 
 
 def test_ids_beyond_32_bits_are_refused(backend):

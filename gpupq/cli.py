@@ -212,7 +212,7 @@ def _emit_json(obj: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------- estimate
-@app.command("estimate")
+@app.command("estimate", short_help="Measure one IVF-PQ setting on your vectors: recall, memory, speed.")
 def estimate_cmd(
     npy: _Npy = None,
     data: _Data = None,
@@ -322,7 +322,7 @@ def estimate_cmd(
 
 
 # ---------------------------------------------------------------------------------- sweep
-@app.command("sweep")
+@app.command("sweep", short_help="Measure a grid of settings from shared work, with its Pareto frontiers.")
 def sweep_cmd(
     npy: _Npy = None,
     data: _Data = None,
@@ -415,7 +415,7 @@ def sweep_cmd(
 
 
 # ---------------------------------------------------------------------------------- recommend
-@app.command("recommend")
+@app.command("recommend", short_help="The cheapest setting in memory that meets a recall target.")
 def recommend_cmd(
     target_recall: Annotated[float, _opt("--target-recall", help=PARAMS["target_recall"].help)],
     npy: _Npy = None,
@@ -505,7 +505,7 @@ def recommend_cmd(
 
 
 # ---------------------------------------------------------------------------------- info
-@app.command("info")
+@app.command("info", short_help="Backends usable here, their devices, and library versions.")
 def info_cmd(json_out: Annotated[bool, _opt("--json", help="print one JSON object on stdout")] = False) -> None:
     """Backends usable here, their devices, and library versions."""
     import numpy

@@ -303,6 +303,9 @@ def _estimate(
     warning = tie_warning(truth, by_id)
     if warning:
         warnings.append(warning)
+    hint = session.metric_hint()
+    if hint:
+        warnings.append(hint)
     desc = session.describe()
     return EstimateResult(
         source=desc["source"],

@@ -335,6 +335,9 @@ def recommend(
         except KeyboardInterrupt:
             out.interrupted = True
             out.warnings.append("--scale-curve interrupted: the recommendation stands without it")
+    hint = session.metric_hint()
+    if hint:
+        out.warnings.append(hint)
     out.wall_s = time.perf_counter() - t0
     for b in {f.candidate.build for f in out.findings}:
         if bench.has(b):  # an interrupted run leaves some untrained: never train one for its warnings

@@ -20,7 +20,7 @@ from .metrics import RECALL_DEFINITION, Recall
 from .recommend import Recommendation, deploy_for
 from .scalecurve import CAVEAT
 from .sweep import PARETO_DEFINITION, TIMING_NOTE, SweepResult
-from .units import format_bytes, format_count, human_bytes, human_rate
+from .units import format_bytes, format_count, human_bytes, human_rate, stored_bytes
 from .verify import outside_interval
 
 
@@ -100,27 +100,38 @@ def render(result: EstimateResult) -> Group:
     memory = Table(title="Memory", title_justify="left")
     memory.add_column("")
     memory.add_column("bytes", justify="right")
-    memory.add_column("vs float32 vectors", justify="right")
     full = mem.vectors_fp32
-    memory.add_row("float32 vectors (uncompressed)", human_bytes(full), "1.0x")
-    memory.add_row(f"PQ codes ({mem.code_size} B/vector)", human_bytes(mem.codes), _ratio(full, mem.codes))
-    memory.add_row("ids (int64)", human_bytes(mem.ids), "")
-    memory.add_row("coarse centroids", human_bytes(mem.coarse_centroids), "")
-    memory.add_row("PQ codebooks", human_bytes(mem.pq_codebooks), "")
-    memory.add_row("inverted-list sizes", human_bytes(mem.list_sizes), "")
-    if mem.opq_matrix:
-        memory.add_row("OPQ rotation", human_bytes(mem.opq_matrix), "")
+    # the ratio a user cares about is against the file they hold: a float16 file is half float32
+    stored = stored_bytes(full, result.dtype) if result.dtype != "float32" else None
+    memory.add_column("vs float32\nvectors", justify="right")
+    if stored is not None:
+        memory.add_column(f"vs {result.dtype}\nas stored", justify="right")
+
+    def row(label: str, nbytes: int, ratio: bool = False) -> None:
+        cells = [label, human_bytes(nbytes), _ratio(full, nbytes) if ratio else ""]
+        if stored is not None:
+            cells.append(_ratio(stored, nbytes) if ratio else "")
+        memory.add_row(*cells)
+
     memory.add_row(
-        "[bold]index, serialized[/bold]", human_bytes(mem.index_serialized), _ratio(full, mem.index_serialized)
+        "float32 vectors (uncompressed)", human_bytes(full), "1.0x", *([_ratio(stored, full)] if stored else [])
     )
+    if stored is not None:
+        memory.add_row(f"{result.dtype} vectors (as stored)", human_bytes(stored), _ratio(full, stored), "1.0x")
+    row(f"PQ codes ({mem.code_size} B/vector)", mem.codes, ratio=True)
+    row("ids (int64)", mem.ids)
+    row("coarse centroids", mem.coarse_centroids)
+    row("PQ codebooks", mem.pq_codebooks)
+    row("inverted-list sizes", mem.list_sizes)
+    if mem.opq_matrix:
+        row("OPQ rotation", mem.opq_matrix)
+    row("[bold]index, serialized[/bold]", mem.index_serialized, ratio=True)
     if mem.precomputed_table:
-        memory.add_row("precomputed L2 table (search)", human_bytes(mem.precomputed_table), "")
-    memory.add_row("[bold]index in memory[/bold]", human_bytes(mem.index_in_memory), _ratio(full, mem.index_in_memory))
+        row("precomputed L2 table (search)", mem.precomputed_table)
+    row("[bold]index in memory[/bold]", mem.index_in_memory, ratio=True)
     if mem.rerank_store:
-        memory.add_row(f"re-rank store ({cfg.rerank_store} vectors)", human_bytes(mem.rerank_store), "")
-        memory.add_row(
-            "[bold]index + re-rank store[/bold]", human_bytes(mem.with_rerank), _ratio(full, mem.with_rerank)
-        )
+        row(f"re-rank store ({cfg.rerank_store} vectors)", mem.rerank_store)
+        row("[bold]index + re-rank store[/bold]", mem.with_rerank, ratio=True)
 
     speed = Table(title="Work and speed", title_justify="left")
     speed.add_column("")
@@ -314,13 +325,61 @@ def to_json(obj: dict[str, Any]) -> str:
     return json.dumps(clean(obj), indent=2)
 
 
+# ---------------------------------------------------------------------------------- fitting a width
+#: (header, justify, priority): priority 0 is never dropped; at a narrow width the columns with the
+#: largest priority go first, so what must be read is never cut
+Column = tuple[str, str, int]
+
+
+def fitted_table(title: str, columns: list[Column], rows: list[list[str]], width: int) -> tuple[Table, list[str]]:
+    """A table of ``rows`` that fits ``width`` columns of text: optional columns are left out,
+    least important first, until the rest fits; a column kept is never truncated (a cell wider
+    than the whole width folds onto a second line instead). Returns the table and the headers
+    left out, for a note that says so."""
+    widths = [max([len(x) for x in h.split("\n")] + [len(r[i]) for r in rows]) for i, (h, _, _) in enumerate(columns)]
+    keep = list(range(len(columns)))
+
+    def needed(cols: list[int]) -> int:
+        return sum(widths[i] for i in cols) + 2 * max(0, len(cols) - 1)  # a gap of two between columns
+
+    by_priority = sorted((i for i in keep if columns[i][2] > 0), key=lambda i: (-columns[i][2], -i))
+    dropped = []
+    for i in by_priority:
+        if needed(keep) <= width:
+            break
+        keep.remove(i)
+        dropped.append(columns[i][0])
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i in keep:
+        header, justify, _ = columns[i]
+        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(*[escape(r[i]) for i in keep])
+    return table, dropped
+
+
+def _dropped_note(dropped: list[str]) -> list[str]:
+    if not dropped:
+        return []
+    return [f"left out at this width: {', '.join(dropped)} (a wider terminal, --csv or --json shows them)"]
+
+
+def _stored_ratio(dtype: str) -> tuple[str, float]:
+    """(column header, bytes per value) of the vectors as the input stores them."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    short = {"f": "f", "i": "i", "u": "u"}.get(dt.kind, "") + str(dt.itemsize * 8)
+    return f"÷{short}", float(dt.itemsize)
+
+
 # ---------------------------------------------------------------------------------- sweep
 #: the CSV's columns, one row per operating point (stable: scripts read them by name)
 SWEEP_CSV_COLUMNS = (
     "build", "nlist", "m", "nbits", "opq", "nprobe", "rerank", "rerank_store",
     "recall", "recall_ci95_low", "recall_ci95_high", "recall_by_id",
     "recall_raw", "recall_raw_ci95_low", "recall_raw_ci95_high",
-    "memory_bytes", "memory_ratio_fp32", "index_bytes", "rerank_store_bytes",
+    "memory_bytes", "memory_ratio_fp32", "memory_ratio_stored", "index_bytes", "rerank_store_bytes",
     "queries_per_s", "timed_runs", "vectors_scanned_per_query", "vectors_scanned_fraction",
     "pareto_memory", "pareto_qps", "pareto_all",
 )  # fmt: skip
@@ -340,6 +399,7 @@ def sweep_rows(result: SweepResult) -> list[dict[str, Any]]:
                 "recall_raw": p.recall_raw.mean, "recall_raw_ci95_low": p.recall_raw.ci95_low,
                 "recall_raw_ci95_high": p.recall_raw.ci95_high,
                 "memory_bytes": p.memory_bytes, "memory_ratio_fp32": p.memory.vectors_fp32 / p.memory_bytes,
+                "memory_ratio_stored": stored_bytes(p.memory.vectors_fp32, result.dataset["dtype"]) / p.memory_bytes,
                 "index_bytes": p.memory.index_in_memory, "rerank_store_bytes": p.memory.rerank_store if s.rerank else 0,
                 "queries_per_s": p.queries_per_s, "timed_runs": len(p.runs.seconds) if p.runs else 0,
                 "vectors_scanned_per_query": p.scanned_per_query,
@@ -391,38 +451,27 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
         f"{ds['n_queries']:,} queries ({ds['queries_source']}); recall@{result.k}; "
         f"{result.backend} on {result.device}"
     )
-    table = Table(
-        title="Operating points" + (" on a Pareto frontier" if frontier_only else ""),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    wide = width >= 110  # the raw (PQ-only) recall with its interval, where the terminal has room
-    cols = [("index", "left"), ("nprobe", "right"), ("rerank", "left"), (f"recall@{result.k}", "right")]
-    cols += [("raw", "right")] if wide else []
-    cols += [("memory", "right"), ("÷fp32", "right"), ("q/s", "right"), ("scanned", "right"), ("P", "left")]
-    for col, just in cols:
-        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
-    shown = 0
+    ratio_header, itemsize = _stored_ratio(ds["dtype"])
+    columns: list[Column] = [
+        ("index", "left", 0), ("nprobe", "right", 0), ("rerank", "left", 0), (f"recall@{result.k}", "right", 0),
+        ("raw", "right", 4), ("memory", "right", 0), (ratio_header, "right", 2), ("q/s", "right", 1),
+        ("scanned", "right", 3), ("P", "left", 0),
+    ]  # fmt: skip
+    rows = []
     for i, p in enumerate(result.points):
         marks = _marks(result, i)
         if frontier_only and not marks:
             continue
-        shown += 1
         s = p.setting
-        row = [escape(p.build.label), str(s.nprobe), f"{s.rerank} {s.store}" if s.rerank else "-"]
-        row.append(_recall_short(p.recall))
-        if wide:
-            row.append(_recall_short(p.recall_raw) if s.rerank else "")
-        row += [
-            _bytes_short(p.memory_bytes),
-            f"{p.memory.vectors_fp32 / p.memory_bytes:.1f}x",
-            _rate_short(p.queries_per_s),
-            f"{p.scanned_per_query:,.0f}",
-            marks,
-        ]
-        table.add_row(*row)
+        stored = p.memory.vectors_fp32 / 4 * itemsize
+        rows.append([
+            p.build.label, str(s.nprobe), f"{s.rerank} {s.store}" if s.rerank else "-", _recall_short(p.recall),
+            _recall_short(p.recall_raw) if s.rerank else "", _bytes_short(p.memory_bytes),
+            f"{stored / p.memory_bytes:.1f}x", _rate_short(p.queries_per_s), f"{p.scanned_per_query:,.0f}", marks,
+        ])  # fmt: skip
+    shown = len(rows)
+    title = "Operating points" + (" on a Pareto frontier" if frontier_only else "")
+    table, dropped = fitted_table(title, columns, rows, width)
     builds = Table(title="Builds (coarse quantizer trained once per nlist, shared)", title_justify="left")
     for col in ("index", "coarse train", "PQ train", "add"):
         builds.add_column(col, justify="left" if col == "index" else "right")
@@ -433,12 +482,12 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
             f"{b.pq_train_s:.2f} s",
             f"{b.add_s:.2f} s",
         )
-    raw = human_bytes(result.points[0].memory.vectors_fp32) if result.points else "-"
+    raw = human_bytes(result.points[0].memory.vectors_fp32 / 4 * itemsize) if result.points else "-"
     notes = [
-        f"recall@{result.k}: mean ± half its 95% interval"
-        + ("; raw: the PQ ranking before re-ranking" if wide else " (--csv or --json: the raw PQ recall too)")
-        + "; ÷fp32: raw float32 vectors over the point's memory; q/s: queries per second; scanned: codes "
-        "scanned per query.",
+        f"recall@{result.k}: mean ± half its 95% interval; raw: the PQ ranking before re-ranking; "
+        f"{ratio_header}: the vectors as stored ({ds['dtype']}) over the point's memory; q/s: queries per "
+        "second; scanned: codes scanned per query.",
+        *_dropped_note(dropped),
         f"P (Pareto): M = recall vs memory, Q = recall vs queries/s, * = all three; {PARETO_DEFINITION}.",
         (
             "queries/s: "
@@ -448,7 +497,7 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
             else "queries/s not measured (--no-timing); scanned/query is the hardware-independent cost"
         ),
         "memory: the index in memory (codes, ids, centroids, codebooks, precomputed table) plus the re-rank "
-        f"store when the point re-ranks; 'vs fp32' compares with the {raw} of raw float32 vectors.",
+        f"store when the point re-ranks; {ratio_header} compares with the {raw} of the vectors as stored.",
         f"recall: {RECALL_DEFINITION}",
     ]
     notes += [f"grid: {rule}" for rule in result.grid.rules]
@@ -494,32 +543,31 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
             f"{rec.backend} on {rec.device}\nTarget: " + ", ".join(cons)
         )
     ]
+    at_n = f" at N={_count_short(rec.n_total)}" if rec.n_total else ""
+    dropped: list[str] = []
     if rec.answers:
-        table = Table(
-            title="Cheapest configurations that meet the target", title_justify="left", box=box.SIMPLE_HEAD,
-            pad_edge=False, collapse_padding=True,
-        )  # fmt: skip
-        cols = ["", "index", "nprobe", "rerank", f"recall@{rec.k}", "memory", "q/s", "scanned"]
-        cols += [f"at N={_count_short(rec.n_total)}"] if rec.n_total else []
-        for col in cols:
-            table.add_column(col, justify="left" if col in ("", "index", "rerank") else "right", no_wrap=True)
+        columns: list[Column] = [
+            ("", "left", 0), ("index", "left", 0), ("nprobe", "right", 0), ("rerank", "left", 0),
+            (f"recall@{rec.k}", "right", 0), ("memory", "right", 0), ("q/s", "right", 1), ("scanned", "right", 2),
+        ]  # fmt: skip
+        if rec.n_total:  # the deployed size's bill is the one to read; the sample's may go first
+            columns[5] = ("memory", "right", 3)
+            columns.append((f"memory\n{at_n.strip()}", "right", 0))
+        rows = []
         for i, f in enumerate(rec.answers):
             p = f.point
             assert p is not None
             s = p.setting
             row = [
-                "best" if i == 0 else f"#{i + 1}",
-                escape(p.build.label),
-                str(s.nprobe),
+                "best" if i == 0 else f"#{i + 1}", p.build.label, str(s.nprobe),
                 f"{s.rerank} {s.store}" if s.rerank else "-",
-                _recall_short(p.recall),
-                _bytes_short(p.memory_bytes),
-                _rate_short(p.queries_per_s),
+                _recall_short(p.recall), _bytes_short(p.memory_bytes), _rate_short(p.queries_per_s),
                 f"{p.scanned_per_query:,.0f}",
-            ]
+            ]  # fmt: skip
             if rec.n_total:
                 row.append(_bytes_short(f.candidate.memory_bytes))
-            table.add_row(*row)
+            rows.append(row)
+        table, dropped = fitted_table("Cheapest configurations that meet the target", columns, rows, width)
         parts.append(table)
         best = rec.answers[0]
         assert best.point is not None
@@ -529,30 +577,36 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         parts.append(Text("No configuration evaluated meets every constraint.", style="bold"))
     for tip in rec.advice:
         parts.append(Text(tip))
-    evaluated = Table(
-        title="Evidence: every candidate evaluated, cheapest first", title_justify="left", box=box.SIMPLE_HEAD,
-        pad_edge=False, collapse_padding=True,
-    )  # fmt: skip
-    for col in ("index", "store", "memory", "verdict", "nprobe", "rerank", f"recall@{rec.k}", "q/s"):
-        evaluated.add_column(col, justify="left" if col in ("index", "store", "verdict") else "right", no_wrap=True)
+    columns = [
+        ("index", "left", 0), ("store", "left", 0), (f"memory\n{at_n.strip()}" if at_n else "memory", "right", 0),
+        ("verdict", "left", 0),
+        ("nprobe", "right", 0), ("rerank", "right", 0), (f"recall@{rec.k}", "right", 0), ("q/s", "right", 1),
+    ]  # fmt: skip
+    rows = []
     for f in rec.findings:
         p = f.point or f.best
-        evaluated.add_row(
-            escape(f.candidate.build.label),
+        rows.append([
+            f.candidate.build.label,
             f.candidate.store or "-",
             _bytes_short(f.candidate.memory_bytes),
-            f.verdict + (f" (+{f.more_queries}q)" if f.more_queries else ""),
+            f.verdict
+            + (f" (+{f.more_queries}q)" if f.more_queries else "")
+            + (" (over budget)" if f.over_budget else ""),
             str(p.setting.nprobe) if p else "-",
             str(p.setting.rerank or "-") if p else "-",
             _recall_short(p.recall) if p else "-",
             _rate_short(p.queries_per_s) if p else "-",
-        )
+        ])  # fmt: skip
+    evaluated, more = fitted_table("Evidence: every candidate evaluated, cheapest first", columns, rows, width)
+    dropped += [c for c in more if c not in dropped]
     parts.append(evaluated)
     if rec.scale_curve is not None:
         parts.append(render_scale_curve(rec.scale_curve))
     notes = [
-        f"recall@{rec.k}: mean ± half its 95% interval; memory: index (+ re-rank store); q/s: queries per "
-        "second, timed at the point's own setting; scanned: codes per query",
+        f"recall@{rec.k}: mean ± half its 95% interval; memory: index (+ re-rank store) at the sample's size"
+        + (f", and at N={rec.n_total:,} in the columns that say so" if rec.n_total else "")
+        + "; q/s: queries per second, timed at the point's own setting; scanned: codes per query",
+        *_dropped_note(dropped),
         "verdict: meets (lower end ≥ target), undecided (interval straddles it; +q: queries that would decide), "
         "short (the best seen is shown), slow (meets recall, below --min-qps)",
         f"{len(rec.findings)} of {rec.candidates} candidates evaluated ({rec.over_budget} over the memory budget "

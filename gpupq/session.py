@@ -114,6 +114,26 @@ def tie_warning(truth: GroundTruth, by_id: str = "") -> str | None:
     )
 
 
+#: rows whose norms are all within this of 1 are taken for unit-length embeddings
+UNIT_NORM_TOLERANCE = 1e-2
+
+
+def metric_hint(dataset: Dataset, split: Split, seed: int) -> str | None:
+    """A word when the vectors are unit length but measured under l2: cosine or ip is the usual
+    choice for such embeddings (the same ranking, as ‖x − y‖² = 2 − 2⟨x, y⟩), and their index has
+    no precomputed L2 table, which the l2 bill includes. Read from up to 1,000 base rows."""
+    if dataset.metric != "l2" or split.n_base == 0:
+        return None
+    rows = dataset.rows(split.sample_base(min(1000, split.n_base), seed + 4))
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    if not np.all(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE):
+        return None
+    return (
+        "the vectors are unit length, measured here under l2: --metric cosine (or ip) is the usual choice for such "
+        "embeddings, ranks the same, and its index has no precomputed L2 table (which the l2 memory bill includes)"
+    )
+
+
 @dataclass
 class Session:
     """The split and one workbench per backend, over one dataset; close it when done.
@@ -165,6 +185,10 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def metric_hint(self) -> str | None:
+        """See :func:`metric_hint`."""
+        return metric_hint(self.dataset, self.split, self.config.seed)
 
     def describe(self) -> dict[str, Any]:
         """The data the results are about, as every report states it."""

@@ -24,6 +24,7 @@ from .pareto import FRONTIERS, non_dominated
 from .session import POINT_MIN_TIME, Progress, RunConfig, Session, tie_warning
 from .settings import Build, sample_size
 from .threads import blas_description, blas_threads
+from .units import stored_bytes
 
 #: the automatic doubling's first scan covers nprobe 1..this
 NPROBE_FIRST_SCAN = 16
@@ -76,6 +77,7 @@ class SweepResult:
         for i, p in enumerate(self.points):
             d = p.to_dict()
             d["memory_ratio_fp32"] = p.memory.vectors_fp32 / p.memory_bytes if p.memory_bytes else None
+            d["memory_ratio_stored"] = stored_bytes(p.memory.vectors_fp32, self.dataset["dtype"]) / p.memory_bytes
             d["pareto"] = {name: bool(mask[i]) for name, mask in self.frontiers.items()}
             pts.append(d)
         return {
@@ -185,9 +187,9 @@ def sweep(
     except KeyboardInterrupt:
         result.interrupted = True  # the builds measured so far are whole; one half-timed was not kept
     result.wall_s = time.perf_counter() - t_start
-    warning = tie_warning(truth) if truth is not None else None
-    if warning:
-        result.warnings.append(warning)
+    for warning in (tie_warning(truth) if truth is not None else None, session.metric_hint()):
+        if warning:
+            result.warnings.append(warning)
     result.mark_frontiers()
     if config.n_total:
         result.deployment = deployment_table(result, session, config.n_total)
@@ -198,7 +200,7 @@ def deployment_table(result: SweepResult, session: Session, n_total: int) -> dic
     """Every point billed at n_total (see :func:`gpupq.memory.deployment`), and the memory frontier's rows."""
     bench, nb, d = session.bench, session.split.n_base, session.dataset.d
     rows = []
-    for i, p in enumerate(result.points):
+    for p in result.points:
         store = p.setting.store if p.setting.rerank else ""
         dep = deployment(p.build, p.setting.nprobe, store, nb, n_total, d, bench.index_metric)
         rows.append(
@@ -211,9 +213,13 @@ def deployment_table(result: SweepResult, session: Session, n_total: int) -> dic
                 "nprobe_total": dep.nprobe,
                 "memory_bytes_total": dep.memory_bytes,
                 "recall": p.recall.mean,
-                "pareto_memory": bool(result.frontiers["memory"][i]),
             }
         )
+    # the frontier at the deployed size, on its own memory axis (nlist and the table scale with N)
+    at_total = np.array([[r["recall"], float(r["memory_bytes_total"])] for r in rows]).reshape(-1, 2)
+    front = non_dominated(at_total, (True, False)) if rows else np.zeros(0, dtype=bool)
+    for row, on in zip(rows, front, strict=True):
+        row["pareto_memory"] = bool(on)
     return {
         "n_total": n_total,
         "rule": NLIST_RULE,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import numpy as np
+
 from .errors import GpupqError
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
@@ -65,6 +67,11 @@ def format_size(nbytes: int) -> str:
 def human_bytes(n: float) -> str:
     """A byte count in a report table, four significant figures: ``21.87 MB``."""
     return format_bytes(n, 4)
+
+
+def stored_bytes(fp32_bytes: float, dtype: str) -> float:
+    """The bytes of vectors as the input stores them (``float16``: half their float32 bytes)."""
+    return fp32_bytes / 4 * np.dtype(dtype).itemsize
 
 
 def format_count(x: float, digits: int = 3, billions: str = "G") -> str:

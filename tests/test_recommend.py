@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gpupq.estimate import EstimateConfig, estimate
 from gpupq.grid import Grid
 from gpupq.io import make_synthetic
@@ -72,3 +74,108 @@ def test_more_queries_needed():
     # half-width 0.04 over a margin of 0.02: four times the queries (the width shrinks as 1/√n)
     assert more_queries_needed(pt, 0.90) == 300
     assert more_queries_needed(pt, 0.95) is None  # the mean is below: more queries won't help
+
+
+# ---------------------------------------------------------------------------------- issue 15 fixes
+def test_default_rerank_candidates_are_ordered_and_budgeted_with_their_store():
+    """Without --n-total, a candidate that re-ranks costs its index plus the store: ordering or
+    budgeting by the index alone would call a 20x dearer configuration cheap."""
+    _ds, cfg, session = _session(n=6000, d=32)
+    with session:
+        grid = Grid(nlist=[32], m=[8], rerank=[0, 50], stores=["fp16"])
+        nb = session.split.n_base
+        index = memory_bill(nb, 32, 32, 8, 8, "l2").index_in_memory
+        with_store = index + nb * 32 * 2  # fp16 store
+        rec = recommend(session, Target(0.999), cfg, grid)
+        mems = [f.candidate.memory_bytes for f in rec.findings]
+        assert mems == [index, with_store]
+        assert [f.candidate.store for f in rec.findings] == ["", "fp16"]
+        rec = recommend(session, Target(0.999, memory_budget=with_store - 1), cfg, grid)
+        assert rec.over_budget == 1 and [f.candidate.store for f in rec.findings if not f.over_budget] == [""]
+
+
+def test_at_n_total_names_the_nprobe_that_is_deployed():
+    """answers[].at_n_total.nprobe is the picked point's nprobe scaled to N_total, as the FAISS
+    and cuVS strings say, not the nprobe 1 the candidate was billed with."""
+    ds = make_synthetic(6000, 32, 0)
+    cfg = RunConfig(k=10, queries=100, timing=False, n_total=10_000_000)
+    with open_session(ds, cfg, "numpy") as session:
+        rec = recommend(session, Target(0.8, rerank=False), cfg, Grid(nlist=[32], m=[8, 16]))
+    out = rec.to_dict()
+    assert out["answers"]
+    for answer in out["answers"]:
+        assert answer["at_n_total"]["nprobe"] == answer["deploy"]["faiss_nprobe"]
+        assert answer["deploy"]["faiss_nprobe"] == answer["deploy"]["cuvs_ivf_pq"]["search_params"]["n_probes"]
+        scale = answer["at_n_total"]["nlist"] / answer["point"]["nlist"]
+        assert answer["at_n_total"]["nprobe"] == max(1, round(answer["point"]["nprobe"] * scale))
+        assert answer["at_n_total"]["nprobe"] > answer["point"]["nprobe"]
+
+
+def test_few_perfect_queries_never_meet_a_target():
+    """recommend --queries 10 on an easy set: every query perfect, yet ten queries cannot show a
+    recall of 0.9 (the interval reaches 0.7), so the verdict is undecided, not meets."""
+    ds = make_synthetic(6000, 32, 0)
+    cfg = RunConfig(k=10, queries=10, timing=False)
+    grid = Grid(nlist=[16], m=[16], rerank=[200], stores=["fp32"])  # exact re-ranking: every query perfect
+    with open_session(ds, cfg, "numpy") as session:
+        rec = recommend(session, Target(0.9), cfg, grid)
+    assert not rec.answers
+    reranked = rec.findings[-1]
+    assert reranked.candidate.store == "fp32" and reranked.verdict == "undecided"
+    assert reranked.point.recall.mean >= 0.9 > reranked.point.recall.ci95_low
+    assert reranked.best.recall.mean == 1.0 and reranked.best.recall.ci95_low == pytest.approx(0.7)
+    assert reranked.more_queries >= 20  # 3·mean/(mean − 0.9) queries in all, 30 or more
+    assert any("more queries" in tip for tip in rec.advice)
+
+
+def test_interrupted_recommend_keeps_the_evidence_and_says_so(monkeypatch):
+    import gpupq.recommend as rec_mod
+
+    _ds, cfg, session = _session(n=6000, d=32)
+    calls = []
+    real = rec_mod._min_nprobe
+
+    def stop_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rec_mod, "_min_nprobe", stop_second)
+    with session:
+        rec = recommend(session, Target(0.999, rerank=False), cfg, Grid(nlist=[32], m=[4, 8, 16]))
+    assert rec.interrupted and rec.to_dict()["interrupted"] is True
+    assert len(rec.findings) == 1  # the first candidate, whole; the second was cut short
+    assert len(rec.advice) == 1 and rec.advice[0].startswith("interrupted")
+    assert not any("--memory-budget" in tip for tip in rec.advice)  # none was given
+
+
+def test_advice_never_contradicts_itself(monkeypatch):
+    """Nothing within the budget meets the target, something over it does: the advice names the
+    budget and does not also claim that nothing evaluated meets the target."""
+    _ds, cfg, session = _session(n=6000, d=32)
+    with session:
+        nb = session.split.n_base
+        budget = memory_bill(nb, 32, 32, 4, 8, "l2").index_in_memory
+        rec = recommend(session, Target(0.6, memory_budget=budget, rerank=False), cfg, Grid(nlist=[32], m=[4, 16]))
+    assert not rec.answers
+    assert len(rec.advice) == 1 and "relax --memory-budget to at least" in rec.advice[0], rec.advice
+    assert [f.over_budget for f in rec.findings] == [False, True]
+
+
+def test_slow_advice_names_the_budget_only_when_one_binds():
+    _ds, cfg, session = _session(n=6000, d=32)
+    with session:
+        rec = recommend(session, Target(0.5, min_qps=1e12, rerank=False), cfg, Grid(nlist=[32], m=[8]))
+    assert [f.verdict for f in rec.findings] == ["slow"]
+    assert rec.advice[-1].endswith("relax --min-qps")
+
+
+def test_a_scale_curve_that_cannot_be_measured_keeps_the_recommendation():
+    """Too few vectors for two subsample sizes: a warning, and the answer still stands."""
+    ds = make_synthetic(400, 16, 0)  # a base of 350: one subsample of 256 vectors or more
+    cfg = RunConfig(k=10, queries=50, timing=False)
+    with open_session(ds, cfg, "numpy") as session:
+        rec = recommend(session, Target(0.3, rerank=False), cfg, Grid(nlist=[4], m=[8]), scale_curve=True)
+    assert rec.answers and rec.scale_curve is None
+    assert any(w.startswith("--scale-curve not measured") for w in rec.warnings)

@@ -312,3 +312,16 @@ def test_real_tiny_sweep_plots(tmp_path):
     assert target.read_bytes()[:4] == b"\x89PNG"
     text = plot.terminal_plot(result)
     assert 1 <= sum(row.count("*") for row in _plot_rows(text)) <= sum(result.frontiers["memory"])
+
+
+def test_terminal_plot_puts_more_memory_up_and_more_recall_right(hand_made):
+    """The orientation the labels promise: the dearest point in the top row, the cheapest in the
+    bottom one, the best recall in the last column (a plot drawn upside down keeps its labels)."""
+    rows = [row.split("|", 1)[1] for row in _plot_rows(plot.terminal_plot(hand_made))]
+    marks = [(r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch in "*."]
+    top, bottom = min(r for r, _ in marks), max(r for r, _ in marks)
+    assert (top, bottom) == (0, len(rows) - 1)
+    right = max(c for _, c in marks)
+    best = max(hand_made.points, key=lambda p: p.recall.mean)
+    assert best.memory_bytes == max(p.memory_bytes for p in hand_made.points)  # re-ranked, nprobe 16: top right
+    assert rows[0].rstrip().endswith("*") and len(rows[0].rstrip()) - 1 == right

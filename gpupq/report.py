@@ -340,7 +340,8 @@ def fitted_table(title: str, columns: list[Column], rows: list[list[str]], width
     keep = list(range(len(columns)))
 
     def needed(cols: list[int]) -> int:
-        return sum(widths[i] for i in cols) + 2 * max(0, len(cols) - 1)  # a gap of two between columns
+        # a gap of two between columns, and the box's edge on either side
+        return sum(widths[i] for i in cols) + 2 * max(0, len(cols) - 1) + 2
 
     by_priority = sorted((i for i in keep if columns[i][2] > 0), key=lambda i: (-columns[i][2], -i))
     dropped = []

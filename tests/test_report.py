@@ -94,12 +94,15 @@ def test_recommend_tables_at_80_columns_and_in_a_pipe_cut_nothing_that_must_be_r
     from .helpers import cli_runner
 
     args = ["recommend", "--synthetic", "--n", "6000", "--d", "32", "--target-recall", "0.8", "--nlist", "32"]
-    res = cli_runner().invoke(app, [*args, "--m", "8,16", "--n-total", "10M", "-q"], env={"COLUMNS": "80"})
+    # long labels (OPQ16,IVF32,PQ16x4) and re-ranking: the columns do not all fit in 80
+    more = ["--m", "8,16", "--nbits", "4", "--opq", "on", "--rerank", "0,200", "--rerank-store", "fp16"]
+    res = cli_runner().invoke(app, [*args, *more, "--n-total", "10M", "-q"])
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
     assert all(len(x) <= 80 for x in lines)
     assert "…" not in " ".join(res.stdout.split()).replace("(1, 2, 4, …)", "")  # rich's ellipsis: a cut cell
-    assert "at N=10M" in res.stdout
+    assert "at N=10M" in res.stdout and "left out at this width" in res.stdout
+    assert all(re.search(r"OPQ\d+,IVF32,PQ\d+x4\s", x) for x in lines if "IVF32" in x and "factory" not in x)
     answers = [x for x in lines if re.match(r"\s*(best|#\d)\s", x)]
     assert answers and all(
         re.search(r"\d\.\d{3}±\.\d{3}", x) and re.search(r"\d+(\.\d+)?[kMG]B\s*$", x) for x in answers

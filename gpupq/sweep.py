@@ -26,6 +26,8 @@ from .settings import Build, sample_size
 from .threads import blas_description, blas_threads
 from .units import stored_bytes
 
+#: queries/s within this share of each other are not told apart on a frontier
+QPS_NOISE = 0.10
 #: the automatic doubling's first scan covers nprobe 1..this
 NPROBE_FIRST_SCAN = 16
 
@@ -106,8 +108,9 @@ class SweepResult:
 
 PARETO_DEFINITION = (
     "a point is dominated when another is at least as good on every axis and better on one; "
-    "recall by its mean over queries; frontiers: memory (recall vs memory), qps (recall vs queries/s), "
-    "all (recall, memory and queries/s together); untimed points are on no frontier that uses queries/s"
+    "recall by its mean over queries; queries/s by the range of its runs, at least ±10%: better only "
+    "beyond both ranges; frontiers: memory (recall vs memory), qps (recall vs queries/s), all (recall, "
+    "memory and queries/s together); untimed points are on no frontier that uses queries/s"
 )
 TIMING_NOTE = (
     "each point timed at its own setting (search at its nprobe, re-rank at its depth), "
@@ -124,11 +127,31 @@ def frontiers(points: Sequence[PointResult]) -> dict[str, list[bool]]:
         "memory": np.array([float(p.memory_bytes) for p in points]),
         "qps": np.array([np.nan if p.queries_per_s is None else p.queries_per_s for p in points]),
     }
+    lows, highs = dict(axes), dict(axes)
+    lows["qps"], highs["qps"] = qps_range(points)
     out = {}
     for name, (names, better) in FRONTIERS.items():
-        values = np.stack([axes[a] for a in names], axis=1)
-        out[name] = non_dominated(values, better).tolist()
+        pick = [axes, lows, highs]
+        values, low, high = (np.stack([d[a] for a in names], axis=1) for d in pick)
+        out[name] = non_dominated(values, better, low, high).tolist()
     return out
+
+
+def qps_range(points: Sequence[PointResult]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) (n,) float64 queries/s of each point: from its slowest and fastest run, and at
+    least :data:`QPS_NOISE` either side of its median (points of different builds are timed
+    minutes apart, and one run says nothing of its spread); NaN where not timed."""
+    low = np.full(len(points), np.nan)
+    high = np.full(len(points), np.nan)
+    for i, p in enumerate(points):
+        if p.queries_per_s is None:
+            continue
+        q = p.queries_per_s
+        low[i], high[i] = q * (1 - QPS_NOISE), q * (1 + QPS_NOISE)
+        if p.runs is not None and len(p.runs.seconds) > 1:
+            per_run = q * p.runs.median / np.array(p.runs.seconds)  # each run's queries/s
+            low[i], high[i] = min(low[i], per_run.min()), max(high[i], per_run.max())
+    return low, high
 
 
 def sweep(

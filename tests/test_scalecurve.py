@@ -72,3 +72,31 @@ def test_scale_curve_gives_no_extrapolation_when_the_points_do_not_follow_a_tren
     assert curve.trend.chi2_per_dof > 4
     assert curve.prediction is None
     assert any("no extrapolation" in note for note in curve.notes)
+
+
+def test_trend_band_is_a_95_percent_band_per_doubling_in_log2():
+    """The numbers the report prints, recomputed independently: the slope is per doubling (log2,
+    not ln), the band is ±1.96 standard errors (not one, not the full width), and points that
+    scatter more than their intervals explain widen it by √(χ²/dof)."""
+    ns = np.array([1000, 2000, 4000, 8000, 16000])
+    exact = [(int(n), 0.95 - 0.02 * np.log2(n / 1000), 0.01) for n in ns]
+    trend = fit_trend(exact)
+    assert trend.b == pytest.approx(-0.02, abs=1e-12) and trend.to_dict()["per_doubling"] == trend.b
+    x = np.stack([np.ones(len(ns)), np.log2(ns)], axis=1)
+    w = np.full(len(ns), (1.96 / 0.01) ** 2)  # σ = half-width / 1.96
+
+    def half_width(cov: np.ndarray, n: int) -> float:
+        g = np.array([1.0, np.log2(n)])
+        return 1.96 * float(np.sqrt(g @ cov @ g))
+
+    cov = np.linalg.inv(x.T @ (x * w[:, None]))
+    mean, low, high = trend.predict(1_024_000)
+    assert high - mean == pytest.approx(half_width(cov, 1_024_000), rel=1e-9)
+    assert mean - low == pytest.approx(high - mean, rel=1e-9)
+    # scatter: alternate ±0.02 about the line, twice the points' σ of 0.005
+    noisy = [(n, r + (0.02 if i % 2 else -0.02), h) for i, (n, r, h) in enumerate(exact)]
+    t2 = fit_trend(noisy)
+    assert t2.chi2_per_dof > 1
+    resid_cov = np.linalg.inv(x.T @ (x * w[:, None])) * t2.chi2_per_dof
+    m2, _, hi2 = t2.predict(1_024_000)
+    assert hi2 - m2 == pytest.approx(half_width(resid_cov, 1_024_000), rel=1e-6)

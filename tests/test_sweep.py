@@ -183,3 +183,25 @@ def test_opq_builds_train_their_own_rotation_and_coarse_and_equal_estimates():
         pt = next(p for p in result.points if p.build.m == m and p.build.opq)
         assert pt.recall == est.results[0].recall
         assert pt.memory_bytes == est.results[0].memory.index_in_memory
+
+
+def test_nprobe_doubling_stops_only_when_raw_and_reranked_recall_are_both_flat():
+    """Re-ranking keeps gaining after the PQ ranking has flattened: the doubling must go on."""
+    from gpupq.engine import PointResult
+    from gpupq.memory import memory_bill
+    from gpupq.metrics import Recall
+    from gpupq.settings import Build, Setting
+    from gpupq.sweep import _flat
+
+    bill = memory_bill(1000, 8, 4, 2, 8, "l2")
+
+    def pt(p: int, r: int, raw: float, rec: float) -> PointResult:
+        mk = lambda v: Recall(v, v - 0.01, v + 0.01, 100)  # noqa: E731
+        return PointResult(Build(4, 2), Setting(p, r, "fp16" if r else ""), mk(rec), mk(raw), bill, 1.0, 0.1)
+
+    rising_rerank = [pt(4, 0, 0.60, 0.60), pt(4, 50, 0.60, 0.80), pt(8, 0, 0.601, 0.601), pt(8, 50, 0.601, 0.90)]
+    assert not _flat(rising_rerank, 4, 8)
+    rising_raw = [pt(4, 0, 0.60, 0.60), pt(4, 50, 0.60, 0.95), pt(8, 0, 0.70, 0.70), pt(8, 50, 0.70, 0.951)]
+    assert not _flat(rising_raw, 4, 8)
+    both_flat = [pt(4, 0, 0.60, 0.60), pt(4, 50, 0.60, 0.95), pt(8, 0, 0.601, 0.601), pt(8, 50, 0.60, 0.951)]
+    assert _flat(both_flat, 4, 8)

@@ -27,11 +27,12 @@ from .grid import grid_from_options
 from .io import FORMATS, INFLATE_LIMIT_ENV, Inputs, make_synthetic, open_inputs
 from .outputs import check_outputs, write_output
 from .params import PARAMS, check, help_for
+from .plan import MAX_BUILDS, Plan
 from .plot import render, require_matplotlib, terminal_plot
-from .recommend import DEFAULT_STORES, Target, recommend
+from .recommend import DEFAULT_STORES, Target, recommend, recommend_plan
 from .report import print_result, render_recommendation, render_sweep, sweep_csv, to_json
 from .session import POINT_MIN_TIME, RunConfig, Session, open_session
-from .sweep import sweep
+from .sweep import sweep, sweep_plan
 from .terminal import OneLineGroup, err, fail, out, progress_reporter, stdout_guard, user_errors
 from .units import parse_count, parse_size
 
@@ -130,7 +131,8 @@ _NTotal = Annotated[
     str | None, _opt("--n-total", help="also bill memory at the size you will deploy, e.g. 50000000, 50M or 2B")
 ]
 _Json = Annotated[bool, _opt("--json", help="print one JSON object on stdout, nothing else")]
-_Quiet = Annotated[bool, _opt("--quiet", "-q", help="no progress on stderr")]
+_Quiet = Annotated[bool, _opt("--quiet", "-q", help="no progress (nor the plan) on stderr")]
+_Yes = Annotated[bool, _opt("--yes", help=f"run a grid of more than {MAX_BUILDS} builds")]
 _Lists = "comma list or range A-B (A, 2A, 4A, … up to B)"
 # sweep and recommend time many points, each repeated only while it is fast; estimate times a few
 # phases and wants each one steady: two purposes, two defaults
@@ -204,6 +206,13 @@ def _session(inputs: Inputs, cfg: RunConfig, backend: BackendChoice, progress: A
         yield session
     finally:
         session.close()
+
+
+def _plan(plan: Plan, yes: bool, quiet: bool) -> None:
+    """Say what is about to run (stderr), then refuse what does not fit or is not confirmed."""
+    if not quiet:
+        err.print(plan.describe(), markup=False, highlight=False, soft_wrap=True)
+    plan.check(yes)
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
@@ -369,6 +378,7 @@ def sweep_cmd(
         str | None, _opt("--plot", help="draw the frontiers to this .png, .pdf or .svg file (needs gpupq[plot])")
     ] = None,
     all_points: Annotated[bool, _opt("--all", help="table every point, not only the Pareto frontiers")] = False,
+    yes: _Yes = False,
     quiet: _Quiet = False,
 ) -> None:
     """Every operating point of a grid from shared work: recall, memory, queries/s, Pareto frontiers."""
@@ -392,6 +402,7 @@ def sweep_cmd(
             n_total=total,
         )
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
+            _plan(sweep_plan(session, grid, cfg), yes, quiet)
             result = sweep(session, grid, cfg, progress)
         for target in outputs:
             if result.interrupted:  # never over a complete earlier file: a name that says partial
@@ -464,6 +475,7 @@ def recommend_cmd(
         ),
     ] = False,
     json_out: _Json = False,
+    yes: _Yes = False,
     quiet: _Quiet = False,
 ) -> None:
     """The cheapest configuration in memory that meets a recall target, with its evidence."""
@@ -491,6 +503,7 @@ def recommend_cmd(
             n_total=total,
         )
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
+            _plan(recommend_plan(session, target, cfg, grid), yes, quiet)
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)
     _warn(rec.warnings)
     if rec.interrupted:

@@ -19,6 +19,7 @@ The search is economical rather than the whole grid:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from .grid import Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT, Deployment, deployment
 from .metrics import RECALL_DEFINITION, t975
 from .params import check
+from .plan import Plan, check_memory, plan_work
 from .session import Progress, RunConfig, Session
 from .settings import Build, Setting
 from .threads import blas_threads
@@ -190,6 +192,41 @@ def more_queries_needed(point: PointResult, target: float) -> int | None:
     return max(1, math.ceil(need - r.queries))
 
 
+def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Grid | None = None) -> Grid:
+    """The grid the recommendation searches: the one given (or the defaults' rules), with the
+    re-rank depths and stores to weigh, filled and checked; the caller's grid is not changed."""
+    k, nb, d = config.k, session.split.n_base, session.dataset.d
+    grid = copy.deepcopy(grid) if grid is not None else Grid(nlist=[], m=[])
+    if not target.rerank:
+        grid.rerank = [0]
+    elif not grid.rerank:  # not given: the default depths
+        grid.rerank = [0] + [f * k for f in DEFAULT_DEPTH_FACTORS if f * k <= nb]
+        grid.rules.append(f"re-rank depths: 0, {', '.join(f'{f}·k' for f in DEFAULT_DEPTH_FACTORS)}")
+    if not grid.stores:
+        grid.stores = list(DEFAULT_STORES)
+        grid.rules.append(f"re-rank stores: {', '.join(DEFAULT_STORES)} (fp32 costs twice fp16 for the same ranking)")
+    grid = fill_defaults(grid, nb, d)
+    grid.rules = [r for r in grid.rules if not r.startswith("nprobe:")]  # the sweep's rule; not used here
+    grid.rules.append("nprobe: the smallest meeting the target, by doubling (1, 2, 4, …) then bisection")
+    check_grid(grid, d, nb, k)
+    return grid
+
+
+def recommend_plan(session: Session, target: Target, config: RunConfig, grid: Grid | None = None) -> Plan:
+    """What :func:`recommend` is about to do, at most (it stops at the third answer): every build of
+    the grid, each scanned up to its nlist (:mod:`gpupq.plan`)."""
+    target.check()
+    grid = candidate_grid(session, target, config, grid)
+    builds = grid.builds()
+    plan = plan_work(
+        session.backend, builds, session.split.n_base, session.split.n_queries, session.dataset.d,
+        max([config.k, *grid.rerank]), None, None, config.min_time, 1,
+        ground_truth=session.bench.stored_gt is None, settings=len(grid.rerank) * max(1, len(grid.stores)),
+    )  # fmt: skip
+    plan.bound = "at most"  # every build, each up to its nlist: the search usually stops far sooner
+    return plan
+
+
 def recommend(
     session: Session,
     target: Target,
@@ -204,19 +241,8 @@ def recommend(
     target.check()
     bench, be = session.bench, session.backend
     k, nb, d = config.k, session.split.n_base, session.dataset.d
-    grid = grid or Grid(nlist=[], m=[])
-    if not target.rerank:
-        grid.rerank = [0]
-    elif not grid.rerank:  # not given: the default depths
-        grid.rerank = [0] + [f * k for f in DEFAULT_DEPTH_FACTORS if f * k <= nb]
-        grid.rules.append(f"re-rank depths: 0, {', '.join(f'{f}·k' for f in DEFAULT_DEPTH_FACTORS)}")
-    if not grid.stores:
-        grid.stores = list(DEFAULT_STORES)
-        grid.rules.append(f"re-rank stores: {', '.join(DEFAULT_STORES)} (fp32 costs twice fp16 for the same ranking)")
-    grid = fill_defaults(grid, nb, d)
-    grid.rules = [r for r in grid.rules if not r.startswith("nprobe:")]  # the sweep's rule; not used here
-    grid.rules.append("nprobe: the smallest meeting the target, by doubling (1, 2, 4, …) then bisection")
-    check_grid(grid, d, nb, k)
+    grid = candidate_grid(session, target, config, grid)
+    check_memory(be, session.split.n_queries, max([k, *grid.rerank]), 1)  # one nprobe a scan
     metric = bench.index_metric
     n_total = config.n_total
     stores = [""] + (sorted(set(grid.stores)) if any(r > 0 for r in grid.rerank) else [])

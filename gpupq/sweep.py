@@ -8,6 +8,7 @@ of its nlist), scanned once at its largest nprobe, and every point read from tha
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .grid import NPROBE_FLAT, Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT, deployment
 from .metrics import RECALL_DEFINITION
 from .pareto import FRONTIERS, non_dominated
+from .plan import Plan, check_memory, plan_work, widest_curve
 from .session import POINT_MIN_TIME, Progress, RunConfig, Session, tie_warning
 from .settings import Build, sample_size
 from .threads import blas_description, blas_threads
@@ -154,6 +156,27 @@ def qps_range(points: Sequence[PointResult]) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def _filled(session: Session, grid: Grid, k: int) -> Grid:
+    """The grid with its empty axes filled by the stated rules, and checked."""
+    grid = fill_defaults(copy.deepcopy(grid), session.split.n_base, session.dataset.d)
+    check_grid(grid, session.dataset.d, session.split.n_base, k)
+    return grid
+
+
+def sweep_plan(session: Session, grid: Grid, config: RunConfig) -> Plan:
+    """What :func:`sweep` of ``grid`` is about to do (:mod:`gpupq.plan`): say it before starting."""
+    grid = _filled(session, grid, config.k)
+    builds = grid.builds()
+    depth = max([config.k] + [r for r, _ in grid.reranks()])
+    per_build = None if grid.nprobe is None else len(grid.nprobe) * (1 + len(grid.reranks()))
+    return plan_work(
+        session.backend, builds, session.split.n_base, session.split.n_queries, session.dataset.d, depth,
+        grid.nprobe, None if per_build is None else per_build * len(builds),
+        config.min_time if config.timing else 0.0, widest_curve(builds, grid.nprobe, NPROBE_FIRST_SCAN),
+        ground_truth=session.bench.stored_gt is None, settings=1 + len(grid.reranks()),
+    )  # fmt: skip
+
+
 def sweep(
     session: Session,
     grid: Grid,
@@ -161,12 +184,14 @@ def sweep(
     progress: Progress | None = None,
 ) -> SweepResult:
     """Every point of ``grid`` on the session's backend. Ctrl-C (KeyboardInterrupt) stops it and
-    returns the points measured so far, marked ``interrupted``."""
+    returns the points measured so far, marked ``interrupted``. Candidate lists that would not fit
+    in memory are refused before any work (:func:`gpupq.plan.check_memory`)."""
     bench, split, be = session.bench, session.split, session.backend
     k = config.k
-    grid = fill_defaults(grid, split.n_base, session.dataset.d)
-    check_grid(grid, session.dataset.d, split.n_base, k)
+    grid = _filled(session, grid, k)
     builds = grid.builds()
+    depth = max([k] + [r for r, _ in grid.reranks()])
+    check_memory(be, split.n_queries, depth, widest_curve(builds, grid.nprobe, NPROBE_FIRST_SCAN))
     result = SweepResult(
         dataset=session.describe(),
         grid=grid,

@@ -1,17 +1,21 @@
 """Helpers the tests import (conftest.py holds only fixtures and hooks): clustered test data,
-comparing two searches, a CLI runner, the CuPy stand-in, the chunked numpy backend and a small
-synthetic session."""
+comparing two searches, brute-force neighbours, PQ reconstruction error, a CLI runner, the CuPy
+stand-in, the chunked numpy backend, a small synthetic session, and one-line refusals of the
+readers."""
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from gpupq.backends import CupyBackend, NumpyBackend, cupy_status
-from gpupq.io import make_synthetic
+from gpupq.errors import GpupqError
+from gpupq.io import Dataset, make_synthetic
 from gpupq.session import RunConfig, open_session
 
 from . import fake_cupy
@@ -65,6 +69,22 @@ def same_neighbours(d_a: np.ndarray, i_a: np.ndarray, d_b: np.ndarray, i_b: np.n
         assert sets[0] == sets[1], f"row {row}: {sorted(sets[0] ^ sets[1])} differ"
 
 
+def _brute(x, q, k, metric):
+    """Positions of the k nearest rows of x for each query, by brute force (stable on ties)."""
+    if metric == "l2":
+        d = ((q[:, None] - x[None]) ** 2).sum(-1)
+    else:
+        d = -(q @ x.T)
+    return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+def _mse(be, pq, x):
+    """(mean squared reconstruction error, codes on the host) of a product quantizer on x."""
+    codes = pq.encode(be, be.asarray(x))
+    rec = be.to_numpy(pq.decode(be, codes))
+    return float(((rec - x) ** 2).sum(1).mean()), be.to_numpy(codes)
+
+
 def cli_runner() -> CliRunner:
     """A runner that keeps stderr apart from stdout (click before 8.2 mixes them by default)."""
     try:
@@ -73,7 +93,40 @@ def cli_runner() -> CliRunner:
         return CliRunner()
 
 
+def run_cli(*args: str):
+    """``gpupq ARGS`` through :func:`cli_runner` (stderr apart from stdout)."""
+    from gpupq.cli import app
+
+    return cli_runner().invoke(app, list(args))
+
+
 def _session(backend="numpy", n=6000, d=32, queries=120, seed=0, metric="l2"):
     ds = make_synthetic(n, d, seed, metric)
     cfg = RunConfig(k=10, queries=queries, seed=seed, timing=False)
     return ds, cfg, open_session(ds, cfg, backend)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert text and "\n" not in text and "\r" not in text, repr(text)
+    return text
+
+
+def refused(fn: Callable[..., object], *args: object, match: str | None = None, **kwargs: object) -> str:
+    """The one-line message ``fn`` refuses with (any other exception fails the test)."""
+    with pytest.raises(GpupqError) as info:
+        fn(*args, **kwargs)
+    text = one_line(info.value)
+    if match is not None:
+        assert re.search(match, text), text
+    return text
+
+
+def read_everything(ds: Dataset, step: int = 7) -> np.ndarray:
+    """validate(), then every row through chunk() and rows(): the (n, d) float32 computed on."""
+    ds.validate(chunk=step)
+    out = np.concatenate([ds.chunk(s, min(ds.n, s + step)) for s in range(0, ds.n, step)])
+    ids = np.arange(ds.n)[::-1]
+    np.testing.assert_array_equal(ds.rows(ids), out[ids])
+    assert out.dtype == np.float32 and out.shape == (ds.n, ds.d) and np.isfinite(out).all()
+    return out

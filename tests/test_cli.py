@@ -8,13 +8,9 @@ from gpupq.cli import app
 from gpupq.memory import memory_bill, scaled_nlist
 
 from .helpers import cli_runner, clustered
+from .helpers import run_cli as run
 
-runner = cli_runner()
 FAST = ["--m", "4", "--nlist", "16", "--nprobe", "4", "--nbits", "6", "--queries", "40", "-q"]
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def test_estimate_synthetic_json():
@@ -174,35 +170,6 @@ def test_version():
 
     res = run("--version")
     assert res.exit_code == 0 and res.stdout.strip() == f"gpupq {gpupq.__version__}"
-
-
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--metric", "foo"], "Invalid value for '--metric': 'foo' is not one of 'l2', 'ip', 'cosine'"),
-        (["--format", "csv"], "Invalid value for '--format'"),
-        (["--nope"], "No such option: --nope"),
-        (["--n", "many"], "Invalid value for '--n'"),
-        (["--m"], "Option '--m' requires an argument"),
-        (["--seed", "-1"], "--seed must be between 0 and 4294967295 (got -1)"),
-        (["--threads", "0"], "--threads must be at least 1 (got 0)"),
-        (["--inflate-limit", "12XB"], "--inflate-limit '12XB' is not a size"),
-    ],
-)
-def test_usage_errors_are_one_line(args, message):
-    """typer's own errors (a bad choice, an unknown option, a missing value) get the same one
-    line and exit code 2 as gpupq's, not a usage box."""
-    res = run("estimate", "--synthetic", *args)
-    assert res.exit_code == 2, (res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
-    assert res.stdout == ""
-
-
-def test_unknown_command_is_one_line():
-    res = run("estimat")
-    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert "No such command 'estimat'" in res.stderr
 
 
 def test_help_shows_flags_as_flags_and_format_choices():

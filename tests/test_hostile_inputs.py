@@ -31,38 +31,12 @@ import gpupq
 import gpupq.io.lazy
 import gpupq.io.limits
 from gpupq.errors import GpupqError
-from gpupq.io import Dataset, LazyArray, load_vectors, open_inputs, read_ground_truth
+from gpupq.io import LazyArray, load_vectors, open_inputs, read_ground_truth
 
-from .helpers import clustered
+from .helpers import clustered, one_line, read_everything, refused
 from .io_writers import write_ann, write_arrow, write_bin, write_vecs
 
 X = clustered(60, 6, seed=11)  # (60, 6) float32: the valid content most cases start from
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    return text
-
-
-def refused(fn: Callable[..., object], *args: object, match: str | None = None, **kwargs: object) -> str:
-    """The one-line message ``fn`` refuses with (any other exception fails the test)."""
-    with pytest.raises(GpupqError) as info:
-        fn(*args, **kwargs)
-    text = one_line(info.value)
-    if match is not None:
-        assert re.search(match, text), text
-    return text
-
-
-def read_everything(ds: Dataset, step: int = 7) -> np.ndarray:
-    """validate(), then every row through chunk() and rows(): the (n, d) float32 computed on."""
-    ds.validate(chunk=step)
-    out = np.concatenate([ds.chunk(s, min(ds.n, s + step)) for s in range(0, ds.n, step)])
-    ids = np.arange(ds.n)[::-1]
-    np.testing.assert_array_equal(ds.rows(ids), out[ids])
-    assert out.dtype == np.float32 and out.shape == (ds.n, ds.d) and np.isfinite(out).all()
-    return out
 
 
 def outcome(path: Path, **kwargs: object) -> np.ndarray | str:
@@ -887,41 +861,6 @@ def test_npy_header_length_is_checked_before_it_is_read(tmp_path):
     assert peak < 10 << 20, peak
 
 
-def test_lazy_array_writes_no_more_and_no_less_than_declared():
-    def fill(n: int) -> Callable[[Callable[[object], None]], None]:
-        return lambda write: write(np.zeros(n, np.float32))
-
-    for n, message in ((13, "more values than"), (11, "truncated")):
-        lazy = LazyArray((3, 4), np.dtype(np.float32), "x.npz:emb", fill(n), "help")
-        refused(lazy.__getitem__, slice(0, 1), match=message)
-    ok = LazyArray((3, 4), np.dtype(np.float32), "x.npz:emb", fill(12), "help")
-    assert np.asarray(ok).shape == (3, 4) and ok[[2, 0]].shape == (2, 4) and ok.materialised
-
-
-def test_write_errors_are_one_line(tmp_path, monkeypatch):
-    path = tmp_path / "x.npz"
-    np.savez_compressed(path, emb=X)
-
-    class Full:
-        def __enter__(self) -> Full:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        def write(self, data: object) -> None:
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", Full)
-    refused(load_vectors(path).validate, match="cannot write its temporary copy .*No space left on device.*TMPDIR")
-
-    def unwritable() -> None:
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(gpupq.io.lazy.tempfile, "TemporaryFile", unwritable)
-    refused(load_vectors(path).validate, match="cannot create a temporary file .*Permission denied")
-
-
 # ---------------------------------------------------------------------------- messages
 
 
@@ -985,34 +924,6 @@ def test_metric_notes_say_who_chose(tmp_path):
     assert not any("so metric" in n for n in notes)
     write_ann(path, clustered(300, 8), clustered(5, 8, seed=2), "angular")
     assert f"{path} declares distance 'angular': metric cosine" in open_inputs(path).notes
-
-
-def test_paths_that_cannot_be_opened(tmp_path):
-    loop = tmp_path / "loop.npy"
-    loop.symlink_to(loop)
-    refused(load_vectors, loop, match=r"loop\.npy: cannot read \(Too many levels of symbolic links\)")
-    refused(load_vectors, tmp_path / "nul\0byte.npy", match="cannot read .*null")
-    refused(load_vectors, tmp_path / ("x" * 300 + ".npy"), match=r"cannot read \(File name too long\)")
-    dangling = tmp_path / "dangling.npy"
-    dangling.symlink_to(tmp_path / "gone.npy")
-    refused(load_vectors, dangling, match="dangling.npy: no such file")
-    good = tmp_path / "good.npy"
-    np.save(good, X)
-    link = tmp_path / "link.npy"
-    link.symlink_to(good)
-    np.testing.assert_array_equal(read_everything(load_vectors(link)), X)
-
-
-def test_odd_file_names_stay_one_line(tmp_path):
-    for name in ("two\nlines.npy", "carriage\rreturn.npy", "bell\x07.npy"):
-        text = refused(load_vectors, tmp_path / name, match="no such file")
-        assert name.encode("unicode_escape").decode() in text
-    bad = tmp_path / "new\nline.npy"
-    np.save(bad, np.zeros(3))
-    refused(load_vectors, bad, match=r"new\\nline\.npy: array has shape")
-    nan = tmp_path / "nan\nrows.npy"
-    np.save(nan, np.full((4, 3), np.nan))
-    refused(load_vectors(nan).validate, match=r"nan\\nrows\.npy: 4 of 4 rows contain NaN")
 
 
 # ---------------------------------------------------------------------------- mutation fuzz

@@ -4,13 +4,7 @@ import pytest
 from gpupq.errors import GpupqError
 from gpupq.pq import ProductQuantizer
 
-from .helpers import clustered
-
-
-def _mse(be, pq, x):
-    codes = pq.encode(be, be.asarray(x))
-    rec = be.to_numpy(pq.decode(be, codes))
-    return float(((rec - x) ** 2).sum(1).mean()), be.to_numpy(codes)
+from .helpers import _mse, clustered
 
 
 def test_shapes_and_dtypes(backend):
@@ -72,21 +66,3 @@ def test_nbits_out_of_range(nbits):
 def test_m_must_divide_d():
     with pytest.raises(GpupqError, match=r"not divisible by --m 5; valid m: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 96"):
         ProductQuantizer(96, 5)
-
-
-def test_opq_lowers_quantization_error(backend):
-    """Catches a non-orthogonal or useless OPQ rotation (the SVD step included) on any backend."""
-    from gpupq.opq import OPQ
-
-    rng = np.random.default_rng(0)
-    mix = rng.normal(size=(16, 16)).astype(np.float32)
-    x = clustered(3000, 16, seed=5) @ mix  # correlated dimensions
-    opq = OPQ(16, 4).fit(backend, backend.asarray(x), np.random.default_rng(1), niter=10)
-    rot = backend.to_numpy(opq.rotation)
-    np.testing.assert_allclose(rot @ rot.T, np.eye(16), atol=1e-4)  # orthogonal
-    assert opq.objective[-1] < opq.objective[0]
-    # PQ after the rotation reconstructs better than PQ on the raw data
-    plain = ProductQuantizer(16, 4).fit(backend, backend.asarray(x), np.random.default_rng(2))
-    rotated = backend.to_numpy(opq.apply(backend.asarray(x)))
-    pq_rot = ProductQuantizer(16, 4).fit(backend, backend.asarray(rotated), np.random.default_rng(2))
-    assert _mse(backend, pq_rot, rotated)[0] < _mse(backend, plain, x)[0]

@@ -7,46 +7,17 @@ from __future__ import annotations
 import itertools
 import json
 
-import numpy as np
 import pytest
 
 from gpupq.estimate import EstimateConfig, estimate
 from gpupq.grid import Grid
 from gpupq.io import Dataset, make_synthetic
-from gpupq.refine import rerank
 from gpupq.session import RunConfig, open_session
-from gpupq.settings import Build
 from gpupq.sweep import sweep
 
 from .helpers import _session
 
-
 # ---------------------------------------------------------------------------------- shared work
-def test_every_nprobe_and_depth_from_one_scan_equals_separate_searches(backend):
-    """The one-scan prefix and the one-ranking re-rank give the ids a search at that nprobe and
-    depth gives, on every backend's scan strategy, ties included (m=4 codes collide often)."""
-    _ds, _cfg, session = _session(backend, n=4000, d=16)
-    bench = session.bench
-    build = Build(nlist=32, m=4)
-    ps = [1, 3, 8, 32]
-    curve = bench.curve(build, ps, depth=60)
-    index = bench.built(build).index
-    q = bench.queries
-    fetch = bench.fetcher("sq8")
-    for p in ps:
-        _, ids, stats = index.search(q, 60, p)
-        np.testing.assert_array_equal(backend.to_numpy(curve.ranked[p]), backend.to_numpy(ids))
-        np.testing.assert_array_equal(curve.scanned[p], stats.scanned)
-        _, raw_ids, _ = index.search(q, 10, p)  # a raw search keeps only k per list: same top-k
-        np.testing.assert_array_equal(backend.to_numpy(curve.ranked[p][:, :10]), backend.to_numpy(raw_ids))
-        truth = bench.truth(10)
-        points = bench.points(build, curve, p, 10, [(20, "sq8"), (60, "sq8")], truth)
-        for r in (20, 60):
-            _, sep_cand, _ = index.search(q, r, p)
-            _, sep = rerank(backend, q, sep_cand, fetch, 10, "l2")
-            pt = next(x for x in points if x.setting.rerank == r)
-            assert pt.recall == truth.recall(backend.to_numpy(sep))
-    session.close()
 
 
 def test_sweep_points_equal_separate_estimates():
@@ -98,32 +69,6 @@ def test_sweep_times_each_point_at_its_own_setting(monkeypatch):
     result = sweep(session, Grid(nlist=[16], m=[8], nprobe=[1, 4], rerank=[0, 30]), cfg)
     assert [(b.nlist, s.nprobe, s.rerank) for b, s in timed] == [(16, 1, 0), (16, 1, 30), (16, 4, 0), (16, 4, 30)]
     assert all(p.queries_per_s and p.queries_per_s > 0 and len(p.runs.seconds) >= 1 for p in result.points)
-
-
-def test_points_are_timed_interleaved_until_min_time(monkeypatch):
-    """With --min-time each point runs until its runs cover it, the points of a build in turn."""
-    _ds, _cfg, session = _session()
-    order = []
-    real = session.bench.search_fn
-
-    def spy(build, setting, k):
-        run = real(build, setting, k)
-
-        def counted():
-            order.append(setting.nprobe)
-            return run()
-
-        return counted
-
-    monkeypatch.setattr(session.bench, "search_fn", spy)
-    monkeypatch.setattr("gpupq.timing.MAX_RUNS", 3)
-    pts = session.bench.points(Build(16, 8), session.bench.curve(Build(16, 8), [1, 4], 10), 1, 10, [],
-                               session.bench.truth(10))  # fmt: skip
-    pts += session.bench.points(Build(16, 8), session.bench.curve(Build(16, 8), [4], 10), 4, 10, [],
-                                session.bench.truth(10))  # fmt: skip
-    session.bench.time_points(pts, 10, min_time=60.0)  # never reached: MAX_RUNS ends it
-    assert order == [1, 4, 1, 4, 1, 4]
-    assert [len(p.runs.seconds) for p in pts] == [3, 3]
 
 
 def test_default_nprobe_doubles_until_recall_stops_rising():

@@ -41,6 +41,14 @@ LABEL_FONTSIZE = 6.5
 DPI = 130
 #: at most this many settings are written beside one place (more coincide: "+n more")
 LABEL_LINES = 3
+#: at most this many places of a frontier are labelled (evenly along it, both ends included):
+#: more crowd each other where recall nears 1; the CSV lists every point
+MAX_LABELS = 14
+#: what the labels and marks say, under the panels
+KEY = (
+    "labels: index (FAISS factory spelling: IVF<nlist>,PQ<m>[x<nbits>]), p = nprobe, R = re-rank depth and the "
+    "store it reads; bars: recall's 95% interval; grey: dominated points"
+)
 
 # label offsets (points) tried in turn around a frontier point, the first that fits wins; a label
 # right of its point (dx > 0) is left-aligned, one above it (dy > 0) bottom-aligned, and so on
@@ -244,6 +252,13 @@ def _draw_panel(
         for p, v in front:
             places.setdefault((p.recall.mean, v), []).append(p)
         labels = [(xy, group_label(ps)) for xy, ps in places.items()]
+        if len(labels) > MAX_LABELS:  # evenly along the frontier, both ends kept
+            keep = sorted({round(i * (len(labels) - 1) / (MAX_LABELS - 1)) for i in range(MAX_LABELS)})
+            ax.text(
+                1.0, -0.1, f"{len(keep)} of {len(labels)} frontier places labelled", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7, color="0.4",
+            )  # fmt: skip
+            labels = [labels[i] for i in keep]
     _set_recall_axis(ax, [p.recall.mean for p, _, _ in rows])
     _set_log_axis(ax, [v for _, v, _ in rows], spec.fmt)
     # above the axes, under the title: never over a point or a label
@@ -346,7 +361,22 @@ def figure(result: SweepResult) -> Figure:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     fig.suptitle(_title(result), fontsize=11)
-    masks = _masks(result)
+    fig.supxlabel(KEY, fontsize=8, color="0.3")
+    masks = dict(_masks(result))
+    dep = result.deployment
+    if dep and len(dep.get("points", [])) == len(result.points):
+        # the memory panel at the deployed size, and its frontier there (gpupq.sweep.deployment_table)
+        at = {id(p): row["memory_bytes_total"] for p, row in zip(result.points, dep["points"], strict=True)}
+        masks["memory"] = [row["pareto_memory"] for row in dep["points"]]
+        specs = (
+            _Panel(
+                "memory", lambda p: float(at[id(p)]), format_bytes, "C0",
+                f"memory at N={dep['n_total']:,} (bytes, log scale): index + re-rank store",
+                f"recall@{k} (measured on the sample) vs memory at N={format_count(dep['n_total'], billions='B')}",
+                "no points",
+            ),
+            specs[1],
+        )  # fmt: skip
     pending = []
     for ax, spec in zip(axes, specs, strict=True):
         pending.append((ax, spec, _draw_panel(ax, result.points, masks[spec.mask], spec, k)))

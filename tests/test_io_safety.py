@@ -47,17 +47,24 @@ def test_odd_file_names_stay_one_line(tmp_path):
     refused(load_vectors(nan).validate, match=r"nan\\nrows\.npy: 4 of 4 rows contain NaN")
 
 
-def _no_open(monkeypatch):
-    """Make any open() of a path fail the test: a check must refuse without opening."""
-    real = builtins.open
+def _no_open(monkeypatch, where):
+    """Make any open() of a path under ``where`` fail the test: a check must refuse without opening."""
+    real_open, real_os_open = builtins.open, os.open
 
-    def guarded(file, *a, **kw):
-        if isinstance(file, (str, bytes, os.PathLike)):
+    def refuse(file: object) -> None:
+        if isinstance(file, (str, bytes, os.PathLike)) and os.fsdecode(file).startswith(str(where)):
             raise AssertionError(f"opened {file!r}")
-        return real(file, *a, **kw)
 
-    monkeypatch.setattr(builtins, "open", guarded)
-    monkeypatch.setattr(os, "open", lambda *a, **kw: (_ for _ in ()).throw(AssertionError(f"os.open{a}")))
+    def guarded_open(file, *a, **kw):
+        refuse(file)
+        return real_open(file, *a, **kw)
+
+    def guarded_os_open(path, *a, **kw):
+        refuse(path)
+        return real_os_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -68,13 +75,13 @@ def test_fifo_is_refused_before_it_is_opened(tmp_path, monkeypatch):
     os.mkfifo(fifo)
     link = tmp_path / "via_link.npy"
     link.symlink_to(fifo)
-    _no_open(monkeypatch)
+    _no_open(monkeypatch, tmp_path)
     refused(_check_readable, str(fifo), match=r"pipe\.npy: is a named pipe \(FIFO\), not a regular file")
     refused(_check_readable, str(link), match=rf"via_link\.npy \(a link to {fifo}\): is a named pipe")
 
 
 def test_directory_is_refused_before_it_is_opened(tmp_path, monkeypatch):
-    _no_open(monkeypatch)
+    _no_open(monkeypatch, tmp_path)
     refused(_check_readable, str(tmp_path), match=f"^{tmp_path}: is a directory, not a vector file$")
 
 

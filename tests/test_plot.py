@@ -325,3 +325,32 @@ def test_terminal_plot_puts_more_memory_up_and_more_recall_right(hand_made):
     best = max(hand_made.points, key=lambda p: p.recall.mean)
     assert best.memory_bytes == max(p.memory_bytes for p in hand_made.points)  # re-ranked, nprobe 16: top right
     assert rows[0].rstrip().endswith("*") and len(rows[0].rstrip()) - 1 == right
+
+
+def test_with_n_total_the_memory_panel_is_at_the_deployed_size(hand_made):
+    """--n-total: the memory axis shows the bill at N_total (not the sample's), its frontier is the
+    one computed there, and the key says what p= and R= mean."""
+    pytest.importorskip("matplotlib")
+    totals = [p.memory_bytes * 1000 + (7 if i == 0 else 0) for i, p in enumerate(hand_made.points)]
+    front = [i % 2 == 0 for i in range(len(totals))]
+    hand_made.deployment = {
+        "n_total": 50_000_000,
+        "points": [{"memory_bytes_total": t, "pareto_memory": f} for t, f in zip(totals, front, strict=True)],
+    }
+    fig = plot.figure(hand_made)
+    ax = fig.axes[0]
+    solid = next(c for c in ax.collections if c.get_gid() == plot.GID_FRONTIER)
+    ys = sorted(float(y) for _, y in solid.get_offsets())
+    assert ys == sorted(float(t) for t, f in zip(totals, front, strict=True) if f)
+    assert "N=50,000,000" in ax.get_ylabel()
+    assert "p = nprobe, R = re-rank depth" in fig._supxlabel.get_text()
+
+
+def test_a_crowded_frontier_labels_at_most_max_labels_places():
+    pytest.importorskip("matplotlib")
+    points = [_point(16 * i, 8, 1, 0.5 + 0.02 * i, None) for i in range(1, 25)]  # dearer and better: all on it
+    result = _result(points)
+    fig = plot.figure(result)
+    labels = [t for t in fig.axes[0].texts if t.get_gid() == plot.GID_LABEL]
+    assert sum(result.frontiers["memory"]) > plot.MAX_LABELS
+    assert len(labels) == plot.MAX_LABELS

@@ -129,6 +129,10 @@ def test_recall_matches_faiss_on_real_shaped_data():
         (4000, 96, 16, 32, 7, "l2"),
     ],
 )
+#: the most bytes faiss.serialize_index writes beyond the data an IVF-PQ index holds
+FAISS_HEADER_BYTES = 256
+
+
 def test_memory_bill_matches_serialize_index(n, d, nlist, m, nbits, metric):
     x = clustered(n, d, seed=4, centres=40)
     q = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
@@ -138,7 +142,9 @@ def test_memory_bill_matches_serialize_index(n, d, nlist, m, nbits, metric):
     index.add(x)
     serialized = len(faiss.serialize_index(index))
     bill = memory_bill(n, d, nlist, m, nbits, metric)
-    assert abs(bill.index_serialized - serialized) / serialized < 0.01, (bill.index_serialized, serialized)
+    # the bill is the data; FAISS adds a constant header (180 bytes in 1.15: the index's fields),
+    # whatever the size: a term missing from the bill or counted twice shows here to the byte
+    assert 0 <= serialized - bill.index_serialized <= FAISS_HEADER_BYTES, (bill.index_serialized, serialized)
     assert bill.code_size == index.code_size
     # the precomputed table FAISS builds for L2 search, and none for inner product
     assert bill.precomputed_table == index.precomputed_table.size() * 4
@@ -200,7 +206,7 @@ def _correlated(n: int, d: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "metric,n,d,m,nlist,nprobe",
-    [("l2", 10000, 32, 8, 64, 6), ("ip", 5000, 16, 4, 32, 4), ("cosine", 5000, 16, 4, 32, 4)],
+    [("l2", 6000, 32, 8, 64, 6), ("ip", 5000, 16, 4, 32, 4), ("cosine", 5000, 16, 4, 32, 4)],
 )
 def test_opq_matches_faiss(metric, n, d, m, nlist, nprobe):
     """--opq against FAISS's "OPQ{m},IVF{nlist},PQ{m}" under each metric: recall and serialized

@@ -119,6 +119,10 @@ def test_recall_matches_faiss_on_real_shaped_data():
     assert abs(ours.recall_rerank.mean - rr.mean) <= 0.03, (ours.recall_rerank.mean, rr.mean)
 
 
+#: the most bytes faiss.serialize_index writes beyond the data an IVF-PQ index holds
+FAISS_HEADER_BYTES = 256
+
+
 @pytest.mark.parametrize(
     "n,d,nlist,m,nbits,metric",
     [
@@ -129,10 +133,6 @@ def test_recall_matches_faiss_on_real_shaped_data():
         (4000, 96, 16, 32, 7, "l2"),
     ],
 )
-#: the most bytes faiss.serialize_index writes beyond the data an IVF-PQ index holds
-FAISS_HEADER_BYTES = 256
-
-
 def test_memory_bill_matches_serialize_index(n, d, nlist, m, nbits, metric):
     x = clustered(n, d, seed=4, centres=40)
     q = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)

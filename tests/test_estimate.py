@@ -30,7 +30,10 @@ def test_result_is_complete_and_consistent(backend):
     assert mem.codes == 5940 * 6  # ceil(8 * 6 / 8) bytes per vector
     assert mem.vectors_fp32 == 5940 * 32 * 4
     assert mem.rerank_store == mem.vectors_fp32
-    assert mem.index_in_memory == mem.index_serialized + mem.precomputed_table
+    # worked out by hand: codes, ids, centroids, codebooks, list sizes; the L2 table nlist·m·2^nbits·4
+    by_hand = 5940 * 6 + 5940 * 8 + 32 * 32 * 4 + 64 * 32 * 4 + 32 * 8
+    assert (mem.index_serialized, mem.precomputed_table) == (by_hand, 32 * 8 * 64 * 4)
+    assert mem.index_in_memory == by_hand + 32 * 8 * 64 * 4
     assert r.lists_probed_fraction == 4 / 32
     assert 0 < r.vectors_scanned_fraction < 1
     assert r.vectors_scanned_per_query == pytest.approx(r.vectors_scanned_fraction * 5940)

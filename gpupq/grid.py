@@ -183,6 +183,8 @@ def fill_defaults(grid: Grid, n_base: int, d: int) -> Grid:
         grid.stores = ["fp16"]
     if grid.nprobe is None:
         rules.append(f"nprobe: 1, 2, 4, … doubling until recall rises by less than {NPROBE_FLAT} (or nprobe = nlist)")
+    elif grid.nlist and max(grid.nprobe) > min(grid.nlist):
+        rules.append("nprobe: values above a build's nlist are measured at nprobe = nlist (every list probed)")
     grid.rules = rules
     return grid
 

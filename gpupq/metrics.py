@@ -85,7 +85,7 @@ def _interval(per_query: np.ndarray) -> tuple[float, float, float, float]:
     share = min(1.0, 3.0 / nq)  # rule of three: the share of queries a sample this size can miss
     low = min(mean - half, mean * (1.0 - share))
     high = max(mean + half, mean + (1.0 - mean) * share)
-    return mean, max(0.0, low), min(1.0, high), sd
+    return mean, float(max(0.0, low)), float(min(1.0, high)), sd
 
 
 def intersection_hits(found: np.ndarray, exact: np.ndarray, k: int) -> np.ndarray:

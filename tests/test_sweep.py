@@ -150,3 +150,25 @@ def test_nprobe_doubling_stops_only_when_raw_and_reranked_recall_are_both_flat()
     assert not _flat(rising_raw, 4, 8)
     both_flat = [pt(4, 0, 0.60, 0.60), pt(4, 50, 0.60, 0.95), pt(8, 0, 0.601, 0.601), pt(8, 50, 0.60, 0.951)]
     assert _flat(both_flat, 4, 8)
+
+
+def test_results_are_plain_python_and_say_when_nprobe_was_clamped():
+    """Dicts a user prints show numbers, not np.float64(…); a grid asking nprobe 20 of 16 lists
+    says the points were measured at 16."""
+    from gpupq.grid import Grid
+    from gpupq.recommend import Target, recommend
+
+    def numpy_values(obj, path=""):
+        if isinstance(obj, dict):
+            return [x for k, v in obj.items() for x in numpy_values(v, f"{path}.{k}")]
+        if isinstance(obj, list):
+            return [x for i, v in enumerate(obj) for x in numpy_values(v, f"{path}[{i}]")]
+        return [] if obj is None or type(obj) in (int, float, str, bool) else [f"{path}: {type(obj).__name__}"]
+
+    _ds, cfg, session = _session(n=4000, d=32)
+    with session:
+        result = sweep(session, Grid(nlist=[16], m=[8], nprobe=[1, 4, 20], rerank=[0, 40]), cfg)
+        rec = recommend(session, Target(0.8), cfg, Grid(nlist=[16], m=[8]))
+    assert numpy_values(result.to_dict()) == [] and numpy_values(rec.to_dict()) == []
+    assert sorted({p.setting.nprobe for p in result.points}) == [1, 4, 16]
+    assert any("measured at nprobe = nlist" in rule for rule in result.to_dict()["grid"]["rules"])

@@ -187,6 +187,17 @@ def _queries(queries: int | None, inputs: Inputs) -> int:
     return inputs.queries.n if inputs.queries is not None else PARAMS["queries"].default
 
 
+def _run_config(
+    inputs: Inputs, k: int, queries: int | None, seed: int, batch_size: int, threads: int | None, min_time: float,
+    timing: bool, n_total: int | None,
+) -> RunConfig:  # fmt: skip
+    """The run settings of sweep and recommend, the metric the inputs were opened with."""
+    return RunConfig(
+        k=k, queries=_queries(queries, inputs), metric=inputs.dataset.metric, seed=seed, batch_size=batch_size,
+        threads=threads, min_time=min_time, timing=timing, n_total=n_total,
+    )  # fmt: skip
+
+
 def _count(text: str | None, option: str) -> int | None:
     """A count such as 50000000, 50M or 1.5B, or None when not given."""
     return None if text is None else parse_count(text, option)
@@ -390,17 +401,7 @@ def sweep_cmd(
         if plot is not None:
             require_matplotlib()
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
-        cfg = RunConfig(
-            k=k,
-            queries=_queries(queries, inputs),
-            metric=inputs.dataset.metric,
-            seed=seed,
-            batch_size=batch_size,
-            threads=threads,
-            min_time=min_time,
-            timing=not no_timing,
-            n_total=total,
-        )
+        cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(sweep_plan(session, grid, cfg), yes, quiet)
             result = sweep(session, grid, cfg, progress)
@@ -491,17 +492,7 @@ def recommend_cmd(
         target.check()
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
-        cfg = RunConfig(
-            k=k,
-            queries=_queries(queries, inputs),
-            metric=inputs.dataset.metric,
-            seed=seed,
-            batch_size=batch_size,
-            threads=threads,
-            min_time=min_time,
-            timing=True,
-            n_total=total,
-        )
+        cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, True, total)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)

@@ -166,6 +166,8 @@ class EstimateResult:
     deployment: Any = None
     #: recall on nested subsamples (gpupq.scalecurve.ScaleCurve), or None
     scale_curve: Any = None
+    #: the data the results are about, as every report states it (Session.describe)
+    dataset: dict[str, Any] = field(default_factory=dict)
 
     def _verify_dict(self) -> dict[str, Any] | None:
         """The faiss-cpu check beside the first backend's figures, or None without one."""
@@ -186,17 +188,7 @@ class EstimateResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpupq_version": __version__,
-            "dataset": {
-                "source": self.source,
-                "n": self.n,
-                "d": self.d,
-                "dtype": self.dtype,
-                "n_base": self.n_base,
-                "n_queries": self.n_queries,
-                "queries_source": self.queries_source or "held out",
-                "ground_truth": self.ground_truth_source or "computed (exact search)",
-                "metric": self.config.metric,
-            },
+            "dataset": dict(self.dataset),
             "params": asdict(self.config),
             "recall_definition": self.recall_definition,
             "tied_queries": self.tied_queries,
@@ -327,6 +319,7 @@ def _estimate(
         skipped=dict(session.skipped),
         deployment=_deployment(config, split.n_base, dataset.d, n_total) if n_total else None,
         scale_curve=curve,
+        dataset=desc,
     )
 
 

@@ -20,24 +20,21 @@ from .metrics import RECALL_DEFINITION, Recall
 from .recommend import Recommendation, deploy_for
 from .scalecurve import CAVEAT
 from .sweep import PARETO_DEFINITION, TIMING_NOTE, SweepResult
-from .units import format_bytes, format_count, human_bytes, human_rate, stored_bytes
+from .tables import (
+    Column,
+    by_id_cell,
+    by_id_differs,
+    bytes_short,
+    count_short,
+    dropped_note,
+    fitted_table,
+    rate_short,
+    recall_cell,
+    recall_short,
+    stored_ratio,
+)
+from .units import format_count, human_bytes, human_rate, stored_bytes
 from .verify import outside_interval
-
-
-def _recall_cell(r: Recall | None) -> str:
-    if r is None:
-        return "-"
-    return f"{r.mean:.3f}  [{r.ci95_low:.3f}, {r.ci95_high:.3f}]"
-
-
-def _by_id_differs(recalls: list[Recall | None]) -> bool:
-    """Is the id-intersection figure worth showing beside any of these (it differs when ties
-    make the exact top-k ambiguous)?"""
-    return any(r is not None and r.by_id is not None and abs(r.by_id - r.mean) >= 5e-4 for r in recalls)
-
-
-def _by_id_cell(r: Recall | None) -> str:
-    return "-" if r is None or r.by_id is None else f"{r.by_id:.3f}"
 
 
 def _seconds_cell(timings: Timings, phase: str, seconds: float | None) -> str:
@@ -85,16 +82,16 @@ def render(result: EstimateResult) -> Group:
     recall.add_column("")
     for r in backends:
         recall.add_column(escape(r.backend), justify="right")
-    recall.add_row(f"raw (PQ distances, top {cfg.k})", *[_recall_cell(r.recall) for r in backends])
-    if _by_id_differs([r.recall for r in backends]):
-        recall.add_row("  matched by id", *[_by_id_cell(r.recall) for r in backends])
+    recall.add_row(f"raw (PQ distances, top {cfg.k})", *[recall_cell(r.recall) for r in backends])
+    if by_id_differs([r.recall for r in backends]):
+        recall.add_row("  matched by id", *[by_id_cell(r.recall) for r in backends])
     if cfg.rerank:
         recall.add_row(
             f"+ re-rank of top {cfg.rerank} ({cfg.rerank_store} vectors)",
-            *[_recall_cell(r.recall_rerank) for r in backends],
+            *[recall_cell(r.recall_rerank) for r in backends],
         )
-        if _by_id_differs([r.recall_rerank for r in backends]):
-            recall.add_row("  matched by id", *[_by_id_cell(r.recall_rerank) for r in backends])
+        if by_id_differs([r.recall_rerank for r in backends]):
+            recall.add_row("  matched by id", *[by_id_cell(r.recall_rerank) for r in backends])
 
     mem = backends[0].memory  # the same index layout on every backend
     memory = Table(title="Memory", title_justify="left")
@@ -207,12 +204,12 @@ def _faiss_table(result: EstimateResult) -> Table:
         return "[bold red]outside gpupq's 95% interval[/]" if outside_interval(a, b) else "within the interval"
 
     table.add_row(
-        "recall raw", _recall_cell(ours.recall), f"{check.recall.mean:.3f}", verdict(ours.recall, check.recall)
+        "recall raw", recall_cell(ours.recall), f"{check.recall.mean:.3f}", verdict(ours.recall, check.recall)
     )
     if check.recall_rerank is not None:
         table.add_row(
             "recall re-ranked",
-            _recall_cell(ours.recall_rerank),
+            recall_cell(ours.recall_rerank),
             f"{check.recall_rerank.mean:.3f}",
             verdict(ours.recall_rerank, check.recall_rerank),
         )
@@ -286,7 +283,7 @@ def render_scale_curve(curve: Any) -> Group:
         table.add_column(col, justify="right")
     for p in curve.points:
         scanned = f"{p.scanned_per_query:,.0f}"
-        table.add_row(f"{p.n:,}", str(p.nlist), _recall_short(p.recall), _recall_short(p.recall_raw), scanned)
+        table.add_row(f"{p.n:,}", str(p.nlist), recall_short(p.recall), recall_short(p.recall_raw), scanned)
     t = curve.trend
     lines = [
         f"trend: recall ≈ {t.a:.3f} {'+' if t.b >= 0 else '−'} {abs(t.b):.3f}·log2(N), i.e. {t.b:+.3f} per doubling "
@@ -323,55 +320,6 @@ def to_json(obj: dict[str, Any]) -> str:
         return v
 
     return json.dumps(clean(obj), indent=2)
-
-
-# ---------------------------------------------------------------------------------- fitting a width
-#: (header, justify, priority): priority 0 is never dropped; at a narrow width the columns with the
-#: largest priority go first, so what must be read is never cut
-Column = tuple[str, str, int]
-
-
-def fitted_table(title: str, columns: list[Column], rows: list[list[str]], width: int) -> tuple[Table, list[str]]:
-    """A table of ``rows`` that fits ``width`` columns of text: optional columns are left out,
-    least important first, until the rest fits; a column kept is never truncated (a cell wider
-    than the whole width folds onto a second line instead). Returns the table and the headers
-    left out, for a note that says so."""
-    widths = [max([len(x) for x in h.split("\n")] + [len(r[i]) for r in rows]) for i, (h, _, _) in enumerate(columns)]
-    keep = list(range(len(columns)))
-
-    def needed(cols: list[int]) -> int:
-        # a gap of two between columns, and the box's edge on either side
-        return sum(widths[i] for i in cols) + 2 * max(0, len(cols) - 1) + 2
-
-    by_priority = sorted((i for i in keep if columns[i][2] > 0), key=lambda i: (-columns[i][2], -i))
-    dropped = []
-    for i in by_priority:
-        if needed(keep) <= width:
-            break
-        keep.remove(i)
-        dropped.append(columns[i][0])
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for i in keep:
-        header, justify, _ = columns[i]
-        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for r in rows:
-        table.add_row(*[escape(r[i]) for i in keep])
-    return table, dropped
-
-
-def _dropped_note(dropped: list[str]) -> list[str]:
-    if not dropped:
-        return []
-    return [f"left out at this width: {', '.join(dropped)} (a wider terminal, --csv or --json shows them)"]
-
-
-def _stored_ratio(dtype: str) -> tuple[str, float]:
-    """(column header, bytes per value) of the vectors as the input stores them."""
-    import numpy as np
-
-    dt = np.dtype(dtype)
-    short = {"f": "f", "i": "i", "u": "u"}.get(dt.kind, "") + str(dt.itemsize * 8)
-    return f"÷{short}", float(dt.itemsize)
 
 
 # ---------------------------------------------------------------------------------- sweep
@@ -425,26 +373,6 @@ def _marks(result: SweepResult, i: int) -> str:
     return "".join(mark for name, mark in (("memory", "M"), ("qps", "Q"), ("all", "*")) if f.get(name) and f[name][i])
 
 
-def _recall_short(r: Recall) -> str:
-    """mean ± the 95% interval's half-width (the interval is symmetric unless clipped at 0 or 1)."""
-    return f"{r.mean:.3f}±{(r.ci95_high - r.ci95_low) / 2:.3f}".replace("±0.", "±.")
-
-
-def _bytes_short(n: float) -> str:
-    """Three significant figures, no space: 924kB, 2.19MB."""
-    return format_bytes(n, 3, sep="")
-
-
-def _count_short(n: int | None) -> str:
-    return "-" if n is None else format_count(n, billions="B")
-
-
-def _rate_short(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return ">1e9" if math.isinf(x) else format_count(x)
-
-
 def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 80) -> Group:
     ds = result.dataset
     head = Text(
@@ -452,7 +380,7 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
         f"{ds['n_queries']:,} queries ({ds['queries_source']}); recall@{result.k}; "
         f"{result.backend} on {result.device}"
     )
-    ratio_header, itemsize = _stored_ratio(ds["dtype"])
+    ratio_header, itemsize = stored_ratio(ds["dtype"])
     columns: list[Column] = [
         ("index", "left", 0), ("nprobe", "right", 0), ("rerank", "left", 0), (f"recall@{result.k}", "right", 0),
         ("raw", "right", 4), ("memory", "right", 0), (ratio_header, "right", 2), ("q/s", "right", 1),
@@ -466,9 +394,9 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
         s = p.setting
         stored = p.memory.vectors_fp32 / 4 * itemsize
         rows.append([
-            p.build.label, str(s.nprobe), f"{s.rerank} {s.store}" if s.rerank else "-", _recall_short(p.recall),
-            _recall_short(p.recall_raw) if s.rerank else "", _bytes_short(p.memory_bytes),
-            f"{stored / p.memory_bytes:.1f}x", _rate_short(p.queries_per_s), f"{p.scanned_per_query:,.0f}", marks,
+            p.build.label, str(s.nprobe), f"{s.rerank} {s.store}" if s.rerank else "-", recall_short(p.recall),
+            recall_short(p.recall_raw) if s.rerank else "", bytes_short(p.memory_bytes),
+            f"{stored / p.memory_bytes:.1f}x", rate_short(p.queries_per_s), f"{p.scanned_per_query:,.0f}", marks,
         ])  # fmt: skip
     shown = len(rows)
     title = "Operating points" + (" on a Pareto frontier" if frontier_only else "")
@@ -488,7 +416,7 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
         f"recall@{result.k}: mean ± half its 95% interval; raw: the PQ ranking before re-ranking; "
         f"{ratio_header}: the vectors as stored ({ds['dtype']}) over the point's memory; q/s: queries per "
         "second; scanned: codes scanned per query.",
-        *_dropped_note(dropped),
+        *dropped_note(dropped),
         f"P (Pareto): M = recall vs memory, Q = recall vs queries/s, * = all three; {PARETO_DEFINITION}.",
         (
             "queries/s: "
@@ -544,7 +472,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
             f"{rec.backend} on {rec.device}\nTarget: " + ", ".join(cons)
         )
     ]
-    at_n = f" at N={_count_short(rec.n_total)}" if rec.n_total else ""
+    at_n = f" at N={count_short(rec.n_total)}" if rec.n_total else ""
     dropped: list[str] = []
     if rec.answers:
         columns: list[Column] = [
@@ -562,11 +490,11 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
             row = [
                 "best" if i == 0 else f"#{i + 1}", p.build.label, str(s.nprobe),
                 f"{s.rerank} {s.store}" if s.rerank else "-",
-                _recall_short(p.recall), _bytes_short(p.memory_bytes), _rate_short(p.queries_per_s),
+                recall_short(p.recall), bytes_short(p.memory_bytes), rate_short(p.queries_per_s),
                 f"{p.scanned_per_query:,.0f}",
             ]  # fmt: skip
             if rec.n_total:
-                row.append(_bytes_short(f.candidate.memory_bytes))
+                row.append(bytes_short(f.candidate.memory_bytes))
             rows.append(row)
         table, dropped = fitted_table("Cheapest configurations that meet the target", columns, rows, width)
         parts.append(table)
@@ -589,14 +517,14 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         rows.append([
             f.candidate.build.label,
             f.candidate.store or "-",
-            _bytes_short(f.candidate.memory_bytes),
+            bytes_short(f.candidate.memory_bytes),
             f.verdict
             + (f" (+{f.more_queries}q)" if f.more_queries else "")
             + (" (over budget)" if f.over_budget else ""),
             str(p.setting.nprobe) if p else "-",
             str(p.setting.rerank or "-") if p else "-",
-            _recall_short(p.recall) if p else "-",
-            _rate_short(p.queries_per_s) if p else "-",
+            recall_short(p.recall) if p else "-",
+            rate_short(p.queries_per_s) if p else "-",
         ])  # fmt: skip
     evaluated, more = fitted_table("Evidence: every candidate evaluated, cheapest first", columns, rows, width)
     dropped += [c for c in more if c not in dropped]
@@ -607,7 +535,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         f"recall@{rec.k}: mean ± half its 95% interval; memory: index (+ re-rank store) at the sample's size"
         + (f", and at N={rec.n_total:,} in the columns that say so" if rec.n_total else "")
         + "; q/s: queries per second, timed at the point's own setting; scanned: codes per query",
-        *_dropped_note(dropped),
+        *dropped_note(dropped),
         "verdict: meets (lower end ≥ target), undecided (interval straddles it; +q: queries that would decide), "
         "short (the best seen is shown), slow (meets recall, below --min-qps)",
         f"{len(rec.findings)} of {rec.candidates} candidates evaluated ({rec.over_budget} over the memory budget "

@@ -69,7 +69,8 @@ def test_the_sweep_table_shows_what_each_point_returns():
     """The recall@k column of a re-ranked point is its re-ranked recall; raw is beside it."""
     from rich.console import Console
 
-    from gpupq.report import _recall_short, render_sweep
+    from gpupq.report import render_sweep
+    from gpupq.tables import recall_short
 
     _ds, cfg, session = _session()
     result = sweep(session, Grid(nlist=[16], m=[4], nprobe=[8], rerank=[0, 40], stores=["fp32"]), cfg)
@@ -80,8 +81,8 @@ def test_the_sweep_table_shows_what_each_point_returns():
     rr = next(p for p in result.points if p.setting.rerank)
     line = next(x for x in text.splitlines() if "40 fp32" in x)
     cells = line.split()
-    assert cells[cells.index("fp32") + 1] == _recall_short(rr.recall)
-    assert cells[cells.index("fp32") + 2] == _recall_short(rr.recall_raw)
+    assert cells[cells.index("fp32") + 1] == recall_short(rr.recall)
+    assert cells[cells.index("fp32") + 2] == recall_short(rr.recall_raw)
 
 
 def test_recommend_tables_at_80_columns_and_in_a_pipe_cut_nothing_that_must_be_read():

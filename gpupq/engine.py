@@ -41,7 +41,7 @@ from .refine import DeviceRows, RerankStore, Rows, best_of, candidate_scores, re
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
 from .timing import Runs, repeat
 
-#: progress(phase, done, total)
+#: progress(phase, done, total): called as long phases advance (every command passes one)
 Progress = Callable[[str, int, int], None]
 
 

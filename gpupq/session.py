@@ -8,23 +8,20 @@ of one point, timed phase by phase), so a run option is added in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .backends import Backend, cupy_status, get_backends
-from .engine import Workbench
+from .engine import Progress, Workbench
 from .errors import GpupqError
 from .io import Dataset, Split, hold_out, read_ground_truth, with_query_file
 from .metrics import TIE_EPS, GroundTruth
 from .params import check
 from .threads import ThreadBudget, resolve_threads
 from .units import MAX_COUNT
-
-#: progress(phase, done, total): called as long phases advance
-Progress = Callable[[str, int, int], None]
 
 #: seconds of runs each timed sweep or recommend point covers by default: a fast point (a few ms)
 #: is repeated and its median taken, where one run says more about the machine's other load than

@@ -265,6 +265,27 @@ def test_recommend_cli_prints_the_answer_and_deploy_strings():
         (["sweep", "--synthetic", "--csv", "/no/such/dir/x.csv"], "does not exist"),
         (["recommend", "--synthetic", "--target-recall", "1.5"], "--target-recall"),
         (["recommend", "--synthetic", "--target-recall", "0.9", "--memory-budget", "lots"], "memory"),
+        # issue 15's hostile cases: each refused before any work, in one line that names the option
+        (["recommend", "--synthetic", "--target-recall", "0.9", "--min-qps", "nan"], "--min-qps must be a finite"),
+        (["recommend", "--synthetic", "--target-recall", "0.9", "--min-qps", "inf"], "--min-qps must be a finite"),
+        (["recommend", "--synthetic", "--target-recall", "nan"], "--target-recall must be a finite"),
+        (["sweep", "--synthetic", "--n-total", "1"], "--n-total 1 is smaller than the 9,900 vectors measured"),
+        (["sweep", "--synthetic", "--n-total", "1e30"], "--n-total '1e30': must be between 1 and 10T"),
+        (["sweep", "--synthetic", "--n-total", "inf"], "--n-total 'inf': give a count"),
+        (["sweep", "--synthetic", "--n-total", "nan"], "--n-total 'nan': give a count"),
+        (["sweep", "--synthetic", "--n-total", "12.5"], "--n-total '12.5': give a whole number"),
+        (["sweep", "--synthetic", "--seed", str(2**63)], "--seed must be between 0 and 4294967295"),
+        (["sweep", "--synthetic", "-k", "5000", "--rerank", "0,100"], "--rerank 100 re-ranks fewer candidates than"),
+        (
+            ["recommend", "--synthetic", "--target-recall", "0.9", "--no-rerank", "--rerank", "50"],
+            "--no-rerank contradicts",
+        ),
+        (["sweep", "--synthetic", "--m", ""], "--m ''"),
+        (["sweep", "--synthetic", "--nbits", ""], "--nbits ''"),
+        (["sweep", "--synthetic", "--csv", ""], "--csv '': give a file name"),
+        (["sweep", "--synthetic", "--csv", "-"], "--csv '-': give a file name"),
+        (["sweep", "--synthetic", "--plot", "f.jpg"], "give a file ending in .png, .pdf, .svg"),
+        (["sweep", "--synthetic", "--csv", "x.csv", "--plot", "x.csv"], "also --csv's output"),
     ],
 )
 def test_bad_sweep_and_recommend_input_is_one_line(args, message):

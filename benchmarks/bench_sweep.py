@@ -40,10 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from gpupq.engine import Build
 from gpupq.estimate import EstimateConfig, estimate
+from gpupq.grid import Grid
 from gpupq.io import make_synthetic
-from gpupq.sweep import POINT_MIN_TIME, Grid, RunConfig, open_session, sweep
+from gpupq.session import POINT_MIN_TIME, RunConfig, open_session
+from gpupq.settings import Build
+from gpupq.sweep import sweep
 from gpupq.threads import available_cores, blas_description, blas_threads
 
 FULL = {"n": 100_000, "d": 128, "nlist": "256,512,1024", "m": "8,16,32,64"}

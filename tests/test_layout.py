@@ -89,3 +89,23 @@ def test_no_module_is_too_long():
         p.name: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_every_gpupq_name_the_scripts_import_exists():
+    """The benchmarks import gpupq's modules by name, and no test runs most of them: a module
+    moved or renamed must not leave a script that fails on its first line."""
+    import importlib
+
+    root = PACKAGE.parent
+    missing = []
+    for path in sorted((root / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpupq"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{path.name}: from {node.module} import {alias.name}")
+    assert not missing, missing

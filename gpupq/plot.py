@@ -393,11 +393,6 @@ def render(result: SweepResult, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
-def render_png(result: SweepResult) -> bytes:
-    """:func:`figure` as PNG bytes."""
-    return render(result, "png")
-
-
 def save(result: SweepResult, path: str | Path) -> None:
     """Write :func:`figure` at ``path`` in the format its extension names (.png, .pdf, .svg),
     through :mod:`gpupq.outputs`: checked first, then written atomically (a device or FIFO is

@@ -24,6 +24,7 @@ from .backends import CupyBackend, NumpyBackend, cupy_status
 from .errors import GpupqError
 from .estimate import MIN_TIMED_S, EstimateConfig, estimate
 from .grid import grid_from_options
+from .htmlreport import recommend_page, sweep_page
 from .io import FORMATS, INFLATE_LIMIT_ENV, Inputs, make_synthetic, open_inputs
 from .outputs import check_outputs, write_output
 from .params import PARAMS, check, help_for
@@ -133,6 +134,10 @@ _NTotal = Annotated[
 _Json = Annotated[bool, _opt("--json", help="print one JSON object on stdout, nothing else")]
 _Quiet = Annotated[bool, _opt("--quiet", "-q", help="no progress (nor the plan) on stderr")]
 _Yes = Annotated[bool, _opt("--yes", help=f"run a grid of more than {MAX_BUILDS} builds")]
+_Report = Annotated[
+    str | None,
+    _opt("--report", help="write one self-contained HTML page: tables, deploy strings, plots (needs gpupq[plot])"),
+]
 _Lists = "comma list or range A-B (A, 2A, 4A, … up to B)"
 # sweep and recommend time many points, each repeated only while it is fast; estimate times a few
 # phases and wants each one steady: two purposes, two defaults
@@ -389,6 +394,7 @@ def sweep_cmd(
         str | None, _opt("--plot", help="draw the frontiers to this .png, .pdf or .svg file (needs gpupq[plot])")
     ] = None,
     all_points: Annotated[bool, _opt("--all", help="table every point, not only the Pareto frontiers")] = False,
+    report: _Report = None,
     yes: _Yes = False,
     quiet: _Quiet = False,
 ) -> None:
@@ -397,8 +403,11 @@ def sweep_cmd(
         grid = grid_from_options(m, nlist, nbits, nprobe, rerank if rerank is not None else "0,100", rerank_store, opq)
         total = _count(n_total, "--n-total")
         # every output checked against every input and the other outputs before any work
-        outputs = check_outputs([("--csv", csv_out, "csv"), ("--plot", plot, "plot")], [npy, data, queries_file])
-        if plot is not None:
+        outputs = check_outputs(
+            [("--csv", csv_out, "csv"), ("--plot", plot, "plot"), ("--report", report, "html")],
+            [npy, data, queries_file],
+        )
+        if plot is not None or report is not None:
             require_matplotlib()
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total)
@@ -408,7 +417,12 @@ def sweep_cmd(
         for target in outputs:
             if result.interrupted:  # never over a complete earlier file: a name that says partial
                 target = target.partial
-            data_out = sweep_csv(result).encode("utf-8") if target.fmt == "csv" else render(result, target.fmt)
+            if target.fmt == "csv":
+                data_out = sweep_csv(result).encode("utf-8")
+            elif target.fmt == "html":
+                data_out = sweep_page(result).encode("utf-8")
+            else:
+                data_out = render(result, target.fmt)
             write_output(target, data_out)
             if result.interrupted:
                 err.print(f"partial results written to {target.path}", markup=False, highlight=False)
@@ -476,11 +490,15 @@ def recommend_cmd(
         ),
     ] = False,
     json_out: _Json = False,
+    report: _Report = None,
     yes: _Yes = False,
     quiet: _Quiet = False,
 ) -> None:
     """The cheapest configuration in memory that meets a recall target, with its evidence."""
     with user_errors():
+        outputs = check_outputs([("--report", report, "html")], [npy, data, queries_file])
+        if report is not None:
+            require_matplotlib()
         if no_rerank and (rerank is not None or rerank_store is not None):
             fail("--no-rerank contradicts --rerank/--rerank-store; give one or the other")
         grid = grid_from_options(m, nlist, nbits, None, rerank, rerank_store, opq)
@@ -496,6 +514,8 @@ def recommend_cmd(
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)
+        for target_out in outputs:
+            write_output(target_out.partial if rec.interrupted else target_out, recommend_page(rec).encode("utf-8"))
     _warn(rec.warnings)
     if rec.interrupted:
         err.print("interrupted: showing the evidence gathered so far", markup=False)

@@ -96,7 +96,7 @@ def check_outputs(
     outputs: Sequence[tuple[str, str | os.PathLike[str] | None, str]], inputs: Sequence[object]
 ) -> list[Output]:
     """Check every output before any work: ``outputs`` are (option, path or None, kind) with kind
-    ``csv`` or ``plot``; ``inputs`` the paths the run reads (None and non-paths are skipped).
+    ``csv``, ``plot`` or ``html``; ``inputs`` the paths the run reads (None and non-paths are skipped).
     Returns the outputs given, checked; refuses with one line what could destroy an input or
     another output, or cannot be written."""
     in_paths = [Path(p) for p in inputs if isinstance(p, (str, os.PathLike))]
@@ -120,6 +120,8 @@ def check_outputs(
             fmt = PLOT_FORMATS.get(path.suffix.lower())
             if fmt is None:
                 raise GpupqError(f"{option} {text!r}: give a file ending in {', '.join(PLOT_FORMATS)} (the format)")
+        elif kind == "html" and path.suffix.lower() not in (".html", ".htm"):
+            raise GpupqError(f"{option} {text!r}: give a file ending in .html")
         else:
             fmt = kind
         candidate = Output(option, path, fmt, _check_target(option, path))

@@ -35,6 +35,7 @@ MISSING_MATPLOTLIB = "--plot needs matplotlib: pip install 'gpupq[plot]'"
 GID_FRONTIER = "frontier"
 GID_DOMINATED = "dominated"
 GID_LABEL = "frontier-label"
+GID_MARK = "answer"
 
 FADED_ALPHA = 0.25
 LABEL_FONTSIZE = 6.5
@@ -130,8 +131,8 @@ def require_matplotlib() -> None:
         raise GpupqError(MISSING_MATPLOTLIB) from None
 
 
-def _title(result: SweepResult) -> str:
-    parts = [f"gpupq sweep: recall@{result.k}"]
+def _title(result: SweepResult, command: str = "sweep") -> str:
+    parts = [f"gpupq {command}: recall@{result.k}"]
     ds = result.dataset or {}
     if ds.get("n_base"):
         size = f"{int(ds['n_base']):,} base vectors"
@@ -327,10 +328,11 @@ def _place_labels(ax: Axes, labels: Sequence[tuple[tuple[float, float], str]], c
         placed.append(best[1])
 
 
-def figure(result: SweepResult) -> Figure:
+def figure(result: SweepResult, mark: PointResult | None = None, command: str = "sweep") -> Figure:
     """The sweep's frontiers side by side: recall@k vs memory (left, the "memory" frontier) and
     recall@k vs queries/s (right, the "qps" frontier, timed points only). A Figure on an Agg
-    canvas of its own: no pyplot, no global state."""
+    canvas of its own: no pyplot, no global state. ``mark``: a point to circle on both panels
+    (a recommendation's answer); command: the title's first word."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -360,7 +362,7 @@ def figure(result: SweepResult) -> Figure:
     fig = Figure(figsize=(15, 7), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    fig.suptitle(_title(result), fontsize=11)
+    fig.suptitle(_title(result, command), fontsize=11)
     fig.supxlabel(KEY, fontsize=8, color="0.3")
     masks = dict(_masks(result))
     dep = result.deployment
@@ -380,16 +382,23 @@ def figure(result: SweepResult) -> Figure:
     pending = []
     for ax, spec in zip(axes, specs, strict=True):
         pending.append((ax, spec, _draw_panel(ax, result.points, masks[spec.mask], spec, k)))
+        value = spec.value(mark) if mark is not None else None
+        if value is not None and value > 0:
+            ax.scatter(
+                [mark.recall.mean], [value], s=180, facecolors="none", edgecolors="black", linewidths=1.6,
+                zorder=5, gid=GID_MARK, label="the answer",
+            )  # fmt: skip
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)
     fig.draw_without_rendering()  # settle the layout, so labels are placed where they will be drawn
     for ax, spec, labels in pending:
         _place_labels(ax, labels, spec.color)
     return fig
 
 
-def render(result: SweepResult, fmt: str = "png") -> bytes:
+def render(result: SweepResult, fmt: str = "png", mark: PointResult | None = None, command: str = "sweep") -> bytes:
     """:func:`figure` as the bytes of a ``png``, ``pdf`` or ``svg`` file."""
     buf = BytesIO()
-    figure(result).savefig(buf, format=fmt, dpi=DPI)
+    figure(result, mark, command).savefig(buf, format=fmt, dpi=DPI)
     return buf.getvalue()
 
 

@@ -240,17 +240,18 @@ def sweep(
             result.warnings.append(warning)
     result.mark_frontiers()
     if config.n_total:
-        result.deployment = deployment_table(result, session, config.n_total)
+        result.deployment = deployment_table(result, config.n_total)
     return result
 
 
-def deployment_table(result: SweepResult, session: Session, n_total: int) -> dict[str, Any]:
+def deployment_table(result: SweepResult, n_total: int) -> dict[str, Any]:
     """Every point billed at n_total (see :func:`gpupq.memory.deployment`), and the memory frontier's rows."""
-    bench, nb, d = session.bench, session.split.n_base, session.dataset.d
+    ds = result.dataset
+    nb, d, metric = ds["n_base"], ds["d"], "l2" if ds["metric"] == "l2" else "ip"
     rows = []
     for p in result.points:
         store = p.setting.store if p.setting.rerank else ""
-        dep = deployment(p.build, p.setting.nprobe, store, nb, n_total, d, bench.index_metric)
+        dep = deployment(p.build, p.setting.nprobe, store, nb, n_total, d, metric)
         rows.append(
             {
                 "build": p.build.label,

@@ -141,6 +141,15 @@ class Recommendation:
     scale_curve: Any = None  # the recommendation's recall on nested subsamples (gpupq.scalecurve)
     interrupted: bool = False  # Ctrl-C: the evidence so far, no verdict on what was not evaluated
 
+    def cheaper_undecided(self) -> list[Finding]:
+        """Candidates cheaper than the answer whose interval straddles the target: with more
+        queries one of them may be the answer. (Candidates are evaluated cheapest first, so these
+        came before it.)"""
+        if not self.answers:
+            return []
+        cap = self.answers[0].candidate.memory_bytes
+        return [f for f in self.findings if f.verdict == "undecided" and f.candidate.memory_bytes < cap]
+
     def to_dict(self) -> dict[str, Any]:
         nb, metric = self.dataset["n_base"], self.dataset["metric"]
         return {
@@ -162,6 +171,7 @@ class Recommendation:
             "n_total_rule": NLIST_RULE if self.n_total else None,
             "recall_note": RECALL_CAVEAT if self.n_total else None,
             "answers": [f.to_dict(nb, self.k, metric) for f in self.answers],
+            "cheaper_undecided": [f.to_dict(nb, self.k, metric) for f in self.cheaper_undecided()],
             "findings": [f.to_dict(nb, self.k, metric) for f in self.findings],
             "evaluated_points": [p.to_dict() for p in self.evaluated],
             "candidates": self.candidates,

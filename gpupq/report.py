@@ -474,6 +474,18 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
     ]
     at_n = f" at N={count_short(rec.n_total)}" if rec.n_total else ""
     dropped: list[str] = []
+    for f in rec.cheaper_undecided()[:1]:  # the headline: the answer may not be the cheapest
+        assert f.point is not None
+        r = f.point.recall
+        parts.append(
+            Text(
+                f"Undecided, and cheaper than the answer: {f.candidate.label} ({bytes_short(f.candidate.memory_bytes)}"
+                f"{at_n}) at {f.point.setting.label}, recall {r.mean:.3f} (95% interval {r.ci95_low:.3f}–"
+                f"{r.ci95_high:.3f}); about {f.more_queries:,} more queries "
+                f"(--queries {r.queries + (f.more_queries or 0):,}) would decide whether it meets the target",
+                style="bold",
+            )
+        )
     if rec.answers:
         columns: list[Column] = [
             ("", "left", 0), ("index", "left", 0), ("nprobe", "right", 0), ("rerank", "left", 0),

@@ -179,3 +179,29 @@ def test_a_scale_curve_that_cannot_be_measured_keeps_the_recommendation():
         rec = recommend(session, Target(0.3, rerank=False), cfg, Grid(nlist=[4], m=[8]), scale_curve=True)
     assert rec.answers and rec.scale_curve is None
     assert any(w.startswith("--scale-curve not measured") for w in rec.warnings)
+
+
+def test_a_cheaper_undecided_candidate_is_the_headline():
+    """With 40 queries IVF16,PQ16 (no store) has recall 0.81 whose interval straddles 0.78, and
+    the answer is a dearer re-ranking one: the report leads with the cheaper one and the queries
+    that would decide it, so the answer does not silently depend on --queries."""
+    from rich.console import Console
+
+    from gpupq.report import render_recommendation
+
+    ds = make_synthetic(6000, 32, 0)
+    cfg = RunConfig(k=10, queries=40, timing=False)
+    with open_session(ds, cfg, "numpy") as session:
+        grid = Grid(nlist=[16], m=[4, 8, 16], rerank=[0, 100], stores=["fp32"])
+        rec = recommend(session, Target(0.78), cfg, grid)
+    cheaper = rec.cheaper_undecided()
+    assert rec.answers and cheaper and cheaper[0].candidate.label == "IVF16,PQ16"
+    assert cheaper[0].candidate.memory_bytes < rec.answers[0].candidate.memory_bytes
+    out = rec.to_dict()
+    assert [f["candidate"] for f in out["cheaper_undecided"]] == ["IVF16,PQ16"]
+    console = Console(width=100, record=True)
+    console.print(render_recommendation(rec, width=100))
+    lines = console.export_text().splitlines()
+    headline = next(i for i, x in enumerate(lines) if x.startswith("Undecided, and cheaper than the answer"))
+    table = next(i for i, x in enumerate(lines) if x.startswith("Cheapest configurations"))
+    assert headline < table and "more queries" in " ".join(lines[headline : headline + 3])

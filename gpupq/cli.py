@@ -36,6 +36,7 @@ from .session import POINT_MIN_TIME, RunConfig, Session, open_session
 from .sweep import sweep, sweep_plan
 from .terminal import OneLineGroup, err, fail, out, progress_reporter, stdout_guard, user_errors
 from .units import parse_count, parse_size
+from .verify import faiss_version
 
 app = typer.Typer(
     cls=OneLineGroup,
@@ -555,9 +556,9 @@ def info_cmd(json_out: Annotated[bool, _opt("--json", help="print one JSON objec
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "typer": typer.__version__,
-        "rich": _version("rich", rich),
+        "rich": _distribution_version("rich") or getattr(rich, "__version__", None),
         "cupy": status.version,
-        "faiss": _faiss_version(),
+        "faiss": faiss_version(),
     }
     if json_out:
         _emit_json({"backends": rows, "libraries": libs})
@@ -577,21 +578,13 @@ def info_cmd(json_out: Annotated[bool, _opt("--json", help="print one JSON objec
         out.print(lib_table)
 
 
-def _version(dist: str, module: Any) -> str | None:
+def _distribution_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(dist)
     except PackageNotFoundError:
-        return getattr(module, "__version__", None)
-
-
-def _faiss_version() -> str | None:
-    try:
-        import faiss
-    except ImportError:
         return None
-    return str(faiss.__version__)
 
 
 def main() -> None:

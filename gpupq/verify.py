@@ -47,6 +47,15 @@ class FaissCheck:
         return out
 
 
+def faiss_version() -> str | None:
+    """faiss-cpu's version, or None when it is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return str(faiss.__version__)
+
+
 def import_faiss() -> Any:
     try:
         import faiss

@@ -39,10 +39,14 @@ from .memory import MemoryBill, memory_bill
 from .metrics import GroundTruth, Recall
 from .refine import DeviceRows, RerankStore, Rows, best_of, candidate_scores, rerank
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
-from .timing import Runs, repeat
+from .timing import Latency, Runs, one_at_a_time, repeat
 
 #: progress(phase, done, total): called as long phases advance (every command passes one)
 Progress = Callable[[str, int, int], None]
+
+
+#: queries timed one at a time for a latency figure: p99 of 200 is the second slowest
+LATENCY_QUERIES = 200
 
 
 @dataclass
@@ -421,6 +425,22 @@ class Workbench:
             return xp.concatenate(found), np.concatenate(scanned)
 
         return run
+
+    def latency(self, build: Build, setting: Setting, k: int, queries: int = LATENCY_QUERIES) -> Latency:
+        """Single-query latency of ``setting`` as deployed (search, and re-rank when it re-ranks),
+        over the first ``queries`` queries, each searched alone (:func:`gpupq.timing.one_at_a_time`)."""
+        index = self.built(build).index
+        be, q_all = self.be, self.queries
+        want = setting.rerank or k
+        fetch = self.fetcher(setting.store) if setting.rerank else None
+
+        def one(i: int) -> None:
+            q = q_all[i : i + 1]
+            _, ids, _ = index.search(q, want, setting.nprobe)
+            if fetch is not None:
+                rerank(be, q, ids, fetch, k, self.index_metric)
+
+        return one_at_a_time(one, min(queries, q_all.shape[0]), be.synchronize)
 
     def time_points(self, points: Sequence[PointResult], k: int, min_time: float | None = None) -> None:
         """Time points of one build together: their runs interleaved (a drift in machine load hits

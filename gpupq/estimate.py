@@ -24,7 +24,7 @@ from .pq import check_pq_params
 from .session import Progress, RunConfig, check_rerank, check_sizes, open_session, tie_warning
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
 from .threads import blas_description, blas_threads
-from .timing import MIN_TIMED_S, Runs, repeat
+from .timing import MIN_TIMED_S, Latency, Runs, repeat
 from .verify import FaissCheck, faiss_check, import_faiss, outside_interval
 
 
@@ -94,10 +94,13 @@ class Timings:
     search_rerank_queries_per_s: float | None
     batch_size: int
     runs: dict[str, Runs] = field(default_factory=dict)
+    #: one query at a time, as deployed (re-ranked when the estimate re-ranks): gpupq's own search
+    latency: Latency | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "runs"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("runs", "latency")}
         out["runs"] = {phase: r.to_dict() for phase, r in self.runs.items()}
+        out["latency"] = self.latency.to_dict() if self.latency is not None else None
         return out
 
 
@@ -382,6 +385,7 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
         fns["search_rerank"] = bench.search_fn(build, setting, config.k)
     out, phase_runs = repeat(fns, min_time, be.synchronize)  # interleaved: drift hits both alike
     runs.update(phase_runs)
+    latency = bench.latency(build, setting, config.k)
     bench.report("search", 1, 1)
     found, scanned = out["search"]
     recall = truth.recall(be.to_numpy(found))
@@ -401,6 +405,7 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
         search_rerank_queries_per_s=(nq / t_rr if t_rr else None),
         batch_size=min(config.batch_size, nq),
         runs=runs,
+        latency=latency,
     )
     point = bench.point(build, setting, recall_rr or recall, recall, float(scanned.mean()), nb)
     n_coarse, n_pq, n_opq = sizes

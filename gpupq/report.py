@@ -28,6 +28,7 @@ from .tables import (
     count_short,
     dropped_note,
     fitted_table,
+    latency_cell,
     rate_short,
     recall_cell,
     recall_short,
@@ -169,6 +170,13 @@ def render(result: EstimateResult) -> Group:
                 for r in backends
             ],
         )
+    if any(r.timings.latency is not None for r in backends):
+        speed.add_row(
+            "latency of one query alone (gpupq's own search"
+            + (", re-ranked" if cfg.rerank else "")
+            + "): p50 / p95 / p99",
+            *[latency_cell(r.timings.latency) for r in backends],
+        )
     speed.caption = (
         f"median run of each phase; host: up to {result.threads} thread{'s' if result.threads != 1 else ''}, "
         f"numpy BLAS {result.blas}"
@@ -233,6 +241,10 @@ def _faiss_table(result: EstimateResult) -> Table:
     ):
         if actual:
             table.add_row(label, human_bytes(bill), human_bytes(actual), f"bill {100 * (bill - actual) / actual:+.2f}%")
+    if check.latency is not None:
+        table.add_row(
+            "latency p50/p95/p99", latency_cell(ours.timings.latency), latency_cell(check.latency), "one query alone"
+        )
     table.add_row("train", f"{ours.timings.train_s:.3f} s", f"{check.train_s:.3f} s", "")
     table.add_row("add", f"{ours.timings.add_s:.3f} s", f"{check.add_s:.3f} s", "")
     return table

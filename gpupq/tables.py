@@ -5,6 +5,7 @@ important columns before it would cut a cell that must be read (80 columns, a pi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from rich import box
@@ -29,6 +30,13 @@ def by_id_differs(recalls: list[Recall | None]) -> bool:
 
 def by_id_cell(r: Recall | None) -> str:
     return "-" if r is None or r.by_id is None else f"{r.by_id:.3f}"
+
+
+def latency_cell(latency: Any) -> str:
+    """``0.41 / 0.62 / 0.93 ms``: a :class:`gpupq.timing.Latency`'s percentiles, or ``-``."""
+    if latency is None:
+        return "-"
+    return " / ".join(f"{v * 1e3:.3g}" for v in (latency.p50, latency.p95, latency.p99)) + " ms"
 
 
 def recall_short(r: Recall) -> str:

@@ -5,10 +5,14 @@ A single run of a short phase says more about the machine's other load than abou
 two phases timed once each, one after the other, can come out in an order that their work makes
 impossible (plain search slower than search + re-rank). Repeating each until its runs cover
 ``min_time`` seconds, interleaving phases that are compared, and taking the median fixes both.
+
+Throughput (a batch of queries) is not what an online service is judged by: :class:`Latency` is
+one query at a time, each run once, as percentiles.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -35,6 +39,45 @@ class Runs:
     def to_dict(self) -> dict[str, float | int]:
         seconds = self.seconds
         return {"runs": len(seconds), "median_s": self.median, "min_s": min(seconds), "max_s": max(seconds)}
+
+
+@dataclass
+class Latency:
+    """Seconds one query takes alone (batch 1), over ``queries`` queries each run once: the
+    percentiles an online service is judged by. p99 of a hundred queries is close to the slowest."""
+
+    p50: float
+    p95: float
+    p99: float
+    queries: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        ordered = sorted(seconds)
+
+        def pct(q: float) -> float:  # nearest rank: a time some query really took
+            return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+        return cls(pct(0.50), pct(0.95), pct(0.99), len(ordered))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"p50_s": self.p50, "p95_s": self.p95, "p99_s": self.p99, "queries": self.queries}
+
+
+def one_at_a_time(search: Callable[[int], object], n: int, sync: Callable[[], None] | None = None) -> Latency:
+    """:class:`Latency` of ``search(i)`` for i in range(n), each timed alone (device synchronised
+    before each clock read), after one untimed warm-up call."""
+    search(0)
+    if sync is not None:
+        sync()
+    seconds = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        search(i)
+        if sync is not None:
+            sync()
+        seconds.append(time.perf_counter() - t0)
+    return Latency.of(seconds)
 
 
 def repeat(

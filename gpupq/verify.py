@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .deploy import factory_string, ivfpq_factory
+from .engine import LATENCY_QUERIES
 from .errors import GpupqError
 from .metrics import GroundTruth, Recall
 from .settings import Build, Setting
-from .timing import repeat
+from .timing import Latency, one_at_a_time, repeat
 
 if TYPE_CHECKING:
     from .io import Dataset, Split
@@ -39,11 +40,14 @@ class FaissCheck:
     add_s: float
     #: per phase: runs, median_s, min_s, max_s (train_s etc. are the medians)
     runs: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    #: one query at a time on FAISS, as deployed (re-ranked when the estimate re-ranks)
+    latency: Latency | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["recall"] = self.recall.to_dict()
         out["recall_rerank"] = self.recall_rerank.to_dict() if self.recall_rerank else None
+        out["latency"] = self.latency.to_dict() if self.latency is not None else None
         return out
 
 
@@ -152,6 +156,8 @@ def _faiss_check(
     runs.update(search_runs)
     recall = truth.recall(found["search"])
     recall_rr = truth.recall(found["search_rerank"]) if refine is not None else None
+    deployed = index if refine is not None else base
+    latency = one_at_a_time(lambda i: deployed.search(queries[i : i + 1], k), min(LATENCY_QUERIES, nq))
     search_s = runs["search"].median
     rr_s = runs["search_rerank"].median if refine is not None else None
     return FaissCheck(
@@ -166,6 +172,7 @@ def _faiss_check(
         train_s=runs["train"].median,
         add_s=runs["add"].median,
         runs={phase: r.to_dict() for phase, r in runs.items()},
+        latency=latency,
     )
 
 

@@ -252,3 +252,13 @@ def test_threads_and_blas_are_reported():
     d = res.to_dict()
     assert d["threads"] == 1 and d["params"]["threads"] == 1
     assert d["blas"] and "unknown" not in d["blas"]
+
+
+def test_single_query_latency_is_measured_as_deployed():
+    """One query at a time, re-ranked when the estimate re-ranks: percentiles in order, over the
+    first 200 queries (or all of them)."""
+    res = gpupq.estimate(gpupq.make_synthetic(3000, 16), gpupq.EstimateConfig(**{**SMALL, "m": 4}), "numpy")
+    lat = res.results[0].timings.latency
+    assert lat is not None and lat.queries == 60
+    assert 0 < lat.p50 <= lat.p95 <= lat.p99
+    assert res.to_dict()["results"][0]["timings"]["latency"]["p99_s"] == lat.p99

@@ -51,3 +51,14 @@ def test_verify_times_faiss_by_the_same_rule():
     assert runs["search"]["runs"] > 1
     assert runs["search"]["min_s"] <= runs["search"]["median_s"] <= runs["search"]["max_s"]
     assert res.faiss.add_s == pytest.approx(runs["add"]["median_s"])
+
+
+def test_latency_percentiles_are_times_some_query_took():
+    from gpupq.timing import Latency, one_at_a_time
+
+    lat = Latency.of([i / 1000 for i in range(100, 0, -1)])  # 1..100 ms, in any order
+    assert (lat.p50, lat.p95, lat.p99, lat.queries) == (0.05, 0.095, 0.099, 100)
+    assert Latency.of([0.2]).to_dict() == {"p50_s": 0.2, "p95_s": 0.2, "p99_s": 0.2, "queries": 1}
+    calls = []
+    out = one_at_a_time(calls.append, 5)
+    assert calls == [0, 0, 1, 2, 3, 4] and out.queries == 5  # one warm-up, then each query once

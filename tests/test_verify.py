@@ -36,6 +36,9 @@ def test_verify_through_the_cli():
     assert abs(ours["memory"]["index_serialized"] - check["index_serialized"]) / check["index_serialized"] < 0.01
     assert abs(ours["memory"]["rerank_store"] - check["rerank_store"]) / check["rerank_store"] < 0.01
     assert check["search_queries_per_s"] > 0 and check["train_s"] > 0
+    # single-query latency on both sides, each labelled as whose it is
+    for lat in (check["latency"], ours["timings"]["latency"]):
+        assert 0 < lat["p50_s"] <= lat["p95_s"] <= lat["p99_s"] and lat["queries"] == 200
 
 
 def test_verify_table():

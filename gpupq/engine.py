@@ -39,14 +39,10 @@ from .memory import MemoryBill, memory_bill
 from .metrics import GroundTruth, Recall
 from .refine import DeviceRows, RerankStore, Rows, best_of, candidate_scores, rerank
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
-from .timing import Latency, Runs, one_at_a_time, repeat
+from .timing import LATENCY_QUERIES, Latency, Runs, one_at_a_time, repeat
 
 #: progress(phase, done, total): called as long phases advance (every command passes one)
 Progress = Callable[[str, int, int], None]
-
-
-#: queries timed one at a time for a latency figure: p99 of 200 is the second slowest
-LATENCY_QUERIES = 200
 
 
 @dataclass

@@ -41,6 +41,10 @@ class Runs:
         return {"runs": len(seconds), "median_s": self.median, "min_s": min(seconds), "max_s": max(seconds)}
 
 
+#: queries timed one at a time for a latency figure: p99 of 200 is the second slowest
+LATENCY_QUERIES = 200
+
+
 @dataclass
 class Latency:
     """Seconds one query takes alone (batch 1), over ``queries`` queries each run once: the

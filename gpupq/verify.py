@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .deploy import factory_string, ivfpq_factory
-from .engine import LATENCY_QUERIES
 from .errors import GpupqError
 from .metrics import GroundTruth, Recall
 from .settings import Build, Setting
-from .timing import Latency, one_at_a_time, repeat
+from .timing import LATENCY_QUERIES, Latency, one_at_a_time, repeat
 
 if TYPE_CHECKING:
     from .io import Dataset, Split

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
+from .engines import DEFAULT_ENGINE, ENGINES
 from .errors import GpupqError
 from .estimate import MIN_TIMED_S, EstimateConfig, estimate
 from .grid import grid_from_options
@@ -30,7 +31,7 @@ from .outputs import check_outputs, write_output
 from .params import PARAMS, check, help_for
 from .plan import MAX_BUILDS, Plan
 from .plot import render, require_matplotlib, terminal_plot
-from .recommend import DEFAULT_STORES, Target, recommend, recommend_plan
+from .recommend import DEFAULT_STORES, Target, default_queries, recommend, recommend_plan
 from .report import print_result, render_recommendation, render_sweep, sweep_csv, to_json
 from .session import POINT_MIN_TIME, RunConfig, Session, open_session
 from .sweep import sweep, sweep_plan
@@ -186,21 +187,21 @@ def _open_inputs(
     return inputs
 
 
-def _queries(queries: int | None, inputs: Inputs) -> int:
-    """--queries, else every row of a query file, else 100 held out."""
+def _queries(queries: int | None, inputs: Inputs, held_out: int | None = None) -> int:
+    """--queries, else every row of a query file, else ``held_out`` (default 100) held out."""
     if queries is not None:
         return queries
-    return inputs.queries.n if inputs.queries is not None else PARAMS["queries"].default
+    return inputs.queries.n if inputs.queries is not None else (held_out or PARAMS["queries"].default)
 
 
 def _run_config(
     inputs: Inputs, k: int, queries: int | None, seed: int, batch_size: int, threads: int | None, min_time: float,
-    timing: bool, n_total: int | None,
+    timing: bool, n_total: int | None, held_out: int | None = None,
 ) -> RunConfig:  # fmt: skip
     """The run settings of sweep and recommend, the metric the inputs were opened with."""
     return RunConfig(
-        k=k, queries=_queries(queries, inputs), metric=inputs.dataset.metric, seed=seed, batch_size=batch_size,
-        threads=threads, min_time=min_time, timing=timing, n_total=n_total,
+        k=k, queries=_queries(queries, inputs, held_out), metric=inputs.dataset.metric, seed=seed,
+        batch_size=batch_size, threads=threads, min_time=min_time, timing=timing, n_total=n_total,
     )  # fmt: skip
 
 
@@ -460,9 +461,17 @@ def recommend_cmd(
     ] = None,
     min_qps: Annotated[float | None, _opt("--min-qps", help=PARAMS["min_qps"].help)] = None,
     no_rerank: Annotated[bool, _opt("--no-rerank", help="consider the index alone, no re-rank store")] = False,
-    m: Annotated[str | None, _opt("--m", help=f"candidate m: {_Lists} (default: code sizes 8 to d/2 bytes)")] = None,
-    nlist: Annotated[str | None, _opt("--nlist", help=f"candidate nlist: {_Lists} (default: 4√N to 16√N)")] = None,
-    nbits: Annotated[str | None, _opt("--nbits", help="candidate bits per code (default 8)")] = None,
+    engine: Annotated[
+        str, _opt("--engine", help=f"whose memory to bill: {', '.join(ENGINES)} (its layout, its options)")
+    ] = DEFAULT_ENGINE,
+    time_budget: Annotated[
+        float | None, _opt("--time-budget", help="seconds after which no new build is trained (default: none)")
+    ] = None,
+    m: Annotated[str | None, _opt("--m", help=f"candidate m: {_Lists} (default: every m dividing d)")] = None,
+    nlist: Annotated[str | None, _opt("--nlist", help=f"candidate nlist: {_Lists} (default: √N to 16√N)")] = None,
+    nbits: Annotated[
+        str | None, _opt("--nbits", help="candidate bits per code (default 4-8, codes 4 to d/2 bytes)")
+    ] = None,
     rerank: Annotated[
         str | None, _opt("--rerank", help="candidate re-rank depths, 0 = none (default: 0, 5×k and 20×k)")
     ] = None,
@@ -475,7 +484,14 @@ def recommend_cmd(
     ] = None,
     opq: Annotated[str | None, _opt("--opq", help="off, on or off,on (default off)")] = None,
     k: _K = 10,
-    queries: _Queries = None,
+    queries: Annotated[
+        int | None,
+        _opt(
+            "--queries",
+            help="queries held out (default 1,000, fewer below 20,000 vectors: enough to decide); with "
+            "--queries-file, its first N rows (default all)",
+        ),
+    ] = None,
     queries_file: _QueriesFile = None,
     metric: _Metric = None,
     backend: _Backend = BackendChoice.auto,
@@ -507,11 +523,12 @@ def recommend_cmd(
             budget = parse_size(memory_budget) if memory_budget is not None else None
         except GpupqError as exc:
             fail(f"--memory-budget {exc}")
-        target = Target(target_recall, budget, min_qps, rerank=not no_rerank)
+        target = Target(target_recall, budget, min_qps, rerank=not no_rerank, engine=engine, time_budget=time_budget)
         target.check()
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
-        cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, True, total)
+        held_out = default_queries(inputs.dataset.n)
+        cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, True, total, held_out)
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)

@@ -72,12 +72,13 @@ class Grid:
 
     nlist: list[int]
     m: list[int]
-    nbits: list[int] = field(default_factory=lambda: [8])
+    nbits: list[int] = field(default_factory=list)  # empty: the command's default
     opq: list[bool] = field(default_factory=lambda: [False])
     nprobe: list[int] | None = None
     rerank: list[int] = field(default_factory=list)  # empty: the command's default
     stores: list[str] = field(default_factory=list)  # empty: the command's default
     rules: list[str] = field(default_factory=list)  # how defaulted axes were chosen
+    code_range: bool = False  # recommend's space: only builds whose code is in its byte range
 
     def __post_init__(self) -> None:
         """Each axis a list of plain values of its type: numpy integers become ints (they would
@@ -89,8 +90,6 @@ class Grid:
             self.nprobe = _ints(self.nprobe, "nprobe")
             if not self.nprobe:
                 raise GpupqError("Grid(nprobe=[]) has no value; give nprobe values, or None for the doubling rule")
-        if not self.nbits:
-            raise GpupqError("Grid(nbits=[]) has no value; give bits per code, e.g. [8]")
         if not self.opq or any(not isinstance(v, bool) for v in self.opq):
             raise GpupqError(f"Grid(opq={self.opq!r}): give a list of True/False")
         self.opq = list(self.opq)
@@ -177,6 +176,8 @@ def fill_defaults(grid: Grid, n_base: int, d: int) -> Grid:
     if not grid.m:
         grid.m, rule = default_m(d)
         rules.append(rule)
+    if not grid.nbits:
+        grid.nbits = [8]
     if not grid.rerank:
         grid.rerank = [0]
     if not grid.stores:

@@ -23,20 +23,23 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
 from .deploy import deploy_at
 from .engine import PointResult
+from .engines import DEFAULT_ENGINE, ENGINES
 from .errors import GpupqError
+from .frontier import Frontier, Option
 from .grid import Grid, check_grid, fill_defaults
-from .memory import NLIST_RULE, RECALL_CAVEAT, Deployment, deployment
+from .memory import NLIST_RULE, RECALL_CAVEAT
 from .metrics import RECALL_DEFINITION, t975
 from .params import check
 from .plan import Plan, check_memory, plan_work
 from .session import Progress, RunConfig, Session
 from .settings import Build, Setting
+from .space import Candidate, candidates, space_builds, space_codes, space_nlist
 from .threads import blas_threads
 from .units import human_bytes
 
@@ -45,6 +48,15 @@ DEFAULT_DEPTH_FACTORS = (5, 20)
 #: re-rank stores tried by default: fp32 gives the same recall as fp16 in practice at twice the memory
 DEFAULT_STORES = ("fp16", "sq8")
 ANSWERS = 3  # the recommendation and two runners-up
+#: queries recommend holds out by default: at recall 0.9 the 95% interval is about ±0.6 points with
+#: 1,000 (±2 with 100, where a cheaper candidate is often left undecided and the answer flips
+#: with --queries); fewer on a small set, so the base keeps 95% of it
+DEFAULT_QUERIES = 1000
+
+
+def default_queries(n: int) -> int:
+    """Queries recommend holds out of n vectors when --queries is not given."""
+    return max(1, min(DEFAULT_QUERIES, max(100, n // 20), n // 2))
 
 
 @dataclass
@@ -57,34 +69,19 @@ class Target:
     memory_budget: int | None = None  # bytes, at the deployment size
     min_qps: float | None = None
     rerank: bool = True
+    engine: str = DEFAULT_ENGINE  # whose memory is billed: faiss-cpu, faiss-gpu or cuvs
+    time_budget: float | None = None  # seconds: no new build is trained after it
 
     def check(self) -> None:
         check("target_recall", self.recall)
+        if self.engine not in ENGINES:
+            raise GpupqError(f"--engine {self.engine!r}: give one of {', '.join(ENGINES)}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise GpupqError("--time-budget must be a positive number of seconds")
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise GpupqError("--memory-budget must be positive")
         if self.min_qps is not None:
             check("min_qps", self.min_qps)
-
-
-@dataclass
-class Candidate:
-    """A build and a re-rank store ("" for none): what decides memory."""
-
-    build: Build
-    store: str
-    memory_bytes: int  # at the deployment size
-    deploy: Deployment | None  # the bill at --n-total, None without it
-
-    @property
-    def label(self) -> str:
-        return self.build.label + (f" + {self.store} re-rank store" if self.store else "")
-
-    def at(self, nprobe: int) -> Deployment | None:
-        """The bill at --n-total with a point's nprobe scaled as nlist is (None without it)."""
-        if self.deploy is None:
-            return None
-        scaled = max(1, min(self.deploy.nlist, round(nprobe * self.deploy.nlist / self.build.nlist)))
-        return replace(self.deploy, nprobe=scaled)
 
 
 @dataclass
@@ -108,6 +105,11 @@ class Finding:
             "best": self.best.to_dict() if self.best else None,
             "over_budget": self.over_budget,
         }
+        out["engine"] = self.candidate.engine
+        out["precomputed_table"] = False if self.candidate.table_bytes else None
+        out["memory_with_table_bytes"] = (
+            self.candidate.memory_bytes + self.candidate.table_bytes if self.candidate.table_bytes else None
+        )
         if self.point is not None:
             out["deploy"] = deploy_for(self.point, self.candidate, n_base, k, metric)
         at = self.candidate.at(self.point.setting.nprobe if self.point else 1)
@@ -117,8 +119,17 @@ class Finding:
 
 
 def deploy_for(point: PointResult, cand: Candidate, n_base: int, k: int, metric: str) -> dict[str, Any]:
-    """FAISS factory string and cuVS parameters; at --n-total, with nlist and nprobe scaled."""
-    return deploy_at(point.build, point.setting, metric, k, n_base, cand.at(point.setting.nprobe))
+    """FAISS factory string and cuVS parameters; at --n-total, with nlist and nprobe scaled; and,
+    where the bill left FAISS's precomputed table out, how to leave it out."""
+    out = deploy_at(point.build, point.setting, metric, k, n_base, cand.at(point.setting.nprobe))
+    if cand.table_bytes:
+        out["faiss_precomputed_table"] = False
+        out["notes"].append(
+            "billed without FAISS's precomputed L2 table: load with faiss.read_index(path, "
+            "faiss.IO_FLAG_SKIP_PRECOMPUTE_TABLE), or set use_precomputed_table = -1 on the IndexIVFPQ before "
+            f"training; keeping it adds {human_bytes(cand.table_bytes)} and makes each probed list cheaper to scan"
+        )
+    return out
 
 
 @dataclass
@@ -140,6 +151,9 @@ class Recommendation:
     warnings: list[str] = field(default_factory=list)
     scale_curve: Any = None  # the recommendation's recall on nested subsamples (gpupq.scalecurve)
     interrupted: bool = False  # Ctrl-C: the evidence so far, no verdict on what was not evaluated
+    engine: str = DEFAULT_ENGINE  # whose memory the candidates are billed at
+    timed_out: bool = False  # --time-budget ran out before the search settled the answers
+    coverage: dict[str, int] = field(default_factory=dict)  # the space: evaluated, pruned by rule, open
 
     def cheaper_undecided(self) -> list[Finding]:
         """Candidates cheaper than the answer whose interval straddles the target: with more
@@ -175,6 +189,9 @@ class Recommendation:
             "findings": [f.to_dict(nb, self.k, metric) for f in self.findings],
             "evaluated_points": [p.to_dict() for p in self.evaluated],
             "candidates": self.candidates,
+            "engine": self.engine,
+            "coverage": self.coverage,
+            "timed_out": self.timed_out,
             "over_budget": self.over_budget,
             "advice": self.advice,
             "grid_rules": self.rules,
@@ -203,8 +220,9 @@ def more_queries_needed(point: PointResult, target: float) -> int | None:
 
 
 def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Grid | None = None) -> Grid:
-    """The grid the recommendation searches: the one given (or the defaults' rules), with the
-    re-rank depths and stores to weigh, filled and checked; the caller's grid is not changed."""
+    """The grid the recommendation searches: the one given, its empty axes filled by the
+    recommender's space (:func:`space_nlist`, :func:`space_codes`: wider than the sweep's), with
+    the re-rank depths and stores to weigh, checked; the caller's grid is not changed."""
     k, nb, d = config.k, session.split.n_base, session.dataset.d
     grid = copy.deepcopy(grid) if grid is not None else Grid(nlist=[], m=[])
     if not target.rerank:
@@ -215,6 +233,20 @@ def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Gr
     if not grid.stores:
         grid.stores = list(DEFAULT_STORES)
         grid.rules.append(f"re-rank stores: {', '.join(DEFAULT_STORES)} (fp32 costs twice fp16 for the same ranking)")
+    if not grid.nlist:
+        grid.nlist, rule = space_nlist(nb)
+        grid.rules.append(rule)
+    if not grid.m or not grid.nbits:
+        ms, nbits, rule = space_codes(d)
+        if not grid.m:
+            grid.m = ms
+        if not grid.nbits:
+            # 2^nbits centroids need a training point each (FAISS warns below 39 a centroid)
+            grid.nbits = [b for b in nbits if (1 << b) <= nb] or [min(nbits)]
+        grid.rules.append(rule)
+        grid.code_range = True
+    if grid.opq == [False]:
+        grid.rules.append("OPQ: off (its training costs about ten PQ trainings a build here; --opq off,on weighs it)")
     grid = fill_defaults(grid, nb, d)
     grid.rules = [r for r in grid.rules if not r.startswith("nprobe:")]  # the sweep's rule; not used here
     grid.rules.append("nprobe: the smallest meeting the target, by doubling (1, 2, 4, …) then bisection")
@@ -223,17 +255,26 @@ def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Gr
 
 
 def recommend_plan(session: Session, target: Target, config: RunConfig, grid: Grid | None = None) -> Plan:
-    """What :func:`recommend` is about to do, at most (it stops at the third answer): every build of
-    the grid, each scanned up to its nlist (:mod:`gpupq.plan`)."""
+    """What :func:`recommend` is about to do, roughly: the search bisects each family row over m,
+    so about ⌈log2(values of m + 1)⌉ builds of each (nlist, nbits, OPQ) row (:mod:`gpupq.frontier`);
+    pruning across rows usually makes it fewer."""
     target.check()
     grid = candidate_grid(session, target, config, grid)
-    builds = grid.builds()
+    builds, _ = space_builds(grid, session.dataset.d, target.engine)
+    rows: dict[tuple[int, int, bool], list[Build]] = {}
+    for b in builds:
+        rows.setdefault((b.nlist, b.nbits, b.opq), []).append(b)
+    likely = []
+    for row in rows.values():
+        row.sort()
+        steps = math.ceil(math.log2(len(row) + 1))
+        likely += [row[(i * len(row)) // steps] for i in range(steps)]
     plan = plan_work(
-        session.backend, builds, session.split.n_base, session.split.n_queries, session.dataset.d,
+        session.backend, likely, session.split.n_base, session.split.n_queries, session.dataset.d,
         max([config.k, *grid.rerank]), None, None, config.min_time, 1,
         ground_truth=session.bench.stored_gt is None, settings=len(grid.rerank) * max(1, len(grid.stores)),
     )  # fmt: skip
-    plan.bound = "at most"  # every build, each up to its nlist: the search usually stops far sooner
+    plan.bound = "at most about"  # bisection in every row: pruning across rows usually stops far sooner
     return plan
 
 
@@ -256,18 +297,10 @@ def recommend(
     metric = bench.index_metric
     n_total = config.n_total
     stores = [""] + (sorted(set(grid.stores)) if any(r > 0 for r in grid.rerank) else [])
-    candidates = []
-    for build in grid.builds():
-        for store in stores:
-            dep = deployment(build, 1, store, nb, n_total, d, metric) if n_total else None
-            if dep is not None:
-                mem = dep.memory_bytes
-            else:
-                mem = deployment(build, 1, store, nb, nb, d, metric).memory_bytes
-            candidates.append(Candidate(build, store, mem, dep))
-    candidates.sort(key=lambda c: (c.memory_bytes, c.build, c.store))
-    affordable = [c for c in candidates if target.memory_budget is None or c.memory_bytes <= target.memory_budget]
-    over = [c for c in candidates if c not in affordable]
+    builds, left_out = space_builds(grid, d, target.engine)
+    cands = candidates(builds, stores, nb, n_total, d, metric, target.engine)
+    affordable = [c for c in cands if target.memory_budget is None or c.memory_bytes <= target.memory_budget]
+    over = sorted((c for c in cands if c not in affordable), key=lambda c: (c.memory_bytes, c.build, c.store))
     depths_for = {
         "": [0],
         **{s: sorted({r for r in grid.rerank if r > 0}) for s in stores if s},
@@ -282,9 +315,10 @@ def recommend(
         findings=[],
         evaluated=[],
         over_budget=len(over),
-        candidates=len(candidates),
+        candidates=len(cands),
         n_total=n_total,
-        rules=list(grid.rules),
+        rules=list(grid.rules) + [f"left out, {why}: {count} builds" for why, count in left_out.items()],
+        engine=target.engine,
     )
     t0 = time.perf_counter()
     session.dataset.validate()
@@ -328,26 +362,49 @@ def recommend(
                     return Finding(cand, "undecided", pt, more_queries=more, best=best)
                 return Finding(cand, "short", None, best=best)
 
-            for i, cand in enumerate(affordable):
+            by_key = {(c.build, c.store): c for c in cands}
+            search = Frontier([Option(c.build, c.store, c.memory_bytes) for c in affordable], ANSWERS)
+            while (step := search.next_build()) is not None:
+                # the budget counts from the start (ground truth included); one build is always trained
+                if target.time_budget is not None and search.verdicts and time.perf_counter() - t0 > target.time_budget:
+                    out.timed_out = True
+                    break
                 if progress is not None:
-                    progress("recommend: candidates (cheapest first)", i, len(affordable))
-                finding = evaluate(cand)
-                out.findings.append(finding)
-                if finding.verdict == "meets":
-                    out.answers.append(finding)
-                    if len(out.answers) >= ANSWERS:
-                        break
+                    progress("recommend: builds (cheapest open first)", len(search.verdicts), len(affordable))
+                build, build_stores = step
+                for store in build_stores:
+                    finding = evaluate(by_key[(build, store)])
+                    out.findings.append(finding)
+                    search.record(build, store, finding.verdict)
+                if bench.has(build):
+                    _keep_warnings(out, bench.built(build).index.warnings)
+                    bench.drop(build)  # memory stays bounded by one build's codes, whatever the space
+            out.coverage = search.summary()
+            met = sorted(
+                (f for f in out.findings if f.verdict == "meets"),
+                key=lambda f: (f.candidate.memory_bytes, f.candidate.build),
+            )
+            seen: set[Build] = set()
+            for f in met:  # one answer a build: a dearer store on the same build is no runner-up
+                if f.candidate.build not in seen and len(out.answers) < ANSWERS:
+                    seen.add(f.candidate.build)
+                    out.answers.append(f)
             if progress is not None:
-                progress("recommend: candidates (cheapest first)", len(affordable), len(affordable))
+                progress("recommend: builds (cheapest open first)", len(search.verdicts), len(affordable))
             if not out.answers and over and not any(f.verdict == "undecided" for f in out.findings):
                 # what the budget costs: the cheapest over it that meets the target
-                for cand in over:
-                    finding = evaluate(cand)
-                    finding.over_budget = True
-                    out.findings.append(finding)
-                    if finding.verdict == "meets":
-                        budget_pick = finding
-                        break
+                over_search = Frontier([Option(c.build, c.store, c.memory_bytes) for c in over], 1)
+                while (step := over_search.next_build()) is not None:
+                    build, build_stores = step
+                    for store in build_stores:
+                        finding = evaluate(by_key[(build, store)])
+                        finding.over_budget = True
+                        out.findings.append(finding)
+                        over_search.record(build, store, finding.verdict)
+                        if finding.verdict == "meets" and (
+                            budget_pick is None or finding.candidate.memory_bytes < budget_pick.candidate.memory_bytes
+                        ):
+                            budget_pick = finding
     except KeyboardInterrupt:
         out.interrupted = True
     if out.interrupted:
@@ -356,6 +413,11 @@ def recommend(
             "verdict, so a cheaper answer may exist"
         )
     else:
+        if out.timed_out:
+            out.advice.append(
+                f"--time-budget {target.time_budget:g} s ran out with {out.coverage.get('open', 0):,} candidates "
+                "neither evaluated nor ruled out: a cheaper answer may be among them; a larger budget settles it"
+            )
         out.advice.extend(_advice(out, target, budget_pick))
     if scale_curve and not out.interrupted and out.answers and out.answers[0].point is not None:
         from .scalecurve import scale_curve as measure_curve
@@ -377,10 +439,14 @@ def recommend(
     out.wall_s = time.perf_counter() - t0
     for b in {f.candidate.build for f in out.findings}:
         if bench.has(b):  # an interrupted run leaves some untrained: never train one for its warnings
-            for w in bench.built(b).index.warnings:
-                if w not in out.warnings:
-                    out.warnings.append(w)
+            _keep_warnings(out, bench.built(b).index.warnings)
     return out
+
+
+def _keep_warnings(out: Recommendation, warnings: list[str]) -> None:
+    for w in warnings:
+        if w not in out.warnings:
+            out.warnings.append(w)
 
 
 def _advice(out: Recommendation, target: Target, budget_pick: Finding | None) -> list[str]:

@@ -468,6 +468,33 @@ def _deployment_text(dep: dict[str, Any]) -> Text:
 
 
 # ---------------------------------------------------------------------------------- recommend
+def _coverage_line(rec: Recommendation) -> str:
+    """How much of the space the search covered, and by which rule it left the rest."""
+    cov = dict(rec.coverage)
+    total, evaluated, left = cov.pop("candidates", rec.candidates), cov.pop("evaluated", 0), cov.pop("open", 0)
+    parts = [f"{n:,} ruled out as {why}" for why, n in cov.items()]
+    if rec.over_budget:
+        parts.append(f"{rec.over_budget:,} over the memory budget")
+    if left:
+        parts.append(f"{left:,} left open" + (" when --time-budget ran out" if rec.timed_out else ""))
+    return (
+        f"space: {rec.candidates:,} candidates on {rec.engine}; {evaluated:,} of the {total:,} within budget evaluated"
+        + (f", {', '.join(parts)}" if parts else "")
+        + f"; {len(rec.evaluated):,} points measured, in {rec.wall_s:.1f} s"
+    )
+
+
+def _table_line(rec: Recommendation) -> str | None:
+    """The precomputed-table choice of the answer, when the engine has one to make."""
+    c = rec.answers[0].candidate if rec.answers else None
+    if c is None or not c.table_bytes:
+        return None
+    return (
+        f"{rec.engine}: billed without FAISS's precomputed L2 table (the deploy notes say how to skip it); "
+        f"keeping it costs {human_bytes(c.table_bytes)} more and speeds up each probed list"
+    )
+
+
 def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
     t = rec.target
     ds = rec.dataset
@@ -501,31 +528,29 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
     if rec.answers:
         columns: list[Column] = [
             ("", "left", 0), ("index", "left", 0), ("nprobe", "right", 0), ("rerank", "left", 0),
-            (f"recall@{rec.k}", "right", 0), ("memory", "right", 0), ("q/s", "right", 1), ("scanned", "right", 2),
+            (f"recall@{rec.k}", "right", 0), (f"memory\n{at_n.strip()}" if at_n else "memory", "right", 0),
+            ("q/s", "right", 1), ("scanned", "right", 2),
         ]  # fmt: skip
-        if rec.n_total:  # the deployed size's bill is the one to read; the sample's may go first
-            columns[5] = ("memory", "right", 3)
-            columns.append((f"memory\n{at_n.strip()}", "right", 0))
         rows = []
         for i, f in enumerate(rec.answers):
             p = f.point
             assert p is not None
             s = p.setting
-            row = [
+            rows.append([
                 "best" if i == 0 else f"#{i + 1}", p.build.label, str(s.nprobe),
                 f"{s.rerank} {s.store}" if s.rerank else "-",
-                recall_short(p.recall), bytes_short(p.memory_bytes), rate_short(p.queries_per_s),
+                recall_short(p.recall), bytes_short(f.candidate.memory_bytes), rate_short(p.queries_per_s),
                 f"{p.scanned_per_query:,.0f}",
-            ]  # fmt: skip
-            if rec.n_total:
-                row.append(bytes_short(f.candidate.memory_bytes))
-            rows.append(row)
+            ])  # fmt: skip
         table, dropped = fitted_table("Cheapest configurations that meet the target", columns, rows, width)
         parts.append(table)
         best = rec.answers[0]
         assert best.point is not None
         dep = deploy_for(best.point, best.candidate, ds["n_base"], rec.k, ds["metric"])
         parts.append(_deploy_text(dep))
+        table_line = _table_line(rec)
+        if table_line:
+            parts.append(Text(table_line))
     else:
         parts.append(Text("No configuration evaluated meets every constraint.", style="bold"))
     for tip in rec.advice:
@@ -536,7 +561,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         ("nprobe", "right", 0), ("rerank", "right", 0), (f"recall@{rec.k}", "right", 0), ("q/s", "right", 1),
     ]  # fmt: skip
     rows = []
-    for f in rec.findings:
+    for f in sorted(rec.findings, key=lambda f: (f.over_budget, f.candidate.memory_bytes)):
         p = f.point or f.best
         rows.append([
             f.candidate.build.label,
@@ -556,14 +581,13 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
     if rec.scale_curve is not None:
         parts.append(render_scale_curve(rec.scale_curve))
     notes = [
-        f"recall@{rec.k}: mean ± half its 95% interval; memory: index (+ re-rank store) at the sample's size"
-        + (f", and at N={rec.n_total:,} in the columns that say so" if rec.n_total else "")
+        f"recall@{rec.k}: mean ± half its 95% interval; memory: the index as {rec.engine} holds it (+ re-rank "
+        + (f"store) at N={rec.n_total:,}" if rec.n_total else "store)")
         + "; q/s: queries per second, timed at the point's own setting; scanned: codes per query",
         *dropped_note(dropped),
         "verdict: meets (lower end ≥ target), undecided (interval straddles it; +q: queries that would decide), "
         "short (the best seen is shown), slow (meets recall, below --min-qps)",
-        f"{len(rec.findings)} of {rec.candidates} candidates evaluated ({rec.over_budget} over the memory budget "
-        f"never trained), {len(rec.evaluated)} points measured, in {rec.wall_s:.1f} s",
+        _coverage_line(rec),
     ]
     if rec.n_total:
         notes.append(f"memory at N={rec.n_total:,}: {NLIST_RULE}; {RECALL_CAVEAT}")

@@ -252,6 +252,18 @@ def test_recommend_cli_prints_the_answer_and_deploy_strings():
     assert res.exit_code == 0, res.stderr
     for text in ("best", "#2", "index_factory", "cuVS", "Evidence", "at N=10M", "Recall as the collection grows"):
         assert text in res.stdout, text
+    assert "space: " in res.stdout and "candidates on faiss-cpu" in res.stdout
+
+
+def test_recommend_holds_out_enough_queries_to_decide_by_default():
+    """1,000 queries on a large set, N/20 on a small one (at least 100), --queries as given."""
+    from gpupq.recommend import default_queries
+
+    assert default_queries(60_000) == 1000 and default_queries(6_000) == 300 and default_queries(1_000) == 100
+    args = ["recommend", "--synthetic", "--n", "6000", "--d", "16", "--target-recall", "0.5", "--no-rerank"]
+    res = cli_runner().invoke(app, [*args, "--m", "4", "--nbits", "8", "--nlist", "16", "--json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["dataset"]["n_queries"] == 300
 
 
 @pytest.mark.parametrize(
@@ -269,6 +281,8 @@ def test_recommend_cli_prints_the_answer_and_deploy_strings():
         (["recommend", "--synthetic", "--target-recall", "0.9", "--min-qps", "nan"], "--min-qps must be a finite"),
         (["recommend", "--synthetic", "--target-recall", "0.9", "--min-qps", "inf"], "--min-qps must be a finite"),
         (["recommend", "--synthetic", "--target-recall", "nan"], "--target-recall must be a finite"),
+        (["recommend", "--synthetic", "--target-recall", "0.9", "--engine", "milvus"], "--engine 'milvus'"),
+        (["recommend", "--synthetic", "--target-recall", "0.9", "--time-budget", "0"], "--time-budget must be"),
         (["sweep", "--synthetic", "--n-total", "1"], "--n-total 1 is smaller than the 9,900 vectors measured"),
         (["sweep", "--synthetic", "--n-total", "1e30"], "--n-total '1e30': must be between 1 and 10T"),
         (["sweep", "--synthetic", "--n-total", "inf"], "--n-total 'inf': give a count"),

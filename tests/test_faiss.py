@@ -150,6 +150,37 @@ def test_memory_bill_matches_serialize_index(n, d, nlist, m, nbits, metric):
     assert bill.precomputed_table == index.precomputed_table.size() * 4
 
 
+def test_a_deployment_without_the_precomputed_table_holds_what_the_engine_bill_says(tmp_path):
+    """recommend bills faiss-cpu without its precomputed L2 table and says to skip it: FAISS read
+    with IO_FLAG_SKIP_PRECOMPUTE_TABLE (or told use_precomputed_table = -1 before training)
+    holds no table and returns the same neighbours, and the bill without the table is its
+    serialized size (plus the table, when kept: what FAISS builds by default)."""
+    from gpupq.engines import engine_bill
+
+    n, d, nlist, m = 6000, 64, 64, 16
+    x = clustered(n, d, seed=5, centres=40)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, nlist, m, 8)
+    index.train(x)
+    index.add(x)
+    index.nprobe = 8
+    path = str(tmp_path / "ivfpq.faiss")
+    faiss.write_index(index, path)
+    skipped = faiss.read_index(path, faiss.IO_FLAG_SKIP_PRECOMPUTE_TABLE)
+    skipped.nprobe = 8
+    assert index.precomputed_table.size() > 0 and skipped.precomputed_table.size() == 0
+    _, with_table = index.search(x[:200], 10)
+    _, without = skipped.search(x[:200], 10)
+    assert (with_table == without).mean() > 0.999  # the same lists, the same codes: ties aside, the same
+    fresh = faiss.index_factory(d, f"IVF{nlist},PQ{m}")
+    faiss.downcast_index(faiss.extract_index_ivf(fresh)).use_precomputed_table = -1
+    fresh.train(x)
+    assert fresh.precomputed_table.size() == 0
+    bill = engine_bill("faiss-cpu", n, d, nlist, m, 8, "l2")
+    serialized = len(faiss.serialize_index(skipped))
+    assert 0 <= serialized - bill.total(table=False) <= FAISS_HEADER_BYTES
+    assert bill.total(table=True) - bill.total(table=False) == index.precomputed_table.size() * 4
+
+
 @pytest.mark.parametrize("store", ["fp32", "fp16", "sq8"])
 def test_rerank_store_matches_faiss_index_refine(store):
     """Re-ranking from a fp32 / fp16 / sq8 store: recall as FAISS IndexRefine gives it, and the

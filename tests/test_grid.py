@@ -24,7 +24,6 @@ def test_default_grid_rules():
     ("kw", "message"),
     [
         (dict(opq=["off"]), r"Grid\(opq=\['off'\]\): give a list of True/False"),
-        (dict(nbits=[]), r"Grid\(nbits=\[\]\) has no value"),
         (dict(nprobe=[]), r"Grid\(nprobe=\[\]\) has no value"),
         (dict(m=[8.5]), "8.5 is not a whole number"),
         (dict(m="16"), "give a list of whole numbers"),

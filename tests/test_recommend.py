@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from gpupq.errors import GpupqError
 from gpupq.estimate import EstimateConfig, estimate
 from gpupq.grid import Grid
 from gpupq.io import make_synthetic
@@ -22,7 +23,7 @@ def test_recommendation_meets_its_target_when_rerun_with_more_queries():
     ds = make_synthetic(8000, 32, 0)
     cfg = RunConfig(k=10, queries=200, timing=False)
     session = open_session(ds, cfg, "numpy")
-    rec = recommend(session, Target(0.85, rerank=False), cfg, Grid(nlist=[32, 64], m=[8, 16]))
+    rec = recommend(session, Target(0.85, rerank=False), cfg, Grid(nlist=[32, 64], m=[8, 16], nbits=[8]))
     session.close()
     assert rec.answers, rec.advice
     best = rec.answers[0]
@@ -31,11 +32,14 @@ def test_recommendation_meets_its_target_when_rerun_with_more_queries():
     # cheapest first, and nothing cheaper met it
     mems = [f.candidate.memory_bytes for f in rec.answers]
     assert mems == sorted(mems)
-    evaluated = [f.candidate.memory_bytes for f in rec.findings]
-    assert evaluated == sorted(evaluated)
+    # every candidate is accounted for: evaluated, or ruled out by a stated rule
+    cov = rec.coverage
+    assert cov["open"] == 0 and sum(v for key, v in cov.items() if key not in ("candidates", "open")) == 4
     nb = rec.dataset["n_base"]
-    cheapest = min(memory_bill(nb, 32, nl, m, 8, "l2").index_in_memory for nl in (32, 64) for m in (8, 16))
-    assert evaluated[0] == cheapest
+    bills = {(nl, m): memory_bill(nb, 32, nl, m, 8, "l2").index_serialized for nl in (32, 64) for m in (8, 16)}
+    assert sorted(f.candidate.memory_bytes for f in rec.findings) == sorted(
+        bills[(f.candidate.build.nlist, f.candidate.build.m)] for f in rec.findings
+    )  # billed without FAISS's precomputed table, which the answer says to skip
     assert all(f.verdict != "meets" for f in rec.findings if f.candidate.memory_bytes < best.candidate.memory_bytes)
     # nprobe is the smallest that meets it: one less does not (by the interval's lower end)
     if p.setting.nprobe > 1:
@@ -51,8 +55,8 @@ def test_recommendation_meets_its_target_when_rerun_with_more_queries():
 
 def test_recommend_respects_the_memory_budget_and_says_what_to_relax():
     _ds, cfg, session = _session(n=6000, d=32)
-    grid = Grid(nlist=[32], m=[4, 8, 16])
-    budget = memory_bill(5880, 32, 32, 8, 8, "l2").index_in_memory  # room for m <= 8 without re-ranking
+    grid = Grid(nlist=[32], m=[4, 8, 16], nbits=[8])
+    budget = memory_bill(5880, 32, 32, 8, 8, "l2").index_serialized  # room for m <= 8 without re-ranking
     rec = recommend(session, Target(0.99, memory_budget=budget, rerank=False), cfg, grid)
     assert rec.over_budget == 1
     assert all(f.candidate.memory_bytes <= budget for f in rec.findings[:2])
@@ -82,9 +86,9 @@ def test_default_rerank_candidates_are_ordered_and_budgeted_with_their_store():
     budgeting by the index alone would call a 20x dearer configuration cheap."""
     _ds, cfg, session = _session(n=6000, d=32)
     with session:
-        grid = Grid(nlist=[32], m=[8], rerank=[0, 50], stores=["fp16"])
+        grid = Grid(nlist=[32], m=[8], nbits=[8], rerank=[0, 50], stores=["fp16"])
         nb = session.split.n_base
-        index = memory_bill(nb, 32, 32, 8, 8, "l2").index_in_memory
+        index = memory_bill(nb, 32, 32, 8, 8, "l2").index_serialized
         with_store = index + nb * 32 * 2  # fp16 store
         rec = recommend(session, Target(0.999), cfg, grid)
         mems = [f.candidate.memory_bytes for f in rec.findings]
@@ -100,7 +104,7 @@ def test_at_n_total_names_the_nprobe_that_is_deployed():
     ds = make_synthetic(6000, 32, 0)
     cfg = RunConfig(k=10, queries=100, timing=False, n_total=10_000_000)
     with open_session(ds, cfg, "numpy") as session:
-        rec = recommend(session, Target(0.8, rerank=False), cfg, Grid(nlist=[32], m=[8, 16]))
+        rec = recommend(session, Target(0.8, rerank=False), cfg, Grid(nlist=[32], m=[8, 16], nbits=[8]))
     out = rec.to_dict()
     assert out["answers"]
     for answer in out["answers"]:
@@ -116,7 +120,7 @@ def test_few_perfect_queries_never_meet_a_target():
     recall of 0.9 (the interval reaches 0.7), so the verdict is undecided, not meets."""
     ds = make_synthetic(6000, 32, 0)
     cfg = RunConfig(k=10, queries=10, timing=False)
-    grid = Grid(nlist=[16], m=[16], rerank=[200], stores=["fp32"])  # exact re-ranking: every query perfect
+    grid = Grid(nlist=[16], m=[16], nbits=[8], rerank=[200], stores=["fp32"])  # exact re-ranking: every query perfect
     with open_session(ds, cfg, "numpy") as session:
         rec = recommend(session, Target(0.9), cfg, grid)
     assert not rec.answers
@@ -143,7 +147,7 @@ def test_interrupted_recommend_keeps_the_evidence_and_says_so(monkeypatch):
 
     monkeypatch.setattr(rec_mod, "_min_nprobe", stop_second)
     with session:
-        rec = recommend(session, Target(0.999, rerank=False), cfg, Grid(nlist=[32], m=[4, 8, 16]))
+        rec = recommend(session, Target(0.999, rerank=False), cfg, Grid(nlist=[32], m=[4, 8, 16], nbits=[8]))
     assert rec.interrupted and rec.to_dict()["interrupted"] is True
     assert len(rec.findings) == 1  # the first candidate, whole; the second was cut short
     assert len(rec.advice) == 1 and rec.advice[0].startswith("interrupted")
@@ -156,8 +160,10 @@ def test_advice_never_contradicts_itself(monkeypatch):
     _ds, cfg, session = _session(n=6000, d=32)
     with session:
         nb = session.split.n_base
-        budget = memory_bill(nb, 32, 32, 4, 8, "l2").index_in_memory
-        rec = recommend(session, Target(0.6, memory_budget=budget, rerank=False), cfg, Grid(nlist=[32], m=[4, 16]))
+        budget = memory_bill(nb, 32, 32, 4, 8, "l2").index_serialized
+        rec = recommend(
+            session, Target(0.6, memory_budget=budget, rerank=False), cfg, Grid(nlist=[32], m=[4, 16], nbits=[8])
+        )
     assert not rec.answers
     assert len(rec.advice) == 1 and "relax --memory-budget to at least" in rec.advice[0], rec.advice
     assert [f.over_budget for f in rec.findings] == [False, True]
@@ -166,7 +172,7 @@ def test_advice_never_contradicts_itself(monkeypatch):
 def test_slow_advice_names_the_budget_only_when_one_binds():
     _ds, cfg, session = _session(n=6000, d=32)
     with session:
-        rec = recommend(session, Target(0.5, min_qps=1e12, rerank=False), cfg, Grid(nlist=[32], m=[8]))
+        rec = recommend(session, Target(0.5, min_qps=1e12, rerank=False), cfg, Grid(nlist=[32], m=[8], nbits=[8]))
     assert [f.verdict for f in rec.findings] == ["slow"]
     assert rec.advice[-1].endswith("relax --min-qps")
 
@@ -176,7 +182,7 @@ def test_a_scale_curve_that_cannot_be_measured_keeps_the_recommendation():
     ds = make_synthetic(400, 16, 0)  # a base of 350: one subsample of 256 vectors or more
     cfg = RunConfig(k=10, queries=50, timing=False)
     with open_session(ds, cfg, "numpy") as session:
-        rec = recommend(session, Target(0.3, rerank=False), cfg, Grid(nlist=[4], m=[8]), scale_curve=True)
+        rec = recommend(session, Target(0.3, rerank=False), cfg, Grid(nlist=[4], m=[8], nbits=[8]), scale_curve=True)
     assert rec.answers and rec.scale_curve is None
     assert any(w.startswith("--scale-curve not measured") for w in rec.warnings)
 
@@ -192,7 +198,7 @@ def test_a_cheaper_undecided_candidate_is_the_headline():
     ds = make_synthetic(6000, 32, 0)
     cfg = RunConfig(k=10, queries=40, timing=False)
     with open_session(ds, cfg, "numpy") as session:
-        grid = Grid(nlist=[16], m=[4, 8, 16], rerank=[0, 100], stores=["fp32"])
+        grid = Grid(nlist=[16], m=[4, 8, 16], nbits=[8], rerank=[0, 100], stores=["fp32"])
         rec = recommend(session, Target(0.78), cfg, grid)
     cheaper = rec.cheaper_undecided()
     assert rec.answers and cheaper and cheaper[0].candidate.label == "IVF16,PQ16"
@@ -205,3 +211,64 @@ def test_a_cheaper_undecided_candidate_is_the_headline():
     headline = next(i for i, x in enumerate(lines) if x.startswith("Undecided, and cheaper than the answer"))
     table = next(i for i, x in enumerate(lines) if x.startswith("Cheapest configurations"))
     assert headline < table and "more queries" in " ".join(lines[headline : headline + 3])
+
+
+def test_the_default_space_holds_the_cheap_corners():
+    """Every m dividing d, 4 to 8 bits, nlist from √N: the corners (4-bit codes, m that are not
+    powers of two, nlist near √N) that a narrow default misses are all candidates."""
+    from gpupq.space import in_code_range, space_builds, space_codes, space_nlist
+
+    assert space_nlist(59_000)[0] == [256, 512, 1024]  # √N = 243 … 16√N, at most N/39 = 1,512
+    ms, nbits, _ = space_codes(384)
+    assert {24, 48, 96, 192, 384} <= set(ms) and nbits == [4, 5, 6, 7, 8]
+    grid = Grid(nlist=[256], m=ms, nbits=nbits, code_range=True)
+    builds, left = space_builds(grid, 384, "faiss-cpu")
+    assert Build(256, 192, 4) in builds and Build(256, 48, 8) in builds and Build(256, 96, 6) in builds
+    assert Build(256, 384, 8) not in builds and not left  # 384 bytes is above d/2
+    assert all(in_code_range(b, 384) for b in builds)
+    cuvs, left = space_builds(grid, 384, "cuvs")
+    assert Build(256, 3, 4) not in cuvs  # cuVS needs whole bytes: m·nbits a multiple of 8 (and 3·4 < 4·8 anyway)
+    gpu, left = space_builds(grid, 384, "faiss-gpu")
+    assert all(b.nbits != 7 for b in gpu) and any("nbits" in why for why in left)
+
+
+def test_the_answer_is_billed_on_the_engine_and_says_to_skip_the_table():
+    """Under L2 on faiss-cpu the answer is billed without FAISS's precomputed table, the JSON says
+    so, and the deploy notes say how; on cuvs the bill is cuVS's padded lists."""
+    from gpupq.engines import engine_bill
+
+    ds = make_synthetic(6000, 32, 0)
+    cfg = RunConfig(k=10, queries=100, timing=False)
+    with open_session(ds, cfg, "numpy") as session:
+        grid = Grid(nlist=[32], m=[8, 16], nbits=[8])
+        cpu = recommend(session, Target(0.6, rerank=False), cfg, grid).to_dict()
+        cuvs = recommend(session, Target(0.6, rerank=False, engine="cuvs"), cfg, grid).to_dict()
+        nb = session.split.n_base
+    answer = cpu["answers"][0]
+    b = engine_bill("faiss-cpu", nb, 32, 32, answer["point"]["m"], 8, "l2")
+    assert answer["engine"] == "faiss-cpu" and answer["precomputed_table"] is False
+    assert answer["memory_bytes"] == b.total(table=False) and answer["memory_with_table_bytes"] == b.total(table=True)
+    assert answer["deploy"]["faiss_precomputed_table"] is False
+    assert any("IO_FLAG_SKIP_PRECOMPUTE_TABLE" in note for note in answer["deploy"]["notes"])
+    c = cuvs["answers"][0]
+    assert c["engine"] == "cuvs" and c["precomputed_table"] is None
+    assert c["memory_bytes"] == engine_bill("cuvs", nb, 32, 32, c["point"]["m"], 8, "l2").index_bytes
+    assert cpu["engine"] == "faiss-cpu" and cpu["coverage"]["open"] == 0
+
+
+def test_a_time_budget_stops_training_and_says_what_is_left_open():
+    ds = make_synthetic(6000, 32, 0)
+    cfg = RunConfig(k=10, queries=100, timing=False)
+    with open_session(ds, cfg, "numpy") as session:
+        grid = Grid(nlist=[32, 64], m=[4, 8, 16], nbits=[4, 6, 8])
+        full = recommend(session, Target(0.9, rerank=False), cfg, grid)
+        cut = recommend(session, Target(0.9, rerank=False, time_budget=1e-9), cfg, grid)
+    assert not full.timed_out and full.coverage["open"] == 0
+    # one build is trained before the budget is first looked at; then it stops
+    assert cut.timed_out and len({f.candidate.build for f in cut.findings}) == 1
+    assert cut.coverage["open"] > 0 and cut.to_dict()["timed_out"] is True
+    assert any(tip.startswith("--time-budget") and "cheaper answer may be among them" in tip for tip in cut.advice)
+    with pytest.raises(GpupqError, match="--time-budget"):
+        Target(0.9, time_budget=0).check()
+    with pytest.raises(GpupqError, match="--engine"):
+        Target(0.9, engine="milvus").check()

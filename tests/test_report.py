@@ -106,5 +106,5 @@ def test_recommend_tables_at_80_columns_and_in_a_pipe_cut_nothing_that_must_be_r
     assert all(re.search(r"OPQ\d+,IVF32,PQ\d+x4\s", x) for x in lines if "IVF32" in x and "factory" not in x)
     answers = [x for x in lines if re.match(r"\s*(best|#\d)\s", x)]
     assert answers and all(
-        re.search(r"\d\.\d{3}±\.\d{3}", x) and re.search(r"\d+(\.\d+)?[kMG]B\s*$", x) for x in answers
+        re.search(r"\d\.\d{3}±\.\d{3}", x) and re.search(r"\s\d+(\.\d+)?[kMG]B(\s|$)", x) for x in answers
     )

@@ -66,13 +66,13 @@ def _stores(faiss, d, train, split):
 
 def _rerank(q, cand, rows, k, ip):
     """Re-rank candidate ids (nq, R) by distances to the stored rows; (nq, k) ids."""
-    out = np.full((cand.shape[0], k), -1, dtype=np.int64)
-    for i in range(cand.shape[0]):
-        c = cand[i][cand[i] >= 0]
-        x = rows(c)
-        s = x @ q[i] if ip else -((x - q[i]) ** 2).sum(axis=1)
-        out[i, : min(k, len(c))] = c[np.argsort(-s, kind="stable")[:k]]
-    return out
+    nq, r = cand.shape
+    safe = np.where(cand >= 0, cand, cand.max())
+    x = rows(safe.ravel()).reshape(nq, r, -1)
+    s = np.einsum("qrd,qd->qr", x, q) if ip else -((x - q[:, None, :]) ** 2).sum(axis=2)
+    s = np.where(cand >= 0, s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(cand, order, axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from .memory import Deployment
+from .projection import scale
 from .settings import Build, Setting
 
 #: FAISS's refine index for each re-rank store
@@ -72,6 +73,5 @@ def deploy_at(
     --n-total, for that deployment: nlist and nprobe scaled as the bill scales them."""
     if at is None:
         return deploy_spec(build, setting, metric, k, n_base)
-    scaled = replace(build, nlist=at.nlist)
-    nprobe = round(setting.nprobe * at.nlist / build.nlist) or 1
-    return deploy_spec(scaled, replace(setting, nprobe=max(1, min(nprobe, at.nlist))), metric, k, at.n_total)
+    nlist, nprobe = scale(build.nlist, setting.nprobe, n_base, at.n_total)
+    return deploy_spec(replace(build, nlist=nlist), replace(setting, nprobe=nprobe), metric, k, at.n_total)

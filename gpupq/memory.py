@@ -15,21 +15,17 @@ and nprobe scaled by :data:`NLIST_RULE`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .pq import packed_code_size
+from .projection import RULE, scale
 from .settings import Build
 
 #: FAISS builds the precomputed table (``use_precomputed_table``) only up to this size.
 PRECOMPUTED_TABLE_MAX_BYTES = 2 << 30
 
-NLIST_RULE = (
-    "nlist scaled by √(N_total / N_sample), rounded to a power of two (FAISS's guideline puts nlist at "
-    "4√N to 16√N, so its ratio to √N is kept); nprobe scaled by the same factor, so the share of lists probed "
-    "is kept"
-)
+NLIST_RULE = RULE  # the one projection to N_total (gpupq.projection)
 RECALL_CAVEAT = "recall was measured at the sample size, not at N_total"
 
 
@@ -129,9 +125,7 @@ def memory_bill(
 # ---------------------------------------------------------------------------------- at N_total
 def scaled_nlist(nlist: int, n_sample: int, n_total: int) -> int:
     """nlist for n_total vectors by :data:`NLIST_RULE` (at least 1, at most n_total)."""
-    raw = nlist * math.sqrt(n_total / max(n_sample, 1))
-    out = 1 << max(0, round(math.log2(max(raw, 1.0))))
-    return int(max(1, min(out, n_total)))
+    return scale(nlist, 1, n_sample, n_total)[0]
 
 
 @dataclass
@@ -159,8 +153,7 @@ class Deployment:
 def deployment(build: Build, nprobe: int, store: str, n_sample: int, n_total: int, d: int, metric: str) -> Deployment:
     """The exact bill of ``build`` holding n_total vectors, with a ``store`` ("" for none) when it
     re-ranks; metric: the index's, ``l2`` or ``ip``."""
-    nlist = scaled_nlist(build.nlist, n_sample, n_total)
-    nprobe_t = max(1, min(nlist, round(nprobe * nlist / build.nlist)))
+    nlist, nprobe_t = scale(build.nlist, nprobe, n_sample, n_total)
     rerank = store_bytes(store, n_total, d) if store else 0
     bill = memory_bill(n_total, d, nlist, build.m, build.nbits, metric, rerank, build.opq)
     total = bill.with_rerank if store else bill.index_in_memory

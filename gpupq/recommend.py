@@ -36,7 +36,8 @@ from .grid import Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT
 from .metrics import RECALL_DEFINITION, t975
 from .params import check
-from .plan import Plan, check_memory, plan_work
+from .plan import Plan, check_memory, measured_rate, plan_work
+from .projection import THROUGHPUT_NOTE, fit_speed, projected_qps
 from .session import Progress, RunConfig, Session
 from .settings import Build, Setting
 from .space import Candidate, candidates, space_builds, space_codes, space_nlist
@@ -94,6 +95,7 @@ class Finding:
     more_queries: int | None = None  # queries that would decide an undecided point
     best: PointResult | None = None  # the highest recall seen (for "closest")
     over_budget: bool = False  # evaluated to say what the budget costs, not a candidate within it
+    projected_qps: float | None = None  # queries/s projected to --n-total (gpupq.projection)
 
     def to_dict(self, n_base: int, k: int, metric: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -105,6 +107,7 @@ class Finding:
             "best": self.best.to_dict() if self.best else None,
             "over_budget": self.over_budget,
         }
+        out["projected_queries_per_s"] = self.projected_qps
         out["engine"] = self.candidate.engine
         out["precomputed_table"] = False if self.candidate.table_bytes else None
         out["memory_with_table_bytes"] = (
@@ -155,6 +158,20 @@ class Recommendation:
     timed_out: bool = False  # --time-budget ran out before the search settled the answers
     coverage: dict[str, int] = field(default_factory=dict)  # the space: evaluated, pruned by rule, open
 
+    def verdict_at_n(self) -> str | None:
+        """The answer's verdict at --n-total from its scale curve's projection (None without one):
+        the sample and the projection can disagree, and then the report says so."""
+        curve = self.scale_curve
+        if curve is None or curve.prediction is None or not self.answers:
+            return None
+        mean, low, high = curve.prediction
+        band = f"projected recall {mean:.3f}, 95% band {low:.3f}–{high:.3f}, at N={curve.n_total:,}"
+        if mean < self.target.recall:
+            return f"meets the target at the sample, projected short at N ({band})"
+        if low < self.target.recall:
+            return f"meets the target at the sample; at N the band straddles it ({band})"
+        return f"meets the target at the sample and, projected, at N ({band})"
+
     def cheaper_undecided(self) -> list[Finding]:
         """Candidates cheaper than the answer whose interval straddles the target: with more
         queries one of them may be the answer. (Candidates are evaluated cheapest first, so these
@@ -183,6 +200,7 @@ class Recommendation:
             "device": self.device,
             "recall_definition": RECALL_DEFINITION,
             "n_total_rule": NLIST_RULE if self.n_total else None,
+            "throughput_note": THROUGHPUT_NOTE if self.n_total else None,
             "recall_note": RECALL_CAVEAT if self.n_total else None,
             "answers": [f.to_dict(nb, self.k, metric) for f in self.answers],
             "cheaper_undecided": [f.to_dict(nb, self.k, metric) for f in self.cheaper_undecided()],
@@ -199,6 +217,7 @@ class Recommendation:
             "interrupted": self.interrupted,
             "warnings": self.warnings,
             "scale_curve": self.scale_curve.to_dict() if self.scale_curve is not None else None,
+            "verdict_at_n_total": self.verdict_at_n(),
         }
 
 
@@ -321,6 +340,7 @@ def recommend(
         engine=target.engine,
     )
     t0 = time.perf_counter()
+    rate = measured_rate(be) if n_total else 1.0  # the coarse search's cost at N_total
     session.dataset.validate()
     cache: dict[tuple[Build, int, int, str], PointResult] = {}
     budget_pick: Finding | None = None
@@ -348,15 +368,24 @@ def recommend(
                         found.append((pt, verdict, more))
                 meets = [f for f in found if f[1] == "meets"]
                 if meets:
+                    projected: dict[int, float] = {}
                     if config.timing or target.min_qps is not None:
                         # each at its own setting, the candidate's depths interleaved: the fastest wins
-                        bench.time_points([f[0] for f in meets], k, config.min_time)
-                    fast = [f for f in meets if target.min_qps is None or (f[0].queries_per_s or 0) >= target.min_qps]
-                    if fast:
-                        pick = max(fast, key=lambda f: f[0].queries_per_s or 0.0)
-                        return Finding(cand, "meets", pick[0], best=best)
-                    pick = max(meets, key=lambda f: f[0].queries_per_s or 0.0)
-                    return Finding(cand, "slow", pick[0], best=best)
+                        pts = [f[0] for f in meets]
+                        pairs = [(pt, _companion(pt, point)) for pt in pts] if n_total else []
+                        bench.time_points(pts + [c for _, c in pairs if c is not None], k, config.min_time)
+                        for pt, comp in pairs:
+                            projected[id(pt)] = _project_qps(pt, comp, nb, n_total or nb, d, rate)
+
+                    def qps(f: tuple[PointResult, str, int | None]) -> float:
+                        """What --min-qps is checked against: at --n-total the projection, else as measured."""
+                        return projected.get(id(f[0]), f[0].queries_per_s or 0.0)
+
+                    fast = [f for f in meets if target.min_qps is None or qps(f) >= target.min_qps]
+                    pick = max(fast or meets, key=qps)
+                    return Finding(
+                        cand, "meets" if fast else "slow", pick[0], best=best, projected_qps=projected.get(id(pick[0]))
+                    )
                 if found:  # undecided: the shallowest nprobe whose mean meets the target
                     pt, _, more = min(found, key=lambda f: (f[0].setting.nprobe, f[0].setting.rerank))
                     return Finding(cand, "undecided", pt, more_queries=more, best=best)
@@ -443,6 +472,25 @@ def recommend(
     return out
 
 
+def _companion(pt: PointResult, point: Callable[[Build, int, int, str], PointResult]) -> PointResult | None:
+    """The same build and depth at another nprobe (twice, or half at the last list), timed beside
+    ``pt`` so the cost of a code scanned can be told from the fixed cost of a query."""
+    p, nlist = pt.setting.nprobe, pt.build.nlist
+    other = 2 * p if 2 * p <= nlist else p // 2
+    if other < 1 or other == p:
+        return None
+    return point(pt.build, other, pt.setting.rerank, pt.setting.store)
+
+
+def _project_qps(pt: PointResult, comp: PointResult | None, n: int, n_total: int, d: int, rate: float) -> float | None:
+    """Queries/s of ``pt`` at n_total from its timing and its companion's (:mod:`gpupq.projection`)."""
+    timed = [(x.scanned_per_query, 1.0 / x.queries_per_s) for x in (pt, comp) if x is not None and x.queries_per_s]
+    if not timed:
+        return None
+    fixed, per_code = fit_speed(timed)
+    return projected_qps(fixed, per_code, pt.scanned_per_query, n, n_total, pt.build.nlist, d, rate)
+
+
 def _keep_warnings(out: Recommendation, warnings: list[str]) -> None:
     for w in warnings:
         if w not in out.warnings:
@@ -470,7 +518,12 @@ def _advice(out: Recommendation, target: Target, budget_pick: Finding | None) ->
         tips.append(
             f"undecided: {f.candidate.label} at {f.point.setting.label} has recall {f.point.recall.mean:.3f} "
             f"(95% interval {f.point.recall.ci95_low:.3f}–{f.point.recall.ci95_high:.3f}), which straddles "
-            f"{target.recall}; about {f.more_queries} more queries (--queries) would decide it"
+            f"{target.recall}; "
+            + (
+                f"about {f.more_queries} more queries (--queries) would decide it"
+                if f.more_queries is not None
+                else "its mean is at the target, so more queries alone may not decide it"
+            )
         )
     if slow:
         fastest = max(slow, key=lambda f: (f.point.queries_per_s or 0) if f.point else 0)

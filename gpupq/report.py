@@ -17,8 +17,9 @@ from rich.text import Text
 from .estimate import EstimateResult, Timings
 from .memory import NLIST_RULE, RECALL_CAVEAT
 from .metrics import RECALL_DEFINITION, Recall
+from .projection import THROUGHPUT_NOTE
 from .recommend import Recommendation, deploy_for
-from .scalecurve import CAVEAT
+from .scalecurve import CAVEAT, FORMS
 from .sweep import PARETO_DEFINITION, TIMING_NOTE, SweepResult
 from .tables import (
     Column,
@@ -291,28 +292,37 @@ def render_scale_curve(curve: Any) -> Group:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for col in ("vectors", "nlist", f"recall@{curve.k}", "raw", "scanned/query"):
+    for col in ("vectors", "nlist", "nprobe", f"recall@{curve.k}", "raw", "scanned/query"):
         table.add_column(col, justify="right")
     for p in curve.points:
         scanned = f"{p.scanned_per_query:,.0f}"
-        table.add_row(f"{p.n:,}", str(p.nlist), recall_short(p.recall), recall_short(p.recall_raw), scanned)
+        table.add_row(
+            f"{p.n:,}", str(p.nlist), str(p.nprobe), recall_short(p.recall), recall_short(p.recall_raw), scanned
+        )
     t = curve.trend
+    shape = f"{t.b:+.3f} per doubling" if t.form == "log" else "flattening as N grows"
     lines = [
-        f"trend: recall ≈ {t.a:.3f} {'+' if t.b >= 0 else '−'} {abs(t.b):.3f}·log2(N), i.e. {t.b:+.3f} per doubling "
-        f"(weighted least squares; χ²/dof {t.chi2_per_dof:.2f})"
+        f"trend: recall ≈ {t.a:.3f} {'+' if t.b >= 0 else '−'} {abs(t.b):.3g}·{FORMS[t.form][1]}, {shape} "
+        f"(weighted least squares; χ²/dof {t.chi2_per_dof:.2f}"
+        + (
+            f"; it predicted the largest size from the others within {t.held_out_z:.1f}σ"
+            if t.held_out_z is not None
+            else ""
+        )
+        + ")"
     ]
     if curve.prediction is not None:
         mean, low, high = curve.prediction
         lines.append(
-            f"at N_total = {curve.n_total:,}: recall ≈ {mean:.3f}, 95% band [{low:.3f}, {high:.3f}], for nlist "
-            f"{curve.nlist_total:,} (this curve keeps vectors per list constant; the memory bill scales nlist by √N)"
+            f"at N_total = {curve.n_total:,}: recall ≈ {mean:.3f}, 95% band [{low:.3f}, {high:.3f}] (both forms), "
+            f"for nlist {curve.nlist_total:,}, nprobe {curve.nprobe_total:,}"
         )
         lines.append(f"caveat: {CAVEAT}")
     elif curve.n_total is None:
         lines.append("give --n-total to extend the trend to the collection you will deploy")
     lines += curve.notes
     lines.append("method: nested random subsamples of the base, each with exact ground truth for the same queries and "
-                 "its own index with nlist scaled by n/N (vectors per list constant)")  # fmt: skip
+                 f"its own index; {NLIST_RULE}")  # fmt: skip
     return Group(table, Text("\n".join(lines)))
 
 
@@ -520,17 +530,26 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
             Text(
                 f"Undecided, and cheaper than the answer: {f.candidate.label} ({bytes_short(f.candidate.memory_bytes)}"
                 f"{at_n}) at {f.point.setting.label}, recall {r.mean:.3f} (95% interval {r.ci95_low:.3f}–"
-                f"{r.ci95_high:.3f}); about {f.more_queries:,} more queries "
-                f"(--queries {r.queries + (f.more_queries or 0):,}) would decide whether it meets the target",
+                f"{r.ci95_high:.3f}); "
+                + (
+                    f"about {f.more_queries:,} more queries (--queries {r.queries + f.more_queries:,}) would "
+                    "decide whether it meets the target"
+                    if f.more_queries is not None
+                    else "its mean is at the target, so more queries alone may not decide it"
+                ),
                 style="bold",
             )
         )
+    if verdict_n := rec.verdict_at_n():
+        parts.append(Text(f"{rec.answers[0].candidate.label}: {verdict_n}", style="bold"))
     if rec.answers:
         columns: list[Column] = [
             ("", "left", 0), ("index", "left", 0), ("nprobe", "right", 0), ("rerank", "left", 0),
             (f"recall@{rec.k}", "right", 0), (f"memory\n{at_n.strip()}" if at_n else "memory", "right", 0),
             ("q/s", "right", 1), ("scanned", "right", 2),
         ]  # fmt: skip
+        if rec.n_total:
+            columns.insert(7, (f"q/s {at_n.strip()}\nprojected", "right", 1))
         rows = []
         for i, f in enumerate(rec.answers):
             p = f.point
@@ -542,14 +561,15 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
                 recall_short(p.recall), bytes_short(f.candidate.memory_bytes), rate_short(p.queries_per_s),
                 f"{p.scanned_per_query:,.0f}",
             ])  # fmt: skip
+            if rec.n_total:
+                rows[-1].insert(7, rate_short(f.projected_qps))
         table, dropped = fitted_table("Cheapest configurations that meet the target", columns, rows, width)
         parts.append(table)
         best = rec.answers[0]
         assert best.point is not None
         dep = deploy_for(best.point, best.candidate, ds["n_base"], rec.k, ds["metric"])
         parts.append(_deploy_text(dep))
-        table_line = _table_line(rec)
-        if table_line:
+        if table_line := _table_line(rec):
             parts.append(Text(table_line))
     else:
         parts.append(Text("No configuration evaluated meets every constraint.", style="bold"))
@@ -591,6 +611,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
     ]
     if rec.n_total:
         notes.append(f"memory at N={rec.n_total:,}: {NLIST_RULE}; {RECALL_CAVEAT}")
+        notes.append(f"q/s at N: {THROUGHPUT_NOTE}")
     notes += [f"grid: {rule}" for rule in rec.rules]
     parts.append(Text("\n".join(notes), style="dim"))
     return Group(*parts)

@@ -6,13 +6,14 @@ The method, kept simple so it can be stated in one paragraph of output:
    the training sample), and subsample s its first n_s rows, so each contains the smaller ones.
    Default sizes N/8, N/4, N/2 and N.
 2. Each subsample is a base of its own: exact ground truth over it for the same queries, an index
-   trained on it with nlist scaled by n_s / N (vectors per list kept constant, so the same nprobe
-   scans about the same number of vectors per query), the same m, nbits, nprobe and re-ranking.
-3. recall = a + b·log2(n) is fitted by weighted least squares (weights from each point's 95%
-   interval) and extended to ``--n-total`` with a 95% band (:func:`fit_trend`).
-
-The caveat is printed with it: an extrapolation assumes the trend stays log-linear beyond the
-sizes measured, and holds for a deployment that keeps vectors per list constant (nlist ∝ N).
+   trained on it with nlist and nprobe scaled by the one projection rule every figure at N_total
+   follows (:data:`gpupq.projection.RULE`: nlist ∝ √n, nprobe ∝ nlist, so the share of codes
+   scanned is kept), the same m, nbits and re-ranking.
+3. Two forms are fitted by weighted least squares (weights from each point's 95% interval):
+   recall = a + b·log2(n), which keeps falling (or rising) at one rate, and
+   recall = a + b/√n, which flattens as n grows; the form that better predicts the largest size
+   from the smaller ones is the estimate (:func:`fit_trend`), and the band at ``--n-total``
+   spans both forms' 95% bands, so it covers what the points allow.
 """
 
 from __future__ import annotations
@@ -27,62 +28,81 @@ from .engine import Workbench
 from .errors import GpupqError
 from .io import Dataset, Split, with_query_file
 from .metrics import Recall
+from .projection import RULE, scale
 from .settings import Build, Setting
 from .threads import blas_threads
 
 CAVEAT = (
-    "extrapolated: assumes recall stays linear in log2(N) beyond the sizes measured, for a deployment with "
-    "nlist grown in proportion to N (vectors per list constant) and the same nprobe and re-ranking"
+    "extrapolated beyond the sizes measured: the band spans a trend that keeps its rate (linear in log2 N) and "
+    "one that flattens (linear in 1/√N), for a deployment scaled by the one projection rule (nlist ∝ √N, "
+    "nprobe ∝ nlist) with the same m, nbits and re-ranking"
 )
 DEFAULT_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
 
 
+#: the trend's two forms: x(n) in recall ≈ a + b·x(n)
+FORMS = {
+    "log": (lambda n: np.log2(n), "log2(N)"),  # keeps its rate per doubling
+    "flat": (lambda n: 1.0 / np.sqrt(n), "1/√N"),  # flattens as N grows
+}
+
+
 @dataclass
 class Trend:
-    """recall ≈ a + b·log2(N), fitted by weighted least squares on measured points.
+    """recall ≈ a + b·x(N), x = log2(N) (form "log") or 1/√N (form "flat"), fitted by weighted
+    least squares on measured points.
 
-    predict(n) -> (mean, low, high): the line and its 95% band, from the points' intervals,
-    widened when the points scatter about the line more than their intervals explain.
+    predict(n) -> (mean, low, high): the curve and its 95% band, from the points' intervals,
+    widened when the points scatter about the curve more than their intervals explain.
     """
 
     a: float
     b: float
     cov: np.ndarray  # (2, 2) covariance of (a, b)
-    chi2_per_dof: float  # scatter about the line in units of the points' own noise (≈1 when the line fits)
+    chi2_per_dof: float  # scatter about the curve in units of the points' own noise (≈1 when it fits)
     points: list[tuple[int, float, float]]  # (n, recall, half-width of its 95% interval)
+    form: str = "log"
+    held_out_z: float | None = None  # the largest size predicted from the others: |error| / its σ
 
     def predict(self, n: int) -> tuple[float, float, float]:
-        x = math.log2(n)
+        x = float(FORMS[self.form][0](float(n)))
         mean = self.a + self.b * x
         g = np.array([1.0, x])
         sd = math.sqrt(max(float(g @ self.cov @ g), 0.0))
         lo, hi = mean - 1.96 * sd, mean + 1.96 * sd
         return float(np.clip(mean, 0, 1)), float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1))
 
+    @property
+    def label(self) -> str:
+        return f"recall = a + b·{FORMS[self.form][1]}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": "recall = a + b·log2(N), weighted least squares (weights 1/σ², σ from each point's 95% interval)",
+            "model": f"{self.label}, weighted least squares (weights 1/σ², σ from each point's 95% interval)",
+            "form": self.form,
             "a": self.a,
             "b": self.b,
-            "per_doubling": self.b,
+            "per_doubling": self.b if self.form == "log" else None,
             "chi2_per_dof": self.chi2_per_dof,
+            "held_out_z": self.held_out_z,
             "points": [{"n": n, "recall": r, "ci95_half_width": h} for n, r, h in self.points],
         }
 
 
-#: above this χ²/dof the measured points do not follow one log-linear trend, and no extrapolation
-#: is given (for one degree of freedom, 4 is beyond the 95th percentile of χ², 3.84)
+#: above this χ²/dof the measured points scatter about the trend more than their intervals
+#: explain (for one degree of freedom, 4 is beyond the 95th percentile of χ², 3.84): the band,
+#: widened by it, is reported with a note
 MAX_CHI2_PER_DOF = 4.0
 
 
-def fit_trend(points: list[tuple[int, float, float]]) -> Trend:
-    """Fit :class:`Trend` to (n, recall, 95% half-width) points, two or more of distinct n."""
+def fit_trend(points: list[tuple[int, float, float]], form: str = "log") -> Trend:
+    """Fit :class:`Trend` of ``form`` to (n, recall, 95% half-width) points, two or more of distinct n."""
     if len({n for n, _, _ in points}) < 2:
         raise ValueError("a trend needs points at two sizes or more")
     n = np.array([p[0] for p in points], dtype=np.float64)
     y = np.array([p[1] for p in points], dtype=np.float64)
     sigma = np.array([max(p[2] / 1.96, 1e-4) for p in points])  # a recall of exactly 1 has no spread
-    x = np.stack([np.ones_like(n), np.log2(n)], axis=1)
+    x = np.stack([np.ones_like(n), FORMS[form][0](n)], axis=1)
     w = 1.0 / sigma**2
     xtwx = x.T @ (x * w[:, None])
     cov = np.linalg.pinv(xtwx)
@@ -92,7 +112,37 @@ def fit_trend(points: list[tuple[int, float, float]]) -> Trend:
     # scatter beyond what the intervals explain widens the band (chi² per degree of freedom > 1)
     chi2 = float((w * resid**2).sum() / dof) if dof > 0 else 1.0
     cov = cov * max(chi2, 1.0)
-    return Trend(float(coef[0]), float(coef[1]), cov, chi2, [(int(a), float(b), float(c)) for a, b, c in points])
+    pts = [(int(a), float(b), float(c)) for a, b, c in points]
+    return Trend(float(coef[0]), float(coef[1]), cov, chi2, pts, form)
+
+
+def held_out_z(points: list[tuple[int, float, float]], form: str) -> float | None:
+    """How well ``form`` fitted to all sizes but the largest predicts the largest: |error| over the
+    error's σ (the prediction's and the point's own); None with fewer than three sizes."""
+    sizes = sorted({p[0] for p in points})
+    if len(sizes) < 3:
+        return None
+    top = sizes[-1]
+    trend = fit_trend([p for p in points if p[0] != top], form)
+    mean, low, _ = trend.predict(top)
+    for n, r, h in points:
+        if n == top:
+            sd = math.hypot((mean - low) / 1.96, max(h, 1e-4) / 1.96)
+            return abs(mean - r) / sd
+    return None
+
+
+def fit_trends(points: list[tuple[int, float, float]]) -> tuple[Trend, list[Trend]]:
+    """Both forms fitted to every point, and the one whose held-out prediction of the largest size
+    erred least (the log form when there are only two sizes to fit)."""
+    trends = []
+    for form in FORMS:
+        t = fit_trend(points, form)
+        t.held_out_z = held_out_z(points, form)
+        trends.append(t)
+    scored = [t for t in trends if t.held_out_z is not None]
+    best = min(scored, key=lambda t: t.held_out_z or 0.0) if scored else trends[0]
+    return best, trends
 
 
 class _Rows:
@@ -118,11 +168,13 @@ class CurvePoint:
     recall: Recall  # of what the configuration returns (re-ranked when it re-ranks)
     recall_raw: Recall
     scanned_per_query: float
+    nprobe: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "nlist": self.nlist,
+            "nprobe": self.nprobe,
             "recall": self.recall.to_dict(),
             "recall_raw": self.recall_raw.to_dict(),
             "vectors_scanned_per_query": self.scanned_per_query,
@@ -139,7 +191,9 @@ class ScaleCurve:
     n_total: int | None = None
     prediction: tuple[float, float, float] | None = None  # (mean, low, high) at n_total
     nlist_total: int | None = None
+    nprobe_total: int | None = None
     notes: list[str] = field(default_factory=list)
+    trends: list[Trend] = field(default_factory=list)  # every form fitted; ``trend`` is the chosen one
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -151,6 +205,7 @@ class ScaleCurve:
             "method": __doc__.split("\n\n")[1].strip() if __doc__ else "",
             "points": [p.to_dict() for p in self.points],
             "trend": self.trend.to_dict(),
+            "trends": [t.to_dict() for t in self.trends],
             "caveat": CAVEAT,
             "notes": self.notes,
         }
@@ -159,6 +214,8 @@ class ScaleCurve:
             out["prediction"] = {
                 "n_total": self.n_total,
                 "nlist": self.nlist_total,
+                "nprobe": self.nprobe_total,
+                "rule": RULE,
                 "recall": mean,
                 "band95_low": low,
                 "band95_high": high,
@@ -206,32 +263,33 @@ def scale_curve(
             # rows: dataset row numbers of base vectors only (sample_base never draws a held-out query)
             sub = Dataset(_Rows(dataset.array, rows), f"{dataset.source}[{n} rows]", dataset.metric)
             sub_split = with_query_file(sub, queries)
-            nlist = max(1, min(n, round(build.nlist * n / nb)))
+            nlist, p = scale(build.nlist, setting.nprobe, nb, n)
             sub_build = Build(nlist, build.m, build.nbits, build.opq)
             bench = Workbench(be, sub, sub_split, seed=seed, batch_size=batch_size)
             truth = bench.truth(k)
-            p = min(setting.nprobe, nlist)
             curve = bench.curve(sub_build, [p], max(k, setting.rerank))
             reranks = [(setting.rerank, setting.store)] if setting.rerank else []
             pts = bench.points(sub_build, curve, p, k, reranks, truth)
             pt = pts[-1]
-            points.append(CurvePoint(n, nlist, pt.recall, pt.recall_raw, pt.scanned_per_query))
+            points.append(CurvePoint(n, nlist, pt.recall, pt.recall_raw, pt.scanned_per_query, p))
         if progress is not None:
             progress("scale curve: subsamples", len(kept), len(kept))
     # A recall of exactly 1 (or 0) has a zero-width interval; the rule of three bounds its error at
     # 3/queries instead, so a saturated point does not pin the line.
     floor = 3.0 / split.n_queries
-    trend = fit_trend([(p.n, p.recall.mean, max((p.recall.ci95_high - p.recall.ci95_low) / 2, floor)) for p in points])
-    out = ScaleCurve(build, setting, k, points, trend, notes=notes)
+    measured = [(p.n, p.recall.mean, max((p.recall.ci95_high - p.recall.ci95_low) / 2, floor)) for p in points]
+    trend, trends = fit_trends(measured)
+    out = ScaleCurve(build, setting, k, points, trend, notes=notes, trends=trends)
+    if trend.chi2_per_dof > MAX_CHI2_PER_DOF:
+        out.notes.append(
+            f"the measured recalls scatter about the trend more than their intervals explain (χ²/dof "
+            f"{trend.chi2_per_dof:.1f}); the band is widened by it (the lists' structure may change across these "
+            "sizes, e.g. fewer lists than natural clusters at the small ones): measure nearer N_total to narrow it"
+        )
     if n_total is not None:
         out.n_total = n_total
-        out.nlist_total = max(1, round(build.nlist * n_total / nb))
-        if trend.chi2_per_dof > MAX_CHI2_PER_DOF:
-            out.notes.append(
-                f"no extrapolation: the measured recalls do not follow one log-linear trend (χ²/dof "
-                f"{trend.chi2_per_dof:.1f} > {MAX_CHI2_PER_DOF:g}); the lists' structure changes across these "
-                "sizes (e.g. fewer lists than natural clusters at the small ones), so measure nearer N_total"
-            )
-        else:
-            out.prediction = trend.predict(n_total)
+        out.nlist_total, out.nprobe_total = scale(build.nlist, setting.nprobe, nb, n_total)
+        mean, _, _ = trend.predict(n_total)
+        bands = [t.predict(n_total) for t in trends]
+        out.prediction = (mean, min(b[1] for b in bands), max(b[2] for b in bands))
     return out

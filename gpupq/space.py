@@ -16,6 +16,7 @@ from .errors import GpupqError
 from .grid import Grid
 from .memory import Deployment, deployment, scaled_nlist, store_bytes
 from .pq import valid_m
+from .projection import scale
 from .settings import Build
 
 #: the smallest code the default space holds, in bytes: below it the 8-byte id of every vector
@@ -35,6 +36,7 @@ class Candidate:
     deploy: Deployment | None  # the bill at --n-total, None without it
     engine: str = DEFAULT_ENGINE
     table_bytes: int = 0  # what keeping FAISS's precomputed L2 table would add (0: none to keep)
+    n_base: int = 0  # the sample's size, which --n-total is projected from
 
     @property
     def label(self) -> str:
@@ -44,7 +46,7 @@ class Candidate:
         """The bill at --n-total with a point's nprobe scaled as nlist is (None without it)."""
         if self.deploy is None:
             return None
-        scaled = max(1, min(self.deploy.nlist, round(nprobe * self.deploy.nlist / self.build.nlist)))
+        _, scaled = scale(self.build.nlist, nprobe, self.n_base, self.deploy.n_total)
         return replace(self.deploy, nprobe=scaled)
 
 
@@ -110,5 +112,5 @@ def candidates(
         for store in stores:
             dep = deployment(build, 1, store, n_base, n_total, d, metric) if n_total else None
             mem = bill.total(table=not table_skippable(engine)) + (store_bytes(store, n, d) if store else 0)
-            out.append(Candidate(build, store, mem, dep, engine, table))
+            out.append(Candidate(build, store, mem, dep, engine, table, n_base))
     return out

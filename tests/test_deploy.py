@@ -40,7 +40,7 @@ def test_deploy_at_n_total_scales_nlist_and_nprobe_as_the_bill_does():
     build, setting = Build(64, 16), Setting(8, 40, "fp16")
     at = deployment(build, setting.nprobe, "fp16", 10_000, 10_000_000, 64, "l2")
     spec = deploy_at(build, setting, "l2", 10, 10_000, at)
-    assert at.nlist == 2048 and at.nprobe == 256  # √1000 ≈ 31.6 -> ×32
+    assert at.nlist == 2024 and at.nprobe == 253  # ×√1000 ≈ 31.6, the share of lists probed kept
     assert spec["faiss_index_factory"].startswith(f"IVF{at.nlist},PQ16")
     assert spec["faiss_nprobe"] == at.nprobe == spec["cuvs_ivf_pq"]["search_params"]["n_probes"]
     assert spec["cuvs_ivf_pq"]["index_params"]["n_lists"] == at.nlist

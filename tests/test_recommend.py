@@ -272,3 +272,31 @@ def test_a_time_budget_stops_training_and_says_what_is_left_open():
         Target(0.9, time_budget=0).check()
     with pytest.raises(GpupqError, match="--engine"):
         Target(0.9, engine="milvus").check()
+
+
+def test_an_undecided_point_whose_mean_is_the_target_is_reported_without_a_query_count():
+    """more_queries_needed is None when the mean sits on the target: the advice and the headline
+    say so instead of printing "None more queries" (or failing to format it)."""
+    from rich.console import Console
+
+    from gpupq.engine import PointResult
+    from gpupq.metrics import Recall
+    from gpupq.recommend import Finding, Recommendation, _advice
+    from gpupq.report import render_recommendation
+    from gpupq.settings import Setting
+    from gpupq.space import Candidate
+
+    bill = memory_bill(1000, 8, 4, 2, 8, "l2")
+    pt = PointResult(Build(4, 2), Setting(1), Recall(0.8, 0.78, 0.82, 100, 0.8), Recall(0.8, 0.78, 0.82, 100, 0.8),
+                     bill, 10.0, 0.01)  # fmt: skip
+    assert more_queries_needed(pt, 0.8) is None
+    cheap = Finding(Candidate(Build(4, 2), "", 100, None), "undecided", pt, more_queries=None, best=pt)
+    answer = Finding(Candidate(Build(4, 4), "", 200, None), "meets", pt, best=pt)
+    ds = {"n_base": 1000, "metric": "l2", "source": "test", "d": 8, "n_queries": 100}
+    rec = Recommendation(Target(0.8), 10, ds, "numpy", "cpu", [answer], [cheap, answer], [pt], 0, 2)
+    console = Console(width=120, record=True)
+    console.print(render_recommendation(rec, width=120))
+    assert "more queries alone may not decide it" in console.export_text()
+    rec.answers = []
+    tips = _advice(rec, Target(0.8), None)
+    assert tips and "None" not in " ".join(tips) and "more queries alone may not decide it" in tips[0]

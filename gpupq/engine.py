@@ -308,15 +308,15 @@ class Workbench:
         self._built.pop(build, None)
 
     # ------------------------------------------------------------------ points
-    def curve(self, build: Build, nprobes: Sequence[int], depth: int) -> Curve:
+    def curve(self, build: Build, nprobes: Sequence[int], depth: int, head: int | None = None) -> Curve:
         """The PQ ranking to ``depth`` at every nprobe in ``nprobes``, from one scan at the
         largest (each per-list candidate set of the scan keeps ``depth``, as a search at that
-        depth does)."""
+        depth does); head: only the first ``head`` queries (a screening subset)."""
         index = self.built(build).index
         be, xp = self.be, self.be.xp
         ps = sorted({min(p, build.nlist) for p in nprobes})
         top = ps[-1]
-        q = self.queries
+        q = self.queries if head is None else self.queries[:head]
         nq = q.shape[0]
         # the scan's candidate buffers hold chunk·top·depth scores and ids (12 bytes each)
         step = max(1, be.work_bytes() // (top * depth * 12))
@@ -335,14 +335,16 @@ class Workbench:
         )
 
     def fetcher(self, kind: str) -> Rows:
-        """How re-ranking reads the ``kind`` store: on a GPU with room for it, the whole store
-        encoded once into device memory (as a GPU deployment holds it; built here, outside any
-        timed run); otherwise rows read from the input on the host as they are asked for."""
+        """How re-ranking reads the ``kind`` store: with room for it, the whole store encoded
+        once into the backend's memory (as a deployment holds it: a GPU's index, FAISS's
+        IndexRefine; built here, outside any timed run), on a GPU within half its free memory, on
+        the host within a quarter; otherwise rows read from the input as they are asked for, so
+        memory stays bounded whatever N is."""
         store = self.store(kind)
         be = self.be
-        if be.resident_stores and kind not in self._resident:
+        if kind not in self._resident:
             n, d = self.dataset.n, self.dataset.d
-            if store.nbytes(n, d) <= be.free_memory() // 2:
+            if store.nbytes(n, d) <= be.free_memory() // (2 if be.resident_stores else 4):
                 try:
                     codes = None
                     step = chunk_rows(d)
@@ -373,6 +375,7 @@ class Workbench:
         ranked = curve.ranked[nprobe]
         nb = self.split.n_base
         scanned = float(curve.scanned[nprobe].mean())
+        queries = self.queries[: ranked.shape[0]]  # a curve of the first queries only: theirs
         raw = truth.recall(be.to_numpy(ranked[:, :k]))
         out = [self.point(build, Setting(nprobe), raw, raw, scanned, nb)]
         by_store: dict[str, list[int]] = {}
@@ -381,7 +384,7 @@ class Workbench:
         for kind, depths in by_store.items():
             deepest = max(depths)
             cand = ranked[:, :deepest]
-            scores = candidate_scores(be, self.queries, cand, self.fetcher(kind), self.index_metric)
+            scores = candidate_scores(be, queries, cand, self.fetcher(kind), self.index_metric)
             for r in sorted(depths):
                 _, ids = best_of(be, cand[:, :r], scores[:, :r], k, self.index_metric)
                 rec = truth.recall(be.to_numpy(ids))

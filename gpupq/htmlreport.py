@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from . import __version__
+from .engine import PointResult
 from .grid import Grid
 from .plot import render
 from .recommend import Recommendation
@@ -78,16 +79,22 @@ def sweep_page(result: SweepResult) -> str:
 
 
 def evidence(rec: Recommendation) -> SweepResult:
-    """Every point the recommendation measured, as a sweep (for its plot), billed at --n-total
-    when given."""
+    """Every point the recommendation measured, as a sweep (for its plot), billed as the
+    recommendation bills its candidates: on its engine, at --n-total when given (else at the
+    sample's size), without FAISS's precomputed table."""
     points = list(rec.evaluated)
     grid = Grid(nlist=sorted({p.build.nlist for p in points}), m=sorted({p.build.m for p in points}))
     result = SweepResult(
         dataset=rec.dataset, grid=grid, k=rec.k, backend=rec.backend, device=rec.device, points=points, builds=[]
     )
     result.mark_frontiers()
-    if rec.n_total and points:
-        result.deployment = deployment_table(result, rec.n_total)
+    if points:
+        bills = {(f.candidate.build, f.candidate.store): f.candidate.memory_bytes for f in rec.findings}
+
+        def memory_of(p: PointResult) -> int | None:
+            return bills.get((p.build, p.setting.store if p.setting.rerank else ""))
+
+        result.deployment = deployment_table(result, rec.n_total or rec.dataset["n_base"], memory_of)
     return result
 
 

@@ -193,6 +193,12 @@ class GroundTruth:
     def nq(self) -> int:
         return int(self.ids.shape[0])
 
+    def head(self, n: int) -> GroundTruth:
+        """The ground truth of the first n queries (a screening subset)."""
+        if n >= self.nq:
+            return self
+        return GroundTruth(self.queries[:n], self.ids[:n], self.k, self.metric, self.rows)
+
     def is_right(self, scores: np.ndarray) -> np.ndarray:
         """scores: (nq, r) float64 exact scores (NaN = no neighbour) -> (nq, r) bool."""
         with np.errstate(invalid="ignore"):  # NaN compares False: a missing neighbour is wrong

@@ -34,7 +34,8 @@ from .errors import GpupqError
 from .frontier import Frontier, Option
 from .grid import Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT
-from .metrics import RECALL_DEFINITION, t975
+from .metrics import RECALL_DEFINITION
+from .nprobe_search import _doublings, _min_nprobe, screen_queries
 from .params import check
 from .plan import Plan, check_memory, measured_rate, plan_work
 from .projection import THROUGHPUT_NOTE, fit_speed, projected_qps
@@ -221,23 +222,6 @@ class Recommendation:
         }
 
 
-def more_queries_needed(point: PointResult, target: float) -> int | None:
-    """Queries to add so the 95% interval's lower end clears ``target``, if the mean and spread
-    stay put; None when the mean itself is below the target. The interval
-    (:func:`gpupq.metrics._interval`) must clear it on both counts: the t interval's half-width
-    t·sd/√n, and the rule of three's reach mean·3/n."""
-    r = point.recall
-    margin = r.mean - target
-    if margin <= 0:
-        return None
-    need = 3.0 * r.mean / margin
-    if r.sd is not None:
-        need = max(need, (t975(max(1, math.ceil(need) - 1)) * r.sd / margin) ** 2)
-    else:  # a Recall made without its spread: read the half-width off the interval
-        need = max(need, r.queries * ((r.mean - r.ci95_low) / margin) ** 2)
-    return max(1, math.ceil(need - r.queries))
-
-
 def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Grid | None = None) -> Grid:
     """The grid the recommendation searches: the one given, its empty axes filled by the
     recommender's space (:func:`space_nlist`, :func:`space_codes`: wider than the sweep's), with
@@ -358,11 +342,38 @@ def recommend(
                         out.evaluated.append(pt)
                 return cache[key]
 
+            screened: dict[tuple[Build, int, str], list[PointResult]] = {}
+            head = screen_queries(session.split.n_queries)
+
+            def screen(build: Build, r: int, store: str) -> list[PointResult] | None:
+                """Recall on the first ``head`` queries at nprobe 1, 2, 4, … nlist (None when the
+                screening subset would be every query), from :func:`prime`'s scan."""
+                if head is None:
+                    return None
+                if (build, r, store) not in screened:
+                    prime(build, [store])
+                return screened[(build, r, store)]
+
+            def prime(build: Build, stores: list[str]) -> None:
+                """Screen ``build`` for every store asked at once: one scan of the subset at
+                nlist, read at every doubling nprobe, re-ranked at every depth of every store."""
+                if head is None:
+                    return
+                ps = _doublings(build.nlist)
+                reranks = [(r, s) for s in stores for r in depths_for[s] if r]
+                curve = bench.curve(build, ps, max([k] + [r for r, _ in reranks]), head=head)
+                sub = truth.head(head)
+                for p in ps:
+                    for pt in bench.points(build, curve, p, k, reranks, sub):
+                        screened.setdefault((build, pt.setting.rerank, pt.setting.store), []).append(pt)
+
             def evaluate(cand: Candidate) -> Finding:
                 found: list[tuple[PointResult, str, int | None]] = []
                 best: PointResult | None = None
                 for r in depths_for[cand.store]:
-                    pt, verdict, more, top = _min_nprobe(cand.build, r, cand.store, target.recall, point)
+                    pt, verdict, more, top = _min_nprobe(
+                        cand.build, r, cand.store, target.recall, point, screen(cand.build, r, cand.store)
+                    )
                     best = top if best is None or top.recall.mean > best.recall.mean else best
                     if pt is not None:
                         found.append((pt, verdict, more))
@@ -401,6 +412,7 @@ def recommend(
                 if progress is not None:
                     progress("recommend: builds (cheapest open first)", len(search.verdicts), len(affordable))
                 build, build_stores = step
+                prime(build, build_stores)
                 for store in build_stores:
                     finding = evaluate(by_key[(build, store)])
                     out.findings.append(finding)
@@ -550,46 +562,6 @@ def _advice(out: Recommendation, target: Target, budget_pick: Finding | None) ->
             + " or a lower --target-recall"
         )
     return tips
-
-
-def _min_nprobe(
-    build: Build,
-    r: int,
-    store: str,
-    target: float,
-    point: Callable[[Build, int, int, str], PointResult],
-) -> tuple[PointResult | None, str, int | None, PointResult]:
-    """The smallest nprobe of ``build`` at depth r meeting ``target`` by its interval's lower end:
-    doubling, then bisection between the last failing and the first meeting doubling.
-
-    Returns (point or None, "meets" | "undecided" | "short", queries to decide, best seen).
-    """
-    nlist = build.nlist
-    p, prev = 1, 0
-    best: PointResult | None = None
-    undecided: PointResult | None = None
-    while True:
-        pt = point(build, p, r, store)
-        best = pt if best is None or pt.recall.mean > best.recall.mean else best
-        if pt.recall.ci95_low >= target:
-            break
-        if undecided is None and pt.recall.mean >= target:
-            undecided = pt
-        if p >= nlist:
-            if undecided is not None:
-                return undecided, "undecided", more_queries_needed(undecided, target), best
-            return None, "short", None, best
-        prev, p = p, min(2 * p, nlist)
-    lo, hi = prev, p  # lo fails (or is 0), hi meets
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if point(build, mid, r, store).recall.ci95_low >= target:
-            hi = mid
-        else:
-            lo = mid
-    chosen = point(build, hi, r, store)
-    assert best is not None
-    return chosen, "meets", None, best
 
 
 __all__ = ["Recommendation", "Setting", "Target", "recommend"]

@@ -17,6 +17,7 @@ from rich.text import Text
 from .estimate import EstimateResult, Timings
 from .memory import NLIST_RULE, RECALL_CAVEAT
 from .metrics import RECALL_DEFINITION, Recall
+from .nprobe_search import SCREEN_QUERIES
 from .projection import THROUGHPUT_NOTE
 from .recommend import Recommendation, deploy_for
 from .scalecurve import CAVEAT, FORMS
@@ -588,6 +589,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
             f.candidate.store or "-",
             bytes_short(f.candidate.memory_bytes),
             f.verdict
+            + (" (screened)" if p and f.verdict == "short" and p.recall.queries < ds["n_queries"] else "")
             + (f" (+{f.more_queries}q)" if f.more_queries else "")
             + (" (over budget)" if f.over_budget else ""),
             str(p.setting.nprobe) if p else "-",
@@ -606,7 +608,8 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         + "; q/s: queries per second, timed at the point's own setting; scanned: codes per query",
         *dropped_note(dropped),
         "verdict: meets (lower end ≥ target), undecided (interval straddles it; +q: queries that would decide), "
-        "short (the best seen is shown), slow (meets recall, below --min-qps)",
+        f"short (the best seen is shown; screened: its interval on the first {SCREEN_QUERIES} queries is wholly below "
+        "the target at every nprobe), slow (meets recall, below --min-qps)",
         _coverage_line(rec),
     ]
     if rec.n_total:

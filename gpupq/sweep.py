@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,8 +244,12 @@ def sweep(
     return result
 
 
-def deployment_table(result: SweepResult, n_total: int) -> dict[str, Any]:
-    """Every point billed at n_total (see :func:`gpupq.memory.deployment`), and the memory frontier's rows."""
+def deployment_table(
+    result: SweepResult, n_total: int, memory_of: Callable[[PointResult], int | None] | None = None
+) -> dict[str, Any]:
+    """Every point billed at n_total (see :func:`gpupq.memory.deployment`), and the memory frontier's
+    rows; ``memory_of`` bills a point otherwise where it returns bytes (recommend: on its engine,
+    without FAISS's precomputed table)."""
     ds = result.dataset
     nb, d, metric = ds["n_base"], ds["d"], "l2" if ds["metric"] == "l2" else "ip"
     rows = []
@@ -260,7 +264,7 @@ def deployment_table(result: SweepResult, n_total: int) -> dict[str, Any]:
                 "rerank_store": p.setting.store or None,
                 "nlist_total": dep.nlist,
                 "nprobe_total": dep.nprobe,
-                "memory_bytes_total": dep.memory_bytes,
+                "memory_bytes_total": (memory_of(p) if memory_of else None) or dep.memory_bytes,
                 "recall": p.recall.mean,
             }
         )

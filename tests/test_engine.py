@@ -68,10 +68,10 @@ def test_points_are_timed_interleaved_until_min_time(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["fp32", "fp16", "sq8"])
 def test_resident_store_scores_equal_host_fetch(monkeypatch, numpy_backend, kind):
-    """On a GPU the re-rank store is encoded once into device memory and candidates are
-    gathered there: its scores equal the host path's (rows read from the input, round-tripped)
-    bit for bit, -1 candidates included; with no room on the device it falls back to the host
-    path. Runs the CuPy backend class over the stand-in."""
+    """With room for it the re-rank store is encoded once into the backend's memory and
+    candidates are gathered there: its scores equal the path without room (rows read from the
+    input, round-tripped) bit for bit, -1 candidates included; with no room it falls back to
+    reading rows. Runs the CuPy backend class over the stand-in."""
     from gpupq.engine import Workbench
     from gpupq.io import hold_out, make_synthetic
     from gpupq.refine import DeviceRows, candidate_scores
@@ -86,6 +86,8 @@ def test_resident_store_scores_equal_host_fetch(monkeypatch, numpy_backend, kind
     cand = rng.choice(split.base_ids(), size=(40, 30))
     cand[:, -3:] = -1
     dev, host = Workbench(be, ds, split), Workbench(numpy_backend, ds, split)
+    monkeypatch.setattr(numpy_backend, "free_memory", lambda: 1 << 10)  # the host reads rows as asked
+    assert not isinstance(host.fetcher(kind), DeviceRows)
     rows = dev.fetcher(kind)
     assert isinstance(rows, DeviceRows)
     got = candidate_scores(be, be.asarray(split.queries), be.asarray(cand), rows, "l2")
@@ -144,3 +146,21 @@ def test_out_of_memory_retries_with_smaller_chunks(backend, monkeypatch):
     with pytest.raises(GpupqError, match="ground truth ran out of memory") as err:
         Workbench(backend, ds, split).truth(10)
     assert "\n" not in str(err.value)
+
+
+def test_host_holds_a_store_that_fits_as_a_deployment_would(numpy_backend, monkeypatch):
+    """On the host a store within a quarter of free memory is encoded once and kept (as FAISS's
+    IndexRefine holds it), not re-read and re-encoded for every re-ranking; above that, rows are
+    read as asked, so memory stays bounded."""
+    from gpupq.engine import Workbench
+    from gpupq.io import hold_out, make_synthetic
+    from gpupq.refine import DeviceRows
+
+    ds = make_synthetic(2000, 16, seed=0)
+    split = hold_out(ds, 20, 0)
+    bench = Workbench(numpy_backend, ds, split)
+    rows = bench.fetcher("sq8")
+    assert isinstance(rows, DeviceRows) and rows.codes.dtype == np.uint8 and rows.codes.shape == (2000, 16)
+    assert bench.fetcher("sq8") is rows  # encoded once
+    monkeypatch.setattr(numpy_backend, "free_memory", lambda: 4 * 2000 * 16 * 2 - 4)  # fp16: one byte short
+    assert not isinstance(Workbench(numpy_backend, ds, split).fetcher("fp16"), DeviceRows)

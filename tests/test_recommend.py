@@ -12,7 +12,8 @@ from gpupq.estimate import EstimateConfig, estimate
 from gpupq.grid import Grid
 from gpupq.io import make_synthetic
 from gpupq.memory import memory_bill
-from gpupq.recommend import Target, more_queries_needed, recommend
+from gpupq.nprobe_search import more_queries_needed
+from gpupq.recommend import Target, recommend
 from gpupq.session import RunConfig, open_session
 from gpupq.settings import Build
 
@@ -65,19 +66,6 @@ def test_recommend_respects_the_memory_budget_and_says_what_to_relax():
         assert any("--memory-budget" in tip or "closest" in tip for tip in rec.advice)
     data = json.loads(json.dumps(rec.to_dict()))
     assert data["target"]["memory_budget"] == budget
-
-
-def test_more_queries_needed():
-    from gpupq.engine import PointResult
-    from gpupq.metrics import Recall
-    from gpupq.settings import Setting
-
-    bill = memory_bill(1000, 8, 4, 2, 8, "l2")
-    pt = PointResult(Build(4, 2), Setting(1), Recall(0.92, 0.88, 0.96, 100, 0.92), Recall(0.9, 0.8, 1, 100, 0.9),
-                     bill, 10.0, 0.01)  # fmt: skip
-    # half-width 0.04 over a margin of 0.02: four times the queries (the width shrinks as 1/√n)
-    assert more_queries_needed(pt, 0.90) == 300
-    assert more_queries_needed(pt, 0.95) is None  # the mean is below: more queries won't help
 
 
 # ---------------------------------------------------------------------------------- issue 15 fixes

@@ -1,0 +1,109 @@
+"""The smallest nprobe at which a build meets a recall target, and how many queries would decide
+a point whose interval straddles it (``recommend``'s inner search).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from .engine import PointResult
+from .metrics import t975
+from .settings import Build
+
+#: queries that screen each candidate before it is searched on all of them (see _min_nprobe)
+SCREEN_QUERIES = 250
+
+
+def more_queries_needed(point: PointResult, target: float) -> int | None:
+    """Queries to add so the 95% interval's lower end clears ``target``, if the mean and spread
+    stay put; None when the mean itself is below the target. The interval
+    (:func:`gpupq.metrics._interval`) must clear it on both counts: the t interval's half-width
+    t·sd/√n, and the rule of three's reach mean·3/n."""
+    r = point.recall
+    margin = r.mean - target
+    if margin <= 0:
+        return None
+    need = 3.0 * r.mean / margin
+    if r.sd is not None:
+        need = max(need, (t975(max(1, math.ceil(need) - 1)) * r.sd / margin) ** 2)
+    else:  # a Recall made without its spread: read the half-width off the interval
+        need = max(need, r.queries * ((r.mean - r.ci95_low) / margin) ** 2)
+    return max(1, math.ceil(need - r.queries))
+
+
+def _doublings(nlist: int) -> list[int]:
+    """1, 2, 4, … up to nlist, and nlist."""
+    out = [1 << e for e in range(nlist.bit_length()) if 1 << e < nlist]
+    return [*out, nlist]
+
+
+def screen_queries(n_queries: int) -> int | None:
+    """How many of the queries screen a candidate (:data:`SCREEN_QUERIES`), or None when that
+    would be nearly all of them (screening would save nothing)."""
+    return SCREEN_QUERIES if n_queries >= 2 * SCREEN_QUERIES else None
+
+
+def _min_nprobe(
+    build: Build,
+    r: int,
+    store: str,
+    target: float,
+    point: Callable[[Build, int, int, str], PointResult],
+    screened: list[PointResult] | None = None,
+) -> tuple[PointResult | None, str, int | None, PointResult]:
+    """The smallest nprobe of ``build`` at depth r meeting ``target`` by its interval's lower end.
+
+    screened: the candidate's recall on a subset of the queries at nprobe 1, 2, 4, … nlist (one
+    scan). When even its best has an interval wholly below the target, the candidate falls short
+    and nothing more is scanned; otherwise the search on every query starts at the first
+    nprobe whose subset mean met the target. Without it, it starts at 1. From the start: halving
+    while it meets, or doubling until it does, then bisection between the last two.
+
+    Returns (point or None, "meets" | "undecided" | "short", queries to decide, best seen).
+    """
+    nlist = build.nlist
+    start = 1
+    if screened:
+        top = max(screened, key=lambda x: x.recall.mean)
+        if top.recall.ci95_high < target:
+            return None, "short", None, top
+        start = next((x.setting.nprobe for x in screened if x.recall.mean >= target), nlist)
+    best: PointResult | None = None
+    undecided: PointResult | None = None
+
+    def look(p: int) -> bool:
+        nonlocal best, undecided
+        pt = point(build, p, r, store)
+        best = pt if best is None or pt.recall.mean > best.recall.mean else best
+        if pt.recall.ci95_low >= target:
+            return True
+        if pt.recall.mean >= target and (undecided is None or p < undecided.setting.nprobe):
+            undecided = pt
+        return False
+
+    if look(start):
+        lo, hi = start // 2, start  # lo: not yet known to fail (0: nothing below)
+        while lo >= 1 and look(lo):
+            hi, lo = lo, lo // 2
+    else:
+        lo, p = start, start
+        while True:
+            if p >= nlist:
+                assert best is not None
+                if undecided is not None:
+                    return undecided, "undecided", more_queries_needed(undecided, target), best
+                return None, "short", None, best
+            lo, p = p, min(2 * p, nlist)
+            if look(p):
+                break
+        hi = p
+    while hi - lo > 1:  # lo fails (or is 0), hi meets
+        mid = (lo + hi) // 2
+        if look(mid):
+            hi = mid
+        else:
+            lo = mid
+    chosen = point(build, hi, r, store)
+    assert best is not None
+    return chosen, "meets", None, best

@@ -58,6 +58,7 @@ class Plan:
     free_bytes: int
     notes: list[str] = field(default_factory=list)
     bound: str = "roughly"  # "at most": a search that may stop early (recommend)
+    max_builds: int | None = None  # more builds than this need --yes (None: MAX_BUILDS)
 
     @property
     def seconds(self) -> float:
@@ -75,7 +76,7 @@ class Plan:
     def check(self, yes: bool) -> None:
         """Refuse, with the numbers, what does not fit in memory, and a large grid not confirmed."""
         _check_fits(self.candidate_bytes, self.free_bytes, self.notes)
-        if self.builds > MAX_BUILDS and not yes:
+        if self.builds > (MAX_BUILDS if self.max_builds is None else self.max_builds) and not yes:
             raise GpupqError(
                 f"this grid has {self.builds:,} builds ({self.bound} {_duration(self.seconds)}); give --yes to run it, "
                 f"or narrow --m, --nlist, --nbits or --opq (more than {MAX_BUILDS} builds need --yes)"

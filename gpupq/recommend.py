@@ -278,6 +278,8 @@ def recommend_plan(session: Session, target: Target, config: RunConfig, grid: Gr
         ground_truth=session.bench.stored_gt is None, settings=len(grid.rerank) * max(1, len(grid.stores)),
     )  # fmt: skip
     plan.bound = "at most about"  # bisection in every row: pruning across rows usually stops far sooner
+    if grid.code_range:  # the default space, not a range typed by hand: its size is by design
+        plan.max_builds = 1 << 62
     return plan
 
 

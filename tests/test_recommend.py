@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from gpupq.errors import GpupqError
@@ -288,3 +289,23 @@ def test_an_undecided_point_whose_mean_is_the_target_is_reported_without_a_query
     rec.answers = []
     tips = _advice(rec, Target(0.8), None)
     assert tips and "None" not in " ".join(tips) and "more queries alone may not decide it" in tips[0]
+
+
+def test_the_default_space_needs_no_yes_however_large():
+    """--yes guards a range typed by hand. The default space of a large set (at N = 1M, nlist
+    1,024 to 16,384 and more: here seven values) runs without it, and a hand-typed
+    grid of as many builds still asks."""
+    from gpupq.plan import MAX_BUILDS
+    from gpupq.recommend import recommend_plan
+
+    x = np.random.default_rng(0).standard_normal((4000, 384), dtype=np.float32)
+    cfg = RunConfig(k=10, queries=100)
+    with open_session(x, cfg, "numpy") as session:
+        plan = recommend_plan(session, Target(0.9), cfg)
+        plan.builds = 3 * MAX_BUILDS  # as a large N's default space gives
+        hand = recommend_plan(session, Target(0.9), cfg, Grid(nlist=[4, 8], m=[16, 32], nbits=[4, 8]))
+    assert plan.max_builds >= plan.builds  # the default space: its size is by design
+    plan.check(yes=False)
+    hand.builds = MAX_BUILDS + 1
+    with pytest.raises(GpupqError, match="--yes"):
+        hand.check(yes=False)

@@ -118,7 +118,13 @@ class Finding:
             out["deploy"] = deploy_for(self.point, self.candidate, n_base, k, metric)
         at = self.candidate.at(self.point.setting.nprobe if self.point else 1)
         if at is not None:
-            out["at_n_total"] = at.to_dict()
+            # one figure for the deployment: the engine's bill (the candidate's), not FAISS CPU's
+            # with its table; "memory" keeps FAISS CPU's terms for reference
+            out["at_n_total"] = {
+                **at.to_dict(),
+                "memory_bytes": self.candidate.memory_bytes,
+                "engine": self.candidate.engine,
+            }
         return out
 
 

@@ -65,3 +65,19 @@ def test_a_recommendation_at_n_total_follows_one_rule_everywhere():
         slow = recommend(session, Target(0.7, rerank=False, min_qps=between), cfg, grid)
     again = next(f for f in slow.findings if f.candidate.label == answer["candidate"])
     assert again.verdict == "slow" and again.point.queries_per_s > between > again.projected_qps
+
+
+def test_at_n_total_names_the_same_memory_as_the_answer():
+    """The answer's memory_bytes and its at_n_total.memory_bytes are one figure: the engine's
+    bill at N without FAISS's precomputed table, not FAISS CPU's bill with it."""
+    from gpupq.grid import Grid
+    from gpupq.io import make_synthetic
+    from gpupq.recommend import Target, recommend
+    from gpupq.session import RunConfig, open_session
+
+    cfg = RunConfig(k=10, queries=100, n_total=10_000_000, timing=False)
+    with open_session(make_synthetic(6000, 32, 0), cfg, "numpy") as session:
+        out = recommend(session, Target(0.6, rerank=False), cfg, Grid(nlist=[32], m=[8, 16], nbits=[8])).to_dict()
+    for f in out["findings"]:
+        assert f["at_n_total"]["memory_bytes"] == f["memory_bytes"] and f["at_n_total"]["engine"] == "faiss-cpu"
+        assert f["at_n_total"]["memory"]["precomputed_table"] > 0  # FAISS CPU's terms, for reference

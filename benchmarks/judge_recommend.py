@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--grid-cache", help="JSON file: the FAISS grid is read from it if it exists, else written to it")
     args = p.parse_args(argv)
+    if args.grid_cache and Path(args.grid_cache).resolve() == Path(args.data).resolve():
+        p.error("--grid-cache would write over --data; give another file")
     targets = [float(t) for t in args.targets.split(",")]
     data = gpupq.load_vectors(args.data, metric=args.metric)
     cfg = RunConfig(k=args.k, queries=args.queries, metric=args.metric)

@@ -32,7 +32,8 @@ from .params import PARAMS, check, help_for
 from .plan import MAX_BUILDS, Plan
 from .plot import render, require_matplotlib, terminal_plot
 from .recommend import DEFAULT_STORES, Target, default_queries, recommend, recommend_plan
-from .report import print_result, render_recommendation, render_sweep, sweep_csv, to_json
+from .recommend_report import render_recommendation
+from .report import print_result, render_sweep, sweep_csv, to_json
 from .session import POINT_MIN_TIME, RunConfig, Session, open_session
 from .sweep import sweep, sweep_plan
 from .terminal import OneLineGroup, err, fail, out, progress_reporter, stdout_guard, user_errors

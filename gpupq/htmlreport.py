@@ -22,7 +22,8 @@ from .engine import PointResult
 from .grid import Grid
 from .plot import render
 from .recommend import Recommendation
-from .report import render_recommendation, render_sweep
+from .recommend_report import render_recommendation
+from .report import render_sweep
 from .sweep import SweepResult, deployment_table
 
 #: the width the tables are laid out at on the page (it scrolls sideways beyond the window)

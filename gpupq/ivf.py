@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from .kmeans import assign, kmeans, sq_norms
 from .memory import PRECOMPUTED_TABLE_MAX_BYTES
 from .opq import OPQ
-from .pq import ProductQuantizer
+from .pq import PQ_NITER, ProductQuantizer
 from .scanplan import plan_scan
 
 if TYPE_CHECKING:
@@ -133,13 +133,16 @@ class IVFPQIndex:
         self.warnings += other.warnings
         return self
 
-    def train_pq(self, x_pq: Array, rng: np.random.Generator) -> IVFPQIndex:
+    def train_pq(
+        self, x_pq: Array, rng: np.random.Generator, points_per_centroid: int = 256, niter: int = PQ_NITER
+    ) -> IVFPQIndex:
         """The second half of :meth:`train`: the PQ on residuals of x_pq (n2, d), already rotated
-        when OPQ is on, and the precomputed table."""
+        when OPQ is on, and the precomputed table. points_per_centroid and niter: FAISS's by
+        default (a draft build trains on less)."""
         be = self.be
-        if x_pq.shape[0] > 256 * self.pq.ksub:
-            x_pq = x_pq[be.asarray(rng.permutation(x_pq.shape[0])[: 256 * self.pq.ksub])]
-        self.pq.fit(be, self.residuals(x_pq), rng)
+        if x_pq.shape[0] > points_per_centroid * self.pq.ksub:
+            x_pq = x_pq[be.asarray(rng.permutation(x_pq.shape[0])[: points_per_centroid * self.pq.ksub])]
+        self.pq.fit(be, self.residuals(x_pq), rng, niter=niter, max_points_per_centroid=points_per_centroid)
         self.warnings += self.pq.train_result.warnings
         if self.uses_precomputed_table:
             self.term2 = self._list_terms(be.xp.arange(self.nlist))

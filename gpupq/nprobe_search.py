@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from .engine import PointResult
 from .metrics import t975
+from .projection import fit_speed, projected_qps
 from .settings import Build
 
 #: queries that screen each candidate before it is searched on all of them (see _min_nprobe)
@@ -107,3 +108,24 @@ def _min_nprobe(
     chosen = point(build, hi, r, store)
     assert best is not None
     return chosen, "meets", None, best
+
+
+def companion(pt: PointResult, point: Callable[[Build, int, int, str], PointResult]) -> PointResult | None:
+    """The same build and depth at another nprobe (twice, or half at the last list), timed beside
+    ``pt`` so the cost of a code scanned can be told from the fixed cost of a query."""
+    p, nlist = pt.setting.nprobe, pt.build.nlist
+    other = 2 * p if 2 * p <= nlist else p // 2
+    if other < 1 or other == p:
+        return None
+    return point(pt.build, other, pt.setting.rerank, pt.setting.store)
+
+
+def project_point_qps(
+    pt: PointResult, comp: PointResult | None, n: int, n_total: int, d: int, rate: float
+) -> float | None:
+    """Queries/s of ``pt`` at n_total from its timing and its companion's (:func:`gpupq.projection.fit_speed`)."""
+    timed = [(x.scanned_per_query, 1.0 / x.queries_per_s) for x in (pt, comp) if x is not None and x.queries_per_s]
+    if not timed:
+        return None
+    fixed, per_code = fit_speed(timed)
+    return projected_qps(fixed, per_code, pt.scanned_per_query, n, n_total, pt.build.nlist, d, rate)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +34,10 @@ from .frontier import Frontier, Option
 from .grid import Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT
 from .metrics import RECALL_DEFINITION
-from .nprobe_search import _doublings, _min_nprobe, screen_queries
+from .nprobe_search import _doublings, _min_nprobe, companion, project_point_qps, screen_queries
 from .params import check
 from .plan import Plan, check_memory, measured_rate, plan_work
-from .projection import THROUGHPUT_NOTE, fit_speed, projected_qps
+from .projection import THROUGHPUT_NOTE
 from .session import Progress, RunConfig, Session
 from .settings import Build, Setting
 from .space import Candidate, candidates, space_builds, space_codes, space_nlist
@@ -50,6 +49,12 @@ DEFAULT_DEPTH_FACTORS = (5, 20)
 #: re-rank stores tried by default: fp32 gives the same recall as fp16 in practice at twice the memory
 DEFAULT_STORES = ("fp16", "sq8")
 ANSWERS = 3  # the recommendation and two runners-up
+#: a draft build settles a candidate short only when its best recall's 95% upper end on the
+#: screening queries is this far below the target (or twice the largest shortfall a draft has
+#: shown against its build in the same run, if more): drafts measured 0.2 to 1.1 points below
+DRAFT_MARGIN = 0.02
+#: the coverage key counting candidates found short on a draft build alone
+DRAFTED = "short on a draft build"
 #: queries recommend holds out by default: at recall 0.9 the 95% interval is about ±0.6 points with
 #: 1,000 (±2 with 100, where a cheaper candidate is often left undecided and the answer flips
 #: with --queries); fewer on a small set, so the base keeps 95% of it
@@ -97,6 +102,7 @@ class Finding:
     best: PointResult | None = None  # the highest recall seen (for "closest")
     over_budget: bool = False  # evaluated to say what the budget costs, not a candidate within it
     projected_qps: float | None = None  # queries/s projected to --n-total (gpupq.projection)
+    draft: bool = False  # short on a draft build alone (best: the draft's), never built faithfully
 
     def to_dict(self, n_base: int, k: int, metric: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +113,7 @@ class Finding:
             "more_queries": self.more_queries,
             "best": self.best.to_dict() if self.best else None,
             "over_budget": self.over_budget,
+            "draft": self.draft,
         }
         out["projected_queries_per_s"] = self.projected_qps
         out["engine"] = self.candidate.engine
@@ -362,18 +369,58 @@ def recommend(
                     prime(build, [store])
                 return screened[(build, r, store)]
 
-            def prime(build: Build, stores: list[str]) -> None:
-                """Screen ``build`` for every store asked at once: one scan of the subset at
-                nlist, read at every doubling nprobe, re-ranked at every depth of every store."""
-                if head is None:
-                    return
+            def scan_head(build: Build, stores: list[str], draft: bool = False) -> dict[tuple[int, str], list[Any]]:
+                """``build`` (or its draft) on the screening queries for every store asked at
+                once: one scan at nlist, read at every doubling nprobe, re-ranked at every depth
+                of every store; the points by (depth, store)."""
+                assert head is not None
                 ps = _doublings(build.nlist)
                 reranks = [(r, s) for s in stores for r in depths_for[s] if r]
-                curve = bench.curve(build, ps, max([k] + [r for r, _ in reranks]), head=head)
-                sub = truth.head(head)
+                curve = bench.curve(build, ps, max([k] + [r for r, _ in reranks]), head=head, draft=draft)
+                found: dict[tuple[int, str], list[PointResult]] = {}
                 for p in ps:
-                    for pt in bench.points(build, curve, p, k, reranks, sub):
-                        screened.setdefault((build, pt.setting.rerank, pt.setting.store), []).append(pt)
+                    for pt in bench.points(build, curve, p, k, reranks, truth.head(head)):
+                        found.setdefault((pt.setting.rerank, pt.setting.store), []).append(pt)
+                return found
+
+            def top(found: dict[tuple[int, str], list[PointResult]], store: str) -> PointResult:
+                """The best point of ``store``'s depths (no store: the raw ranking)."""
+                return max((p for (r, s), pts in found.items() if s == store and (r > 0) == bool(store) for p in pts),
+                           key=lambda p: p.recall.mean)  # fmt: skip
+
+            def prime(build: Build, stores: list[str]) -> None:
+                """Screen ``build`` for every store asked (:func:`scan_head`), and measure what
+                its draft, where it had one, fell short of it."""
+                if head is None or not stores:
+                    return
+                found = scan_head(build, stores)
+                for (r, s), pts in found.items():
+                    screened[(build, r, s)] = pts
+                for s in stores:
+                    if (build, s) in draft_tops:
+                        gaps.append(top(found, s).recall.mean - draft_tops[(build, s)])
+
+            draft_tops: dict[tuple[Build, str], float] = {}
+            gaps: list[float] = []
+
+            def draft_screen(build: Build, stores: list[str]) -> dict[str, Finding]:
+                """The stores of ``build`` that its draft (:meth:`Workbench.draft_pays`) settles
+                short: best recall's 95% upper end on the screening queries below the target by
+                more than the draft's margin (:data:`DRAFT_MARGIN`). The rest go on to the build.
+                Nothing is settled until one build has shown what its draft fell short of it on
+                this data (that first draft is a calibration)."""
+                if head is None or not bench.draft_pays(build):
+                    return {}
+                found = scan_head(build, stores, draft=True)
+                bench.drop(build, draft=True)
+                margin = max([DRAFT_MARGIN] + [2 * g for g in gaps])
+                out = {}
+                for s in stores:
+                    best = top(found, s)
+                    draft_tops[(build, s)] = best.recall.mean
+                    if gaps and best.recall.ci95_high + margin < target.recall:
+                        out[s] = Finding(by_key[(build, s)], "short", None, best=best, draft=True)
+                return out
 
             def evaluate(cand: Candidate) -> Finding:
                 found: list[tuple[PointResult, str, int | None]] = []
@@ -391,10 +438,10 @@ def recommend(
                     if config.timing or target.min_qps is not None:
                         # each at its own setting, the candidate's depths interleaved: the fastest wins
                         pts = [f[0] for f in meets]
-                        pairs = [(pt, _companion(pt, point)) for pt in pts] if n_total else []
+                        pairs = [(pt, companion(pt, point)) for pt in pts] if n_total else []
                         bench.time_points(pts + [c for _, c in pairs if c is not None], k, config.min_time)
                         for pt, comp in pairs:
-                            projected[id(pt)] = _project_qps(pt, comp, nb, n_total or nb, d, rate)
+                            projected[id(pt)] = project_point_qps(pt, comp, nb, n_total or nb, d, rate)
 
                     def qps(f: tuple[PointResult, str, int | None]) -> float:
                         """What --min-qps is checked against: at --n-total the projection, else as measured."""
@@ -420,15 +467,16 @@ def recommend(
                 if progress is not None:
                     progress("recommend: builds (cheapest open first)", len(search.verdicts), len(affordable))
                 build, build_stores = step
-                prime(build, build_stores)
+                drafted = draft_screen(build, build_stores)
+                prime(build, [s for s in build_stores if s not in drafted])
                 for store in build_stores:
-                    finding = evaluate(by_key[(build, store)])
+                    finding = drafted.get(store) or evaluate(by_key[(build, store)])
                     out.findings.append(finding)
                     search.record(build, store, finding.verdict)
                 if bench.has(build):
                     _keep_warnings(out, bench.built(build).index.warnings)
                     bench.drop(build)  # memory stays bounded by one build's codes, whatever the space
-            out.coverage = search.summary()
+            out.coverage = {**search.summary(), DRAFTED: sum(f.draft for f in out.findings)}
             met = sorted(
                 (f for f in out.findings if f.verdict == "meets"),
                 key=lambda f: (f.candidate.memory_bytes, f.candidate.build),
@@ -490,25 +538,6 @@ def recommend(
         if bench.has(b):  # an interrupted run leaves some untrained: never train one for its warnings
             _keep_warnings(out, bench.built(b).index.warnings)
     return out
-
-
-def _companion(pt: PointResult, point: Callable[[Build, int, int, str], PointResult]) -> PointResult | None:
-    """The same build and depth at another nprobe (twice, or half at the last list), timed beside
-    ``pt`` so the cost of a code scanned can be told from the fixed cost of a query."""
-    p, nlist = pt.setting.nprobe, pt.build.nlist
-    other = 2 * p if 2 * p <= nlist else p // 2
-    if other < 1 or other == p:
-        return None
-    return point(pt.build, other, pt.setting.rerank, pt.setting.store)
-
-
-def _project_qps(pt: PointResult, comp: PointResult | None, n: int, n_total: int, d: int, rate: float) -> float | None:
-    """Queries/s of ``pt`` at n_total from its timing and its companion's (:mod:`gpupq.projection`)."""
-    timed = [(x.scanned_per_query, 1.0 / x.queries_per_s) for x in (pt, comp) if x is not None and x.queries_per_s]
-    if not timed:
-        return None
-    fixed, per_code = fit_speed(timed)
-    return projected_qps(fixed, per_code, pt.scanned_per_query, n, n_total, pt.build.nlist, d, rate)
 
 
 def _keep_warnings(out: Recommendation, warnings: list[str]) -> None:

@@ -182,7 +182,7 @@ def test_a_cheaper_undecided_candidate_is_the_headline():
     that would decide it, so the answer does not silently depend on --queries."""
     from rich.console import Console
 
-    from gpupq.report import render_recommendation
+    from gpupq.recommend_report import render_recommendation
 
     ds = make_synthetic(6000, 32, 0)
     cfg = RunConfig(k=10, queries=40, timing=False)
@@ -271,7 +271,7 @@ def test_an_undecided_point_whose_mean_is_the_target_is_reported_without_a_query
     from gpupq.engine import PointResult
     from gpupq.metrics import Recall
     from gpupq.recommend import Finding, Recommendation, _advice
-    from gpupq.report import render_recommendation
+    from gpupq.recommend_report import render_recommendation
     from gpupq.settings import Setting
     from gpupq.space import Candidate
 

@@ -52,6 +52,12 @@ DRAFT_NITER = 10
 Progress = Callable[[str, int, int], None]
 
 
+def _coarse_key(build: Build | None) -> tuple[int, int]:
+    """What a coarse quantizer depends on: nlist, and m under OPQ (the rotation is trained for m)."""
+    assert build is not None
+    return (build.nlist, build.m if build.opq else 0)
+
+
 @dataclass
 class Coarse:
     """A trained coarse quantizer (and OPQ rotation), and the generator's state after it."""
@@ -143,6 +149,10 @@ class Workbench:
     min_time: float = 0.0
     progress: Progress | None = None
     stored_gt: np.ndarray | None = None
+    #: each base vector's list (and each training point's) assigned once per coarse quantizer and
+    #: shared by its builds, as the quantizer is: recommend sets it; a sweep leaves it off, so
+    #: the add time it reports for a build is that build's whole add
+    share_lists: bool = False
     # what the stages measured
     ground_truth_s: float | None = field(default=None, init=False)
     ground_truth_runs: Runs | None = field(default=None, init=False)
@@ -152,6 +162,9 @@ class Workbench:
     _coarse: dict[tuple[int, int], Coarse] = field(default_factory=dict, init=False, repr=False)
     _built: dict[Build, Built] = field(default_factory=dict, init=False, repr=False)
     _drafts: dict[Build, Built] = field(default_factory=dict, init=False, repr=False)
+    # coarse key -> the lists of the training sample's first rows, and of the base chunk by chunk
+    _sample_lists: dict[tuple[int, int], Any] = field(default_factory=dict, init=False, repr=False)
+    _base_lists: dict[tuple[int, int], list[Any]] = field(default_factory=dict, init=False, repr=False)
     _stores: dict[str, RerankStore] = field(default_factory=dict, init=False, repr=False)
     _resident: dict[str, DeviceRows] = field(default_factory=dict, init=False, repr=False)
     _queries: Any = field(default=None, init=False, repr=False)
@@ -224,7 +237,7 @@ class Workbench:
     def coarse(self, build: Build) -> tuple[Coarse, bool]:
         """The coarse quantizer of ``build`` (and whether it was already trained). Keyed by nlist,
         and by m under OPQ, whose rotation (trained first) depends on m."""
-        key = (build.nlist, build.m if build.opq else 0)
+        key = _coarse_key(build)
         if key in self._coarse:
             return self._coarse[key], True
         t0 = time.perf_counter()
@@ -260,23 +273,38 @@ class Workbench:
         x_pq = be.asarray(self.sample(n_pq))
         if index.opq is not None:
             x_pq = index.opq.apply(x_pq)
+        lists = None
+        if self.share_lists:  # the sample is nested: a smaller one's lists are a prefix
+            key = _coarse_key(build)
+            known = self._sample_lists.get(key)
+            if known is None or known.shape[0] < n_pq:
+                known = self._sample_lists[key] = index.coarse_assign(x_pq)
+            lists = known[:n_pq]
         # each attempt from a copy of the generator: a retry trains the same
-        budget = (DRAFT_POINTS_PER_CENTROID, DRAFT_NITER) if draft else ()
-        return be.retrying(lambda: index.train_pq(x_pq, copy.deepcopy(rng), *budget), "PQ training")
+        budget = (DRAFT_POINTS_PER_CENTROID, DRAFT_NITER) if draft else (256, PQ_NITER)
+        return be.retrying(lambda: index.train_pq(x_pq, copy.deepcopy(rng), *budget, lists), "PQ training")
 
     def train_index(self, build: Build) -> IVFPQIndex:
         """``build`` trained from scratch, nothing cached or shared: what ``estimate`` times."""
         coarse, rng = self._train_coarse(build)
         return self._train_pq(build, coarse, rng)
 
-    def fill(self, index: IVFPQIndex, label: str = "") -> None:
-        """Empty ``index``'s lists and add the whole base, chunk by chunk, then build the lists."""
+    def fill(self, index: IVFPQIndex, label: str = "", build: Build | None = None) -> None:
+        """Empty ``index``'s lists and add the whole base, chunk by chunk, then build the lists.
+        build: the build ``index`` is, whose lists are shared with the other builds of its coarse
+        quantizer when :attr:`share_lists` is on."""
+        shared = self._base_lists.setdefault(_coarse_key(build), []) if self.share_lists and build else None
 
         def attempt() -> None:
             index.reset()
             nb, done = self.split.n_base, 0
-            for ids, x in self.split.iter_base():
-                index.add(self.be.asarray(x), self.be.asarray(ids))
+            for i, (ids, x) in enumerate(self.split.iter_base()):
+                x = self.be.asarray(x)
+                if shared is not None and len(shared) == i:  # the first build of the quantizer
+                    # int32 when it holds the lists: the cache is 4 bytes a vector
+                    part = x if index.opq is None else index.opq.apply(x)
+                    shared.append(index.coarse_assign(part).astype(self.be.xp.int32))
+                index.add(x, self.be.asarray(ids), shared[i] if shared is not None else None)
                 done += len(ids)
                 self.report(f"add {label}".rstrip(), done, nb)
             index.build()
@@ -305,7 +333,7 @@ class Workbench:
         be.synchronize()
         t1 = time.perf_counter()
         self.report(f"train {label}", 1, 1)
-        self.fill(index, label)
+        self.fill(index, label, build)
         be.synchronize()
         out = Built(build, index, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
         cache[build] = out

@@ -134,15 +134,23 @@ class IVFPQIndex:
         return self
 
     def train_pq(
-        self, x_pq: Array, rng: np.random.Generator, points_per_centroid: int = 256, niter: int = PQ_NITER
+        self,
+        x_pq: Array,
+        rng: np.random.Generator,
+        points_per_centroid: int = 256,
+        niter: int = PQ_NITER,
+        lists: Array | None = None,
     ) -> IVFPQIndex:
         """The second half of :meth:`train`: the PQ on residuals of x_pq (n2, d), already rotated
         when OPQ is on, and the precomputed table. points_per_centroid and niter: FAISS's by
-        default (a draft build trains on less)."""
+        default (a draft build trains on less). lists: (n2,) int the list of each row of x_pq
+        when the caller knows it, else assigned here."""
         be = self.be
         if x_pq.shape[0] > points_per_centroid * self.pq.ksub:
-            x_pq = x_pq[be.asarray(rng.permutation(x_pq.shape[0])[: points_per_centroid * self.pq.ksub])]
-        self.pq.fit(be, self.residuals(x_pq), rng, niter=niter, max_points_per_centroid=points_per_centroid)
+            keep = be.asarray(rng.permutation(x_pq.shape[0])[: points_per_centroid * self.pq.ksub])
+            x_pq = x_pq[keep]
+            lists = lists[keep] if lists is not None else None
+        self.pq.fit(be, self.residuals(x_pq, lists), rng, niter=niter, max_points_per_centroid=points_per_centroid)
         self.warnings += self.pq.train_result.warnings
         if self.uses_precomputed_table:
             self.term2 = self._list_terms(be.xp.arange(self.nlist))
@@ -178,9 +186,11 @@ class IVFPQIndex:
         return xp.ascontiguousarray(xp.transpose(2.0 * cross, (1, 0, 2)) + sq_norms(self.be, cb)[None])
 
     # ------------------------------------------------------------------ adding
-    def add(self, x: Array, ids: Array) -> None:
+    def add(self, x: Array, ids: Array, lists: Array | None = None) -> None:
         """Encode x: (n, d) float32 with ids: (n,) int64 in [0, 2^32 - 1) (both on the
-        backend); the lists are rebuilt once, by :meth:`build` or the next search."""
+        backend); the lists are rebuilt once, by :meth:`build` or the next search. lists: (n,)
+        int each vector's list when the caller knows it (from another build of the same coarse
+        quantizer), else assigned here."""
         be, xp = self.be, self.be.xp
         n = x.shape[0]
         # exact top-k packs an id into 32 bits beside its score (one small read per call)
@@ -194,7 +204,7 @@ class IVFPQIndex:
             # every step of a row block in one worker: the residuals, transposes and casts
             # between the products run on the thread budget too, not only the products
             part = x[rows] if self.opq is None else self.opq.apply(x[rows])
-            labels[rows] = self.coarse_assign(part)
+            labels[rows] = self.coarse_assign(part) if lists is None else lists[rows]
             codes[rows] = self.pq.encode(be, self.residuals(part, labels[rows]))
 
         be.map(encode, be.row_groups(n))

@@ -9,7 +9,8 @@ The search is economical rather than the whole grid:
    answer and its runners-up, and nothing dearer is trained (a dearer one cannot be cheaper:
    FAISS's ``OperatingPoints`` prunes the same way).
 3. For each candidate and re-rank depth, the smallest nprobe that meets the target is found by
-   doubling (1, 2, 4, …) and then bisection between the last two doublings. Recall is not always
+   doubling (1, 2, 4, …) and then bisection between the last two doublings, to within 1/16
+   (:data:`gpupq.nprobe_search.NPROBE_RESOLUTION`; exact below 32). Recall is not always
    monotone in nprobe with PQ (FAISS issues #514, #2096): the answer is the smallest nprobe this
    search found, and every point it evaluated is in the evidence.
 4. A point meets the target when its 95% interval's lower end does. A point whose mean meets it
@@ -265,7 +266,9 @@ def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Gr
         grid.rules.append("OPQ: off (its training costs about ten PQ trainings a build here; --opq off,on weighs it)")
     grid = fill_defaults(grid, nb, d)
     grid.rules = [r for r in grid.rules if not r.startswith("nprobe:")]  # the sweep's rule; not used here
-    grid.rules.append("nprobe: the smallest meeting the target, by doubling (1, 2, 4, …) then bisection")
+    grid.rules.append(
+        "nprobe: the smallest meeting the target, by doubling (1, 2, 4, …) then bisection, to within 1/16 above 32"
+    )
     check_grid(grid, d, nb, k)
     return grid
 
@@ -343,6 +346,8 @@ def recommend(
     session.dataset.validate()
     cache: dict[tuple[Build, int, int, str], PointResult] = {}
     budget_pick: Finding | None = None
+    # recommend reports no add times: each vector's list is assigned once per coarse quantizer
+    share_lists, bench.share_lists = bench.share_lists, True
     try:
         with blas_threads(1):
             truth = bench.truth(k)
@@ -504,6 +509,8 @@ def recommend(
                             budget_pick = finding
     except KeyboardInterrupt:
         out.interrupted = True
+    finally:
+        bench.share_lists = share_lists
     if out.interrupted:
         out.advice.append(
             "interrupted: the evidence below is what was evaluated before Ctrl-C; candidates not evaluated have no "

@@ -75,7 +75,14 @@ class RerankStore:
         if self.kind == "fp16":
             return codes.astype("float32")
         vmin, vdiff = (self.vmin, self.vdiff) if xp is None else (xp.asarray(self.vmin), xp.asarray(self.vdiff))
-        return (vmin + (codes.astype("float32") + 0.5) / 255.0 * vdiff).astype("float32")
+        # FAISS's vmin + (code + ½)/255·vdiff, step by step in one buffer (the same bits as the
+        # expression, without its four temporaries: re-ranking decodes R·d values a query)
+        out = codes.astype("float32")
+        out += 0.5
+        out /= 255.0
+        out *= vdiff
+        out += vmin
+        return out
 
     def nbytes(self, n: int, d: int) -> int:
         """Bytes to store n vectors of d dimensions (:func:`gpupq.memory.store_bytes`)."""

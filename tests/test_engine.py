@@ -164,3 +164,37 @@ def test_host_holds_a_store_that_fits_as_a_deployment_would(numpy_backend, monke
     assert bench.fetcher("sq8") is rows  # encoded once
     monkeypatch.setattr(numpy_backend, "free_memory", lambda: 4 * 2000 * 16 * 2 - 4)  # fp16: one byte short
     assert not isinstance(Workbench(numpy_backend, ds, split).fetcher("fp16"), DeviceRows)
+
+
+def test_builds_sharing_their_lists_are_the_builds_made_alone(backend, monkeypatch):
+    """With ``share_lists`` (recommend), each vector's list is assigned once per coarse quantizer,
+    not once per build: the codebooks, codes and lists are bit for bit those of builds that
+    assign their own, OPQ (a quantizer per m) and drafts included."""
+    from gpupq.ivf import IVFPQIndex
+
+    builds = [Build(32, 4, 8), Build(32, 8, 6), Build(32, 4, 8, opq=True), Build(32, 8, 8, opq=True)]
+    calls = []
+    real = IVFPQIndex.coarse_assign
+    monkeypatch.setattr(IVFPQIndex, "coarse_assign", lambda self, x: calls.append(x.shape[0]) or real(self, x))
+    made = {}
+    for share in (False, True):
+        _ds, _cfg, session = _session(backend, n=5000, d=16)
+        with session:
+            bench = session.bench
+            bench.share_lists = share
+            calls.clear()
+            for b in builds:
+                for draft in (True, False):
+                    index = bench.built(b, draft).index
+                    made[(share, b, draft)] = [
+                        backend.to_numpy(a) for a in (index.pq.codebooks, index.codes, index.ids, index.offsets)
+                    ]
+            assigned = sum(calls)
+        if share:  # the base and the sample once per quantizer (3: one plain, two rotated)
+            assert assigned <= 3 * 2 * session.split.n_base
+        else:  # every build and draft: 8 of them
+            assert assigned >= 8 * session.split.n_base
+    for (share, b, draft), arrays in made.items():
+        if share:
+            for got, want in zip(arrays, made[(False, b, draft)]):
+                np.testing.assert_array_equal(got, want)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import itertools
 
-from gpupq.frontier import BELOW_SHORT, BELOW_UNDECIDED, DEARER, Frontier, Option
+from gpupq.frontier import (
+    BELOW_SHORT,
+    BELOW_UNDECIDED,
+    DEARER,
+    FEWER_LISTS_SHORT,
+    FEWER_LISTS_UNDECIDED,
+    Frontier,
+    Option,
+)
 from gpupq.settings import Build
 
 MS = [4, 6, 8, 12, 16, 24, 32, 48, 64, 96]
@@ -25,9 +33,10 @@ def _options() -> list[Option]:
 
 
 def _recall(b: Build, store: str) -> float:
-    """Monotone in m and in nbits within a family; a store lifts it; nlist shifts it."""
+    """Monotone in m and in nbits within a family; a store lifts it; more lists lift it a little
+    (finer residuals: the rule ``fewer lists, no larger code than one that fell short``)."""
     bits = b.m * b.nbits
-    return min(1.0, bits / 500 + (0.35 if store else 0) + (0.03 if b.nlist == 64 else 0))
+    return min(1.0, bits / 500 + (0.35 if store else 0) + (0.03 if b.nlist == 256 else 0))
 
 
 def _run(target: float) -> tuple[Frontier, int]:
@@ -83,6 +92,30 @@ def test_a_short_build_rules_out_smaller_codes_of_its_family_only():
     assert search.pruned[BELOW_SHORT] == len(opts) - 1 - len(open_)
 
 
+def test_a_short_build_rules_out_no_larger_codes_at_fewer_lists_and_not_at_more():
+    opts = _options()
+    search = Frontier(opts, answers=3)
+    search.record(Build(256, 24, 6), "", "short")
+    search._prune()
+    open_ = {(o.build, o.store) for o in search.open_options()}
+    for b in [Build(64, 24, 6), Build(64, 16, 6), Build(64, 24, 4), Build(256, 16, 6)]:
+        assert (b, "") not in open_, b
+    for b, s in [(Build(64, 32, 6), ""), (Build(64, 24, 7), ""), (Build(64, 16, 6), "sq8")]:
+        assert (b, s) in open_, b
+    fewer = sum(1 for o in opts if o.build.nlist == 64 and o.build.m <= 24 and o.build.nbits <= 6 and not o.store)
+    assert search.pruned[FEWER_LISTS_SHORT] == fewer
+    # the other way: short at 64 lists says nothing of 256
+    search = Frontier(opts, answers=3)
+    search.record(Build(64, 24, 6), "", "short")
+    search._prune()
+    assert (Build(256, 24, 6), "") in {(o.build, o.store) for o in search.open_options()}
+    assert FEWER_LISTS_SHORT not in search.pruned
+    search = Frontier(opts, answers=3)
+    search.record(Build(256, 24, 6), "", "undecided")
+    search._prune()
+    assert search.pruned[FEWER_LISTS_UNDECIDED] == fewer
+
+
 def test_an_undecided_build_rules_out_smaller_codes_as_such():
     search = Frontier(_options(), answers=3)
     search.record(Build(64, 24, 6), "", "undecided")
@@ -108,6 +141,6 @@ def test_next_build_bisects_the_cheapest_row_and_names_its_open_stores():
     search = Frontier(_options(), answers=3)
     build, stores = search.next_build()
     # the cheapest open candidate is IVF64 m=4 at 4 bits: its row (nlist 64, 4 bits, no store)
-    # has ten m values, and the median is tried first
-    assert (build.nlist, build.nbits) == (64, 4) and build.m == MS[len(MS) // 2]
+    # has ten m values, and the median is tried first, at the largest nlist (256)
+    assert (build.nlist, build.nbits) == (256, 4) and build.m == MS[len(MS) // 2]
     assert sorted(stores) == ["", "sq8"]

@@ -68,3 +68,23 @@ def test_nprobe_search_with_screening_finds_the_same_smallest_nprobe_and_skips_t
     screened = [replace(x, recall=replace(x.recall, ci95_high=0.81)) for x in screened]
     assert _min_nprobe(build, 0, "", 0.8, point, screened)[1] == "short"
     assert _doublings(64) == [1, 2, 4, 8, 16, 32, 64] and _doublings(48) == [1, 2, 4, 8, 16, 32, 48]
+
+
+def test_bisection_stops_within_a_sixteenth_above_32_and_is_exact_below():
+    from gpupq.nprobe_search import NPROBE_RESOLUTION, _min_nprobe
+
+    for smallest, nlist in [(700, 1024), (300, 512), (29, 64), (5, 64)]:
+        # meets 0.8 (±0.001) from `smallest` on; below it, well short
+        point, asked = _fake_points(lambda p, s=smallest: 0.9 if p >= s else 0.5, half=0.001)
+        found = _min_nprobe(Build(nlist, 2), 0, "", 0.8, point)
+        assert found[1] == "meets"
+        got = found[0].setting.nprobe
+        failing = max(p for p in asked if p < smallest)
+        assert smallest <= got and got - failing <= max(1, failing // NPROBE_RESOLUTION)
+        if smallest < 32:
+            assert got == smallest
+        assert got <= smallest * (1 + 1 / NPROBE_RESOLUTION)
+    # 512 to 1,024: four scans of every query after the doublings, not nine
+    point, asked = _fake_points(lambda p: 0.9 if p >= 700 else 0.5, half=0.001)
+    _min_nprobe(Build(1024, 2), 0, "", 0.8, point)
+    assert len([p for p in set(asked) if 512 < p < 1024]) <= 4

@@ -196,5 +196,5 @@ def test_builds_sharing_their_lists_are_the_builds_made_alone(backend, monkeypat
             assert assigned >= 8 * session.split.n_base
     for (share, b, draft), arrays in made.items():
         if share:
-            for got, want in zip(arrays, made[(False, b, draft)]):
+            for got, want in zip(arrays, made[(False, b, draft)], strict=True):
                 np.testing.assert_array_equal(got, want)

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
+from .advice import advice
 from .deploy import deploy_at
 from .engine import PointResult
 from .engines import DEFAULT_ENGINE, ENGINES
 from .errors import GpupqError
+from .faiss_timing import faiss_timing
 from .frontier import Frontier, Option
 from .grid import Grid, check_grid, fill_defaults
 from .memory import NLIST_RULE, RECALL_CAVEAT
@@ -104,6 +106,7 @@ class Finding:
     over_budget: bool = False  # evaluated to say what the budget costs, not a candidate within it
     projected_qps: float | None = None  # queries/s projected to --n-total (gpupq.projection)
     draft: bool = False  # short on a draft build alone (best: the draft's), never built faithfully
+    engine_timing: Any = None  # the point timed on faiss-cpu when installed (gpupq.faiss_timing)
 
     def to_dict(self, n_base: int, k: int, metric: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -116,6 +119,8 @@ class Finding:
             "over_budget": self.over_budget,
             "draft": self.draft,
         }
+        if self.engine_timing is not None:
+            out["faiss_cpu"] = self.engine_timing.to_dict()
         out["projected_queries_per_s"] = self.projected_qps
         out["engine"] = self.candidate.engine
         out["precomputed_table"] = False if self.candidate.table_bytes else None
@@ -493,6 +498,12 @@ def recommend(
                     out.answers.append(f)
             if progress is not None:
                 progress("recommend: builds (cheapest open first)", len(search.verdicts), len(affordable))
+            if config.timing:  # the figures a deployer acts on: the engine's own, where it is here
+                for i, f in enumerate(out.answers):
+                    if progress is not None:
+                        progress("recommend: answers timed on faiss-cpu", i, len(out.answers))
+                    assert f.point is not None
+                    f.engine_timing = faiss_timing(bench, f.point, k, session.threads, config.min_time)
             if not out.answers and over and not any(f.verdict == "undecided" for f in out.findings):
                 # what the budget costs: the cheapest over it that meets the target
                 over_search = Frontier([Option(c.build, c.store, c.memory_bytes) for c in over], 1)
@@ -522,7 +533,7 @@ def recommend(
                 f"--time-budget {target.time_budget:g} s ran out with {out.coverage.get('open', 0):,} candidates "
                 "neither evaluated nor ruled out: a cheaper answer may be among them; a larger budget settles it"
             )
-        out.advice.extend(_advice(out, target, budget_pick))
+        out.advice.extend(advice(out, target, budget_pick))
     if scale_curve and not out.interrupted and out.answers and out.answers[0].point is not None:
         from .scalecurve import scale_curve as measure_curve
 
@@ -551,61 +562,6 @@ def _keep_warnings(out: Recommendation, warnings: list[str]) -> None:
     for w in warnings:
         if w not in out.warnings:
             out.warnings.append(w)
-
-
-def _advice(out: Recommendation, target: Target, budget_pick: Finding | None) -> list[str]:
-    """What to change when nothing meets every constraint: one consistent account, from the
-    findings (each tip names the constraint that binds, never one that was not given)."""
-    if out.answers:
-        return []
-    tips = []
-    budget = target.memory_budget is not None
-    if budget_pick is not None:
-        tips.append(
-            f"nothing within the memory budget meets the target; the cheapest that does is "
-            f"{budget_pick.candidate.label} at {human_bytes(budget_pick.candidate.memory_bytes)}: relax "
-            "--memory-budget to at least that"
-        )
-    undecided = [f for f in out.findings if f.verdict == "undecided"]
-    slow = [f for f in out.findings if f.verdict == "slow"]
-    if undecided:
-        f = undecided[0]
-        assert f.point is not None
-        tips.append(
-            f"undecided: {f.candidate.label} at {f.point.setting.label} has recall {f.point.recall.mean:.3f} "
-            f"(95% interval {f.point.recall.ci95_low:.3f}–{f.point.recall.ci95_high:.3f}), which straddles "
-            f"{target.recall}; "
-            + (
-                f"about {f.more_queries} more queries (--queries) would decide it"
-                if f.more_queries is not None
-                else "its mean is at the target, so more queries alone may not decide it"
-            )
-        )
-    if slow:
-        fastest = max(slow, key=lambda f: (f.point.queries_per_s or 0) if f.point else 0)
-        assert fastest.point is not None
-        dearer = budget and out.over_budget > 0  # a configuration over the budget might be faster
-        tips.append(
-            f"configurations meet the recall but none reaches --min-qps {target.min_qps:g}: the fastest, "
-            f"{fastest.candidate.label} at {fastest.point.setting.label}, does "
-            f"{fastest.point.queries_per_s:,.0f} queries/s; relax --min-qps"
-            + (" or --memory-budget (larger configurations were not tried)" if dearer else "")
-        )
-    if not out.findings:
-        tips.append("no candidate fits the memory budget; relax --memory-budget")
-    elif budget_pick is None and not undecided and not slow:
-        seen = [f.best for f in out.findings if f.best is not None]
-        closest = max(seen, key=lambda p: p.recall.mean)
-        tips.append(
-            f"nothing evaluated meets recall {target.recall}: the closest is {closest.build.label} at "
-            f"{closest.setting.label}, recall {closest.recall.mean:.3f} "
-            f"({closest.recall.ci95_low:.3f}–{closest.recall.ci95_high:.3f}); "
-            + ("allow re-ranking (drop --no-rerank), " if not target.rerank else "")
-            + "try larger codes (--m, --nbits)"
-            + (", a larger --memory-budget" if budget and out.over_budget else "")
-            + " or a lower --target-recall"
-        )
-    return tips
 
 
 __all__ = ["Recommendation", "Setting", "Target", "recommend"]

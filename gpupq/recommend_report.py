@@ -13,7 +13,16 @@ from .nprobe_search import SCREEN_QUERIES
 from .projection import THROUGHPUT_NOTE
 from .recommend import DRAFT_MARGIN, DRAFTED, Recommendation, deploy_for
 from .report import _deploy_text, render_scale_curve
-from .tables import Column, bytes_short, count_short, dropped_note, fitted_table, rate_short, recall_short
+from .tables import (
+    Column,
+    bytes_short,
+    count_short,
+    dropped_note,
+    fitted_table,
+    latency_cell,
+    rate_short,
+    recall_short,
+)
 from .units import human_bytes
 
 
@@ -32,6 +41,21 @@ def _coverage_line(rec: Recommendation) -> str:
         + (f" ({drafted:,} found short on a draft build alone)" if drafted else "")
         + (f", {', '.join(parts)}" if parts else "")
         + f"; {len(rec.evaluated):,} points measured, in {rec.wall_s:.1f} s"
+    )
+
+
+def _engine_line(rec: Recommendation) -> str | None:
+    """The answers timed on faiss-cpu, labelled as its figures (gpupq.faiss_timing)."""
+    timed = [(i, f.engine_timing) for i, f in enumerate(rec.answers) if f.engine_timing is not None]
+    if not timed:
+        return None
+    cells = [
+        f"{'best' if i == 0 else f'#{i + 1}'} {rate_short(t.queries_per_s)} q/s, one query alone "
+        f"{latency_cell(t.latency)} (p50/p95/p99), recall {t.recall.mean:.3f}"
+        for i, t in timed
+    ]
+    return f"{timed[0][1].library}, handed the same index and timed here (its figures, not gpupq's scan): " + "; ".join(
+        cells
     )
 
 
@@ -112,6 +136,8 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         parts.append(_deploy_text(dep))
         if table_line := _table_line(rec):
             parts.append(Text(table_line))
+        if engine_line := _engine_line(rec):
+            parts.append(Text(engine_line))
     else:
         parts.append(Text("No configuration evaluated meets every constraint.", style="bold"))
     for tip in rec.advice:

@@ -50,13 +50,12 @@ def _engine_line(rec: Recommendation) -> str | None:
     if not timed:
         return None
     cells = [
-        f"{'best' if i == 0 else f'#{i + 1}'} {rate_short(t.queries_per_s)} q/s, one query alone "
-        f"{latency_cell(t.latency)} (p50/p95/p99), recall {t.recall.mean:.3f}"
+        f"{'best' if i == 0 else f'#{i + 1}'} {rate_short(t.queries_per_s)} q/s, one query "
+        f"{latency_cell(t.latency)} p50/p95/p99, recall {t.recall.mean:.3f}"
         for i, t in timed
     ]
-    return f"{timed[0][1].library}, handed the same index and timed here (its figures, not gpupq's scan): " + "; ".join(
-        cells
-    )
+    head = f"{timed[0][1].library} on the same index, timed here (its own figures, not gpupq's scan): "
+    return head + "; ".join(cells)
 
 
 def _table_line(rec: Recommendation) -> str | None:
@@ -148,6 +147,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
         ("nprobe", "right", 0), ("rerank", "right", 0), (f"recall@{rec.k}", "right", 0), ("q/s", "right", 1),
     ]  # fmt: skip
     rows = []
+    nq = ds["n_queries"]
     for f in sorted(rec.findings, key=lambda f: (f.over_budget, f.candidate.memory_bytes)):
         p = f.point or f.best
         rows.append([
@@ -156,7 +156,7 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
             bytes_short(f.candidate.memory_bytes),
             f.verdict
             + (" (draft)" if f.draft else "")
-            + (" (screened)" if p and f.verdict == "short" and p.recall.queries < ds["n_queries"] else "")
+            + (" (screened)" if p and f.verdict == "short" and not f.draft and p.recall.queries < nq else "")
             + (f" (+{f.more_queries}q)" if f.more_queries else "")
             + (" (over budget)" if f.over_budget else ""),
             str(p.setting.nprobe) if p else "-",

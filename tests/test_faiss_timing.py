@@ -54,4 +54,4 @@ def test_recommend_times_its_answers_on_faiss_and_says_whose_figure_it_is():
     console = Console(width=80, record=True)
     console.print(render_recommendation(rec, width=80))
     text = console.export_text()
-    assert "faiss-cpu" in text and "the same index" in text
+    assert "faiss-cpu" in text and "on the same index" in text and "its own figures" in text

@@ -59,6 +59,8 @@ CASES: dict[str, list[str]] = {
 VOLATILE = {
     "timings", "runs", "timed_runs", "wall_s", "ground_truth_s", "train_s", "add_s", "coarse_train_s", "pq_train_s",
     "queries_per_s", "device", "blas", "library_version", "gpupq_version",
+    # faiss-cpu's figures for the answers: present only where it is installed, and its version's
+    "faiss_cpu", "latency",
 }  # fmt: skip
 #: frontiers that use queries/s move with the clock
 VOLATILE_FRONTIERS = {"qps", "all"}

@@ -424,13 +424,13 @@ def recommend(
                 found = scan_head(build, stores, draft=True)
                 bench.drop(build, draft=True)
                 margin = max([DRAFT_MARGIN] + [2 * g for g in gaps])
-                out = {}
+                settled = {}
                 for s in stores:
                     best = top(found, s)
                     draft_tops[(build, s)] = best.recall.mean
                     if gaps and best.recall.ci95_high + margin < target.recall:
-                        out[s] = Finding(by_key[(build, s)], "short", None, best=best, draft=True)
-                return out
+                        settled[s] = Finding(by_key[(build, s)], "short", None, best=best, draft=True)
+                return settled
 
             def evaluate(cand: Candidate) -> Finding:
                 found: list[tuple[PointResult, str, int | None]] = []

@@ -268,9 +268,10 @@ def test_an_undecided_point_whose_mean_is_the_target_is_reported_without_a_query
     say so instead of printing "None more queries" (or failing to format it)."""
     from rich.console import Console
 
+    from gpupq.advice import advice
     from gpupq.engine import PointResult
     from gpupq.metrics import Recall
-    from gpupq.recommend import Finding, Recommendation, _advice
+    from gpupq.recommend import Finding, Recommendation
     from gpupq.recommend_report import render_recommendation
     from gpupq.settings import Setting
     from gpupq.space import Candidate
@@ -287,7 +288,7 @@ def test_an_undecided_point_whose_mean_is_the_target_is_reported_without_a_query
     console.print(render_recommendation(rec, width=120))
     assert "more queries alone may not decide it" in console.export_text()
     rec.answers = []
-    tips = _advice(rec, Target(0.8), None)
+    tips = advice(rec, Target(0.8), None)
     assert tips and "None" not in " ".join(tips) and "more queries alone may not decide it" in tips[0]
 
 

@@ -10,12 +10,25 @@ why in its commit::
 
     python -m tests.golden --update          # every case
     python -m tests.golden --update sweep_synthetic
+
+The outputs hold to the last bit only for one BLAS kernel: OpenBLAS picks its kernels by CPU, and
+an AVX-512 machine (``SkylakeX``) rounds products differently from an AVX2 one (``Haswell``),
+which moves a k-means assignment and then a recall. So a case may have a record per kernel:
+``<case>.json`` for ``Haswell`` and ``<case>.<kernel>.json`` where another kernel gives a
+different output. ``--update`` runs each case under every kernel this CPU can run (setting
+``OPENBLAS_CORETYPE`` in a child process: the tests never set it) and writes a kernel's record
+only where it differs from Haswell's.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import glob
 import json
+import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +67,34 @@ CASES: dict[str, list[str]] = {
         "--n-total", "5M",
     ],
 }  # fmt: skip
+
+#: the kernel ``<case>.json`` is recorded with; others get ``<case>.<kernel>.json`` where they differ
+REFERENCE_KERNEL = "Haswell"
+#: the kernels an x86-64 CPU with these flags can run, by /proc/cpuinfo flag
+_KERNEL_FLAGS = {"Haswell": "avx2", "SkylakeX": "avx512f"}
+
+
+def blas_kernel() -> str:
+    """The OpenBLAS kernel numpy runs here (``Haswell``, ``SkylakeX``, …; ``unknown`` when its
+    BLAS is not the OpenBLAS that numpy's wheels bundle)."""
+    import numpy as np
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*"))
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return fn().decode()
+    return "unknown"
+
+
+def record_path(case: str, kernel: str) -> Path:
+    """Where ``case``'s record for ``kernel`` is (its own if it has one, else the reference)."""
+    own = GOLDEN / f"{case}.{kernel}.json"
+    return own if kernel != REFERENCE_KERNEL and own.exists() else GOLDEN / f"{case}.json"
+
 
 #: keys whose values depend on the clock or the machine, dropped wherever they appear
 VOLATILE = {
@@ -101,8 +142,41 @@ def run(case: str) -> dict[str, Any]:
     return stable(json.loads(result.stdout))
 
 
-def stored(case: str) -> dict[str, Any]:
-    return json.loads((GOLDEN / f"{case}.json").read_text(encoding="utf-8"))
+def stored(case: str, kernel: str | None = None) -> dict[str, Any]:
+    """``case``'s record for ``kernel`` (default: the kernel running here)."""
+    return json.loads(record_path(case, kernel or blas_kernel()).read_text(encoding="utf-8"))
+
+
+def _kernels() -> list[str]:
+    """The OpenBLAS kernels this CPU can run, the reference first (just this one's off x86-64)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return [blas_kernel()]
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return [blas_kernel()]
+    return [k for k, flag in _KERNEL_FLAGS.items() if flag in flags]
+
+
+def _run_under(case: str, kernel: str) -> dict[str, Any]:
+    """``case`` run in a child process with OpenBLAS held to ``kernel``."""
+    code = f"import json; from tests import golden; print(json.dumps(golden.run({case!r})))"
+    env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def _update(case: str) -> None:
+    kernels = _kernels()
+    outputs = {k: _run_under(case, k) for k in kernels} if len(kernels) > 1 else {kernels[0]: run(case)}
+    reference = outputs.get(REFERENCE_KERNEL)
+    for kernel, got in outputs.items():
+        path = GOLDEN / (f"{case}.json" if kernel == REFERENCE_KERNEL else f"{case}.{kernel}.json")
+        if kernel != REFERENCE_KERNEL and got == reference:
+            path.unlink(missing_ok=True)  # the reference's record holds for this kernel too
+            continue
+        path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)} ({kernel})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bad = 0
     for case in args.cases or list(CASES):
-        got = run(case)
-        path = GOLDEN / f"{case}.json"
         if args.update:
-            path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            print(f"wrote {path.relative_to(ROOT)}")
-        elif got != stored(case):
+            _update(case)
+            continue
+        got = run(case)
+        path = record_path(case, blas_kernel())
+        if got != stored(case):
             bad += 1
             print(f"{case}: differs from {path.relative_to(ROOT)}")
         else:

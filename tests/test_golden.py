@@ -29,11 +29,21 @@ def _differences(a: Any, b: Any, where: str = "") -> list[str]:
 
 @pytest.mark.parametrize("case", list(golden.CASES))
 def test_output_matches_the_record(case):
-    diffs = _differences(golden.run(case), golden.stored(case))
+    kernel = golden.blas_kernel()
+    diffs = _differences(golden.run(case), golden.stored(case, kernel))
     assert not diffs, (
-        f"{case}: {len(diffs)} differences (regenerate with python -m tests.golden --update only "
-        "for a change meant to alter them):\n" + "\n".join(diffs[:30])
+        f"{case}: {len(diffs)} differences from {golden.record_path(case, kernel).name} under OpenBLAS's "
+        f"{kernel} kernel (regenerate with python -m tests.golden --update only for a change meant to alter "
+        "them):\n" + "\n".join(diffs[:30])
     )
+
+
+def test_a_kernel_without_its_own_record_is_held_to_the_reference():
+    """A kernel's own record is used only where one was written; otherwise Haswell's holds."""
+    case = next(iter(golden.CASES))
+    assert golden.record_path(case, golden.REFERENCE_KERNEL).name == f"{case}.json"
+    assert golden.record_path(case, "NoSuchKernel").name == f"{case}.json"
+    assert golden.blas_kernel()  # never empty: 'unknown' where numpy's BLAS is not its OpenBLAS
 
 
 def test_stable_drops_only_what_the_clock_decides():

@@ -383,8 +383,8 @@ class Workbench:
         for s in range(0, nq, step):
             out_d, out_i, probes = be.retrying(lambda s=s: index.scan(q[s : s + step], depth, top), "search")
             sizes = np.cumsum(index.list_sizes[probes], axis=1)  # (b, top)
-            for p in ps:
-                ranked[p].append(index.merge(out_d[:, :p], out_i[:, :p], depth)[1])
+            for p, ids in zip(ps, index.merge_prefixes(out_d, out_i, ps, depth), strict=True):
+                ranked[p].append(ids)
                 scanned[p].append(sizes[:, p - 1])
         return Curve(
             depth=depth,

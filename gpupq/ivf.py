@@ -21,6 +21,7 @@ byte per sub-quantizer; the memory bill counts them packed, as a real index stor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -332,6 +333,34 @@ class IVFPQIndex:
         if self.metric == "ip":
             dist = -dist
         return dist, found
+
+    def merge_prefixes(self, out_d: Array, out_i: Array, ps: Sequence[int], k: int) -> list[Array]:
+        """The ids of ``merge(out_d[:, :p], out_i[:, :p], k)`` for each p of ascending ``ps``:
+        (nq, k') int64 each, -1 past the candidates. Each p's best k is merged from the previous
+        p's best k and the ranks since: (score, id) is a total order and an id sits in one list,
+        so the picks are the same, and the work is one pass over the ranks rather than one per p
+        (a curve reads 11 nprobes of one scan, a bisection about 15)."""
+        be, xp = self.be, self.be.xp
+        nq = out_d.shape[0]
+        best_d = xp.empty((nq, 0), dtype=xp.float32)
+        best_i = xp.empty((nq, 0), dtype=xp.int64)
+        out, prev = [], 0
+        for p in ps:
+            cand_d = xp.concatenate([best_d, out_d[:, prev:p].reshape(nq, -1)], axis=1)
+            cand_i = xp.concatenate([best_i, out_i[:, prev:p].reshape(nq, -1)], axis=1)
+            kk = min(k, cand_d.shape[1])
+            best_d = xp.empty((nq, kk), dtype=xp.float32)
+            best_i = xp.empty((nq, kk), dtype=xp.int64)
+
+            def merge_rows(
+                rows: slice, cand_d: Array = cand_d, cand_i: Array = cand_i, to_d: Array = best_d, to_i: Array = best_i
+            ) -> None:
+                to_d[rows], to_i[rows] = be.topk_exact(cand_d[rows], k, tiebreak=cand_i[rows])
+
+            be.map(merge_rows, be.row_groups(nq))
+            out.append(xp.where(xp.isfinite(best_d), best_i, -1))
+            prev = p
+        return out
 
     def _scan_lists(self, q: Array, coarse_score: Array, probes: Array, k: int) -> tuple[Array, Array]:
         """Scan each probed list once for all the queries that probe it, many lists per call.

@@ -43,6 +43,20 @@ def _doublings(nlist: int) -> list[int]:
     return [*out, nlist]
 
 
+def bisection_points(lo: int, hi: int) -> list[int]:
+    """Every nprobe the bisection of :func:`_min_nprobe` can visit between ``lo`` (fails, or 0)
+    and ``hi`` (meets), ascending: about 15 at most. A scan at ``hi`` reads them all (each is
+    a prefix of its probe ranks), so the bisection scans once rather than once a step."""
+    out, stack = set(), [(lo, hi)]
+    while stack:
+        a, b = stack.pop()
+        if b - a > max(1, a // NPROBE_RESOLUTION):
+            mid = (a + b) // 2
+            out.add(mid)
+            stack += [(a, mid), (mid, b)]
+    return sorted(out)
+
+
 def screen_queries(n_queries: int) -> int | None:
     """How many of the queries screen a candidate (:data:`SCREEN_QUERIES`), or None when that
     would be nearly all of them (screening would save nothing)."""
@@ -54,7 +68,7 @@ def _min_nprobe(
     r: int,
     store: str,
     target: float,
-    point: Callable[[Build, int, int, str], PointResult],
+    point: Callable[..., PointResult],
     screened: list[PointResult] | None = None,
 ) -> tuple[PointResult | None, str, int | None, PointResult]:
     """The smallest nprobe of ``build`` at depth r meeting ``target`` by its interval's lower end.
@@ -65,6 +79,9 @@ def _min_nprobe(
     nprobe whose subset mean met the target. Without it, it starts at 1. From the start: halving
     while it meets, or doubling until it does, then bisection between the last two, to within
     1/:data:`NPROBE_RESOLUTION` of the failing end (exact below 32).
+
+    ``point(build, p, r, store, also)`` measures nprobe p; ``also``: the nprobes a bisection
+    below p could visit (:func:`bisection_points`), which the same scan can read for later.
 
     Returns (point or None, "meets" | "undecided" | "short", queries to decide, best seen).
     """
@@ -78,9 +95,11 @@ def _min_nprobe(
     best: PointResult | None = None
     undecided: PointResult | None = None
 
-    def look(p: int) -> bool:
+    def look(p: int, below: int) -> bool:
+        """Does nprobe p meet the target? ``below``: the other end of the bracket a bisection
+        would search if it does."""
         nonlocal best, undecided
-        pt = point(build, p, r, store)
+        pt = point(build, p, r, store, bisection_points(below, p))
         best = pt if best is None or pt.recall.mean > best.recall.mean else best
         if pt.recall.ci95_low >= target:
             return True
@@ -88,9 +107,9 @@ def _min_nprobe(
             undecided = pt
         return False
 
-    if look(start):
+    if look(start, start // 2):
         lo, hi = start // 2, start  # lo: not yet known to fail (0: nothing below)
-        while lo >= 1 and look(lo):
+        while lo >= 1 and look(lo, lo // 2):
             hi, lo = lo, lo // 2
     else:
         lo, p = start, start
@@ -101,12 +120,12 @@ def _min_nprobe(
                     return undecided, "undecided", more_queries_needed(undecided, target), best
                 return None, "short", None, best
             lo, p = p, min(2 * p, nlist)
-            if look(p):
+            if look(p, lo):
                 break
         hi = p
     while hi - lo > max(1, lo // NPROBE_RESOLUTION):  # lo fails (or is 0), hi meets
         mid = (lo + hi) // 2
-        if look(mid):
+        if look(mid, lo):
             hi = mid
         else:
             lo = mid

@@ -23,13 +23,14 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
 from .advice import advice
 from .deploy import deploy_at
-from .engine import PointResult
+from .engine import Curve, PointResult
 from .engines import DEFAULT_ENGINE, ENGINES
 from .errors import GpupqError
 from .faiss_timing import faiss_timing
@@ -357,10 +358,23 @@ def recommend(
         with blas_threads(1):
             truth = bench.truth(k)
 
-            def point(build: Build, p: int, r: int, store: str) -> PointResult:
+            curves: dict[tuple[Build, int], Curve] = {}  # the build's scans on every query, by nprobe
+
+            def point(build: Build, p: int, r: int, store: str, also: Sequence[int] = ()) -> PointResult:
+                """``build`` at nprobe p, re-ranked to depth r from ``store`` (r 0: none), on every
+                query. A scan at p to depth ≥ r already made serves it (its ranking's prefix is the
+                shallower ranking, for any store); otherwise one scan at p also reads the nprobes
+                ``also`` below it, for the bisection to come (:func:`gpupq.nprobe_search._min_nprobe`)."""
                 key = (build, p, r, store)
                 if key not in cache:
-                    curve = bench.curve(build, [p], max(k, r))
+                    depth = max(k, r)
+                    curve = curves.get((build, p))
+                    if curve is None or curve.depth < depth:
+                        ps = sorted({p, *(x for x in also if x < p)})
+                        curve = bench.curve(build, ps, depth)
+                        for x in ps:
+                            if (build, x) not in curves or curves[(build, x)].depth < depth:
+                                curves[(build, x)] = curve
                     pts = bench.points(build, curve, p, k, [(r, store)] if r else [], truth)
                     for pt in pts:
                         cache[(build, p, pt.setting.rerank, pt.setting.store)] = pt
@@ -486,6 +500,8 @@ def recommend(
                 if bench.has(build):
                     _keep_warnings(out, bench.built(build).index.warnings)
                     bench.drop(build)  # memory stays bounded by one build's codes, whatever the space
+                for key in [key for key in curves if key[0] == build]:
+                    del curves[key]
             out.coverage = {**search.summary(), DRAFTED: sum(f.draft for f in out.findings)}
             met = sorted(
                 (f for f in out.findings if f.verdict == "meets"),

@@ -180,3 +180,20 @@ def test_search_matches_brute_force_over_probed_lists(backend, metric):
         best = np.argsort(score, kind="stable")[:10]
         want_d = score[best] if metric == "l2" else -score[best]
         same_neighbours(dist[qi : qi + 1], found[qi : qi + 1], want_d[None], stored_ids[rows][best][None], metric)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_merge_prefixes_picks_what_each_merge_picks(backend, metric):
+    """The incremental merge of a curve gives, at every nprobe, the ids of a merge of that
+    prefix alone, on tie-heavy data (integer-valued vectors, many with one code in one list)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, size=(1500, 8)).astype(np.float32)
+    q = rng.integers(0, 3, size=(40, 8)).astype(np.float32)
+    index, _ = _build(backend, x, nlist=16, m=2, nbits=4, metric=metric)
+    out_d, out_i, _ = index.scan(backend.asarray(q), 30, 16)
+    ps = [1, 2, 3, 5, 8, 9, 16]
+    merged = index.merge_prefixes(out_d, out_i, ps, 30)
+    assert len(merged) == len(ps)
+    for p, ids in zip(ps, merged, strict=True):
+        expect = index.merge(out_d[:, :p], out_i[:, :p], 30)[1]
+        assert np.array_equal(backend.to_numpy(ids), backend.to_numpy(expect)), p

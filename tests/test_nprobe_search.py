@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gpupq.memory import memory_bill
-from gpupq.nprobe_search import more_queries_needed
+from gpupq.nprobe_search import _min_nprobe, more_queries_needed
 from gpupq.settings import Build
 
 
@@ -23,9 +23,10 @@ def test_more_queries_needed():
     assert more_queries_needed(pt, 0.95) is None  # the mean is below: more queries won't help
 
 
-def _fake_points(recall_at, queries=1000, half=0.01):
-    """point(build, p, r, store) -> a PointResult whose recall at nprobe p is recall_at(p), with
-    an interval of ±half; and the nprobes it was asked for."""
+def _fake_points(recall_at, queries=1000, half=0.01, scans=None):
+    """point(build, p, r, store, also) -> a PointResult whose recall at nprobe p is recall_at(p),
+    with an interval of ±half; and the nprobes it was asked for. ``scans``: a list to which each
+    nprobe that a scan had to be made for is appended (one not read by an earlier scan's ``also``)."""
     from gpupq.engine import PointResult
     from gpupq.metrics import Recall
     from gpupq.settings import Setting
@@ -33,9 +34,15 @@ def _fake_points(recall_at, queries=1000, half=0.01):
     asked: list[int] = []
     bill = memory_bill(1000, 8, 64, 2, 8, "l2")
 
-    def point(build, p, r, store, n=queries):
+    read: set[int] = set()
+
+    def point(build, p, r, store, also=(), n=queries):
         if n == queries:
             asked.append(p)
+            if scans is not None and p not in read:
+                scans.append(p)
+                read.update(x for x in also if x < p)
+            read.add(p)
         m = recall_at(p)
         rec = Recall(m, m - half, m + half, n, m)
         return PointResult(build, Setting(p, r, store), rec, rec, bill, float(p), p / 64)
@@ -84,7 +91,28 @@ def test_bisection_stops_within_a_sixteenth_above_32_and_is_exact_below():
         if smallest < 32:
             assert got == smallest
         assert got <= smallest * (1 + 1 / NPROBE_RESOLUTION)
-    # 512 to 1,024: four scans of every query after the doublings, not nine
-    point, asked = _fake_points(lambda p: 0.9 if p >= 700 else 0.5, half=0.001)
+    # 512 to 1,024: four steps after the doublings, not nine
+    scans: list[int] = []
+    point, asked = _fake_points(lambda p: 0.9 if p >= 700 else 0.5, half=0.001, scans=scans)
     _min_nprobe(Build(1024, 2), 0, "", 0.8, point)
     assert len([p for p in set(asked) if 512 < p < 1024]) <= 4
+    # and no scan of their own: the scan at 1,024 read them (the doublings' scans only)
+    assert scans == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+
+
+def test_bisection_points_are_every_step_a_bisection_can_take():
+    """Whatever the recall curve, every nprobe the bisection visits between the doubling that
+    failed and the one that met is among bisection_points: the scan at the upper end read it."""
+    from gpupq.nprobe_search import bisection_points
+
+    assert bisection_points(1, 2) == [] and bisection_points(0, 1) == []
+    assert bisection_points(16, 32) == list(range(17, 32))  # exact below 32: every nprobe
+    assert len(bisection_points(512, 1024)) == 15  # to within 1/16: four levels
+    for smallest in range(257, 513, 7):
+        scans: list[int] = []
+        point, asked = _fake_points(lambda p, s=smallest: 0.9 if p >= s else 0.5, half=0.001, scans=scans)
+        found = _min_nprobe(Build(512, 2), 0, "", 0.8, point)
+        assert found[1] == "meets"
+        inside = [p for p in asked if 256 < p < 512]
+        assert set(inside) <= set(bisection_points(256, 512)), smallest
+        assert scans == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], smallest

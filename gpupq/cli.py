@@ -31,7 +31,7 @@ from .outputs import check_outputs, write_output
 from .params import PARAMS, check, help_for
 from .plan import MAX_BUILDS, Plan
 from .plot import render, require_matplotlib, terminal_plot
-from .recommend import DEFAULT_STORES, Target, default_queries, recommend, recommend_plan
+from .recommend import DEFAULT_STORES, RUNNERS_UP_WITHIN, Target, default_queries, recommend, recommend_plan
 from .recommend_report import render_recommendation
 from .report import print_result, render_sweep, sweep_csv, to_json
 from .session import POINT_MIN_TIME, RunConfig, Session, open_session
@@ -468,6 +468,9 @@ def recommend_cmd(
     time_budget: Annotated[
         float | None, _opt("--time-budget", help="seconds after which no new build is trained (default: none)")
     ] = None,
+    runners_up_within: Annotated[
+        float, _opt("--runners-up-within", help="runners-up: at most this multiple of the answer's memory (inf: all)")
+    ] = RUNNERS_UP_WITHIN,
     m: Annotated[str | None, _opt("--m", help=f"candidate m: {_Lists} (default: every m dividing d)")] = None,
     nlist: Annotated[str | None, _opt("--nlist", help=f"candidate nlist: {_Lists} (default: √N to 16√N)")] = None,
     nbits: Annotated[
@@ -524,7 +527,9 @@ def recommend_cmd(
             budget = parse_size(memory_budget) if memory_budget is not None else None
         except GpupqError as exc:
             fail(f"--memory-budget {exc}")
-        target = Target(target_recall, budget, min_qps, rerank=not no_rerank, engine=engine, time_budget=time_budget)
+        target = Target(
+            target_recall, budget, min_qps, not no_rerank, engine, time_budget, runners_up_within=runners_up_within
+        )
         target.check()
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)

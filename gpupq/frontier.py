@@ -8,6 +8,10 @@ and uses the problem's structure to train few of them. The rules, each counted i
 - ``dearer``: a candidate that costs at least as much as the ``answers``-th cheapest build known
   to meet cannot be among the answers, nor can the same build with a dearer store than one that
   meets; neither is trained.
+- ``beyond the runners-up' reach``: runners-up are alternatives to the answer, not the whole
+  space above it: with ``within`` given, a candidate dearer than ``within`` times the cheapest
+  build known to meet is not trained (the answer itself is never dearer than that build, so
+  nothing this rules out could have been it).
 - ``smaller code than a short one``: within a family (nlist, OPQ and store fixed) recall rises
   with the code, in m at fixed nbits and in nbits at fixed m. A candidate whose m and nbits are
   both at most those of one that fell short (its recall below the target at every nprobe) falls
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from .settings import Build
 
 DEARER = "dearer than the answers found"
+BEYOND = "beyond the runners-up' reach"
 BELOW_SHORT = "smaller code than one that fell short"
 BELOW_UNDECIDED = "smaller code than an undecided one"
 FEWER_LISTS_SHORT = "fewer lists, no larger code than one that fell short"
@@ -66,6 +71,7 @@ class Frontier:
 
     options: Sequence[Option]
     answers: int = 3
+    within: float | None = None  # runners-up: at most this multiple of the cheapest that meets
     verdicts: dict[tuple[Build, str], str] = field(default_factory=dict)
     pruned: Counter[str] = field(default_factory=Counter)
     _open: list[Option] = field(default_factory=list, init=False)
@@ -118,9 +124,15 @@ class Frontier:
 
     def _prune(self) -> None:
         bound, met = self.bound, self._met()
+        reach = self.within * min(met.values()) if self.within is not None and met else None
         keep = []
         for o in self._open:
-            reason = DEARER if o.build in met and o.memory_bytes >= met[o.build] else self._ruled_out(o, bound)
+            if o.build in met and o.memory_bytes >= met[o.build]:
+                reason: str | None = DEARER
+            elif reach is not None and o.memory_bytes > reach:
+                reason = BEYOND
+            else:
+                reason = self._ruled_out(o, bound)
             if reason:
                 self.pruned[reason] += 1
             else:

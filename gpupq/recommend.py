@@ -53,6 +53,10 @@ DEFAULT_DEPTH_FACTORS = (5, 20)
 #: re-rank stores tried by default: fp32 gives the same recall as fp16 in practice at twice the memory
 DEFAULT_STORES = ("fp16", "sq8")
 ANSWERS = 3  # the recommendation and two runners-up
+#: runners-up are sought only up to this multiple of the answer's memory: alternatives a
+#: memory-minded deployer would weigh, without training every dearer family to find them (on
+#: MiniLM at 0.95 the next builds to meet cost 1.9x the answer, and finding them took 11 of 45 builds)
+RUNNERS_UP_WITHIN = 1.25
 #: a draft build settles a candidate short only when its best recall's 95% upper end on the
 #: screening queries is this far below the target (or twice the largest shortfall a draft has
 #: shown against its build in the same run, if more): drafts measured 0.2 to 1.1 points below
@@ -82,6 +86,7 @@ class Target:
     rerank: bool = True
     engine: str = DEFAULT_ENGINE  # whose memory is billed: faiss-cpu, faiss-gpu or cuvs
     time_budget: float | None = None  # seconds: no new build is trained after it
+    runners_up_within: float = RUNNERS_UP_WITHIN  # runners-up up to this multiple of the answer's memory
 
     def check(self) -> None:
         check("target_recall", self.recall)
@@ -89,6 +94,8 @@ class Target:
             raise GpupqError(f"--engine {self.engine!r}: give one of {', '.join(ENGINES)}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise GpupqError("--time-budget must be a positive number of seconds")
+        if not self.runners_up_within >= 1.0:
+            raise GpupqError("--runners-up-within must be at least 1 (a multiple of the answer's memory; inf for all)")
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise GpupqError("--memory-budget must be positive")
         if self.min_qps is not None:
@@ -268,6 +275,11 @@ def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Gr
             grid.nbits = [b for b in nbits if (1 << b) <= nb] or [min(nbits)]
         grid.rules.append(rule)
         grid.code_range = True
+    if math.isfinite(target.runners_up_within):
+        grid.rules.append(
+            f"runners-up: other builds meeting the target within {target.runners_up_within:g}× the answer's memory "
+            "(--runners-up-within)"
+        )
     if grid.opq == [False]:
         grid.rules.append("OPQ: off (its training costs about ten PQ trainings a build here; --opq off,on weighs it)")
     grid = fill_defaults(grid, nb, d)
@@ -482,7 +494,8 @@ def recommend(
                 return Finding(cand, "short", None, best=best)
 
             by_key = {(c.build, c.store): c for c in cands}
-            search = Frontier([Option(c.build, c.store, c.memory_bytes) for c in affordable], ANSWERS)
+            within = target.runners_up_within if math.isfinite(target.runners_up_within) else None
+            search = Frontier([Option(c.build, c.store, c.memory_bytes) for c in affordable], ANSWERS, within)
             while (step := search.next_build()) is not None:
                 # the budget counts from the start (ground truth included); one build is always trained
                 if target.time_budget is not None and search.verdicts and time.perf_counter() - t0 > target.time_budget:
@@ -508,8 +521,9 @@ def recommend(
                 key=lambda f: (f.candidate.memory_bytes, f.candidate.build),
             )
             seen: set[Build] = set()
+            reach = met[0].candidate.memory_bytes * target.runners_up_within if met else 0.0
             for f in met:  # one answer a build: a dearer store on the same build is no runner-up
-                if f.candidate.build not in seen and len(out.answers) < ANSWERS:
+                if f.candidate.build not in seen and len(out.answers) < ANSWERS and f.candidate.memory_bytes <= reach:
                     seen.add(f.candidate.build)
                     out.answers.append(f)
             if progress is not None:

@@ -8,10 +8,11 @@ from rich.console import Group
 from rich.text import Text
 
 from .engine import DRAFT_NITER, DRAFT_POINTS_PER_CENTROID
+from .frontier import BEYOND
 from .memory import NLIST_RULE, RECALL_CAVEAT
 from .nprobe_search import SCREEN_QUERIES
 from .projection import THROUGHPUT_NOTE
-from .recommend import DRAFT_MARGIN, DRAFTED, Recommendation, deploy_for
+from .recommend import ANSWERS, DRAFT_MARGIN, DRAFTED, Recommendation, deploy_for
 from .report import _deploy_text, render_scale_curve
 from .tables import (
     Column,
@@ -129,6 +130,13 @@ def render_recommendation(rec: Recommendation, width: int = 80) -> Group:
                 rows[-1].insert(7, rate_short(f.projected_qps))
         table, dropped = fitted_table("Cheapest configurations that meet the target", columns, rows, width)
         parts.append(table)
+        if len(rec.answers) < ANSWERS and rec.coverage.get(BEYOND):
+            parts.append(
+                Text(
+                    f"No other build within {rec.target.runners_up_within:g}× the best's memory meets the target "
+                    "(runners-up are sought that far; --runners-up-within inf looks further)"
+                )
+            )
         best = rec.answers[0]
         assert best.point is not None
         dep = deploy_for(best.point, best.candidate, ds["n_base"], rec.k, ds["metric"])

@@ -248,7 +248,8 @@ def test_sweep_cli_writes_csv_and_json(tmp_path):
 
 def test_recommend_cli_prints_the_answer_and_deploy_strings():
     args = ["recommend", "--synthetic", "--n", "6000", "--d", "32", "--target-recall", "0.8", "--nlist", "32"]
-    res = cli_runner().invoke(app, [*args, "--m", "8,16", "--n-total", "10M", "--scale-curve", "-q"])
+    extra = ["--runners-up-within", "inf"]  # every runner-up, however dear
+    res = cli_runner().invoke(app, [*args, "--m", "8,16", "--n-total", "10M", "--scale-curve", "-q", *extra])
     assert res.exit_code == 0, res.stderr
     for text in ("best", "#2", "index_factory", "cuVS", "Evidence", "at N=10M", "Recall as the collection grows"):
         assert text in res.stdout, text
@@ -276,6 +277,7 @@ def test_recommend_holds_out_enough_queries_to_decide_by_default():
         (["sweep", "--synthetic", "--n-total", "lots"], "--n-total"),
         (["sweep", "--synthetic", "--csv", "/no/such/dir/x.csv"], "does not exist"),
         (["recommend", "--synthetic", "--target-recall", "1.5"], "--target-recall"),
+        (["recommend", "--synthetic", "--target-recall", "0.9", "--runners-up-within", "0.5"], "--runners-up-within"),
         (["recommend", "--synthetic", "--target-recall", "0.9", "--memory-budget", "lots"], "memory"),
         # issue 15's hostile cases: each refused before any work, in one line that names the option
         (["recommend", "--synthetic", "--target-recall", "0.9", "--min-qps", "nan"], "--min-qps must be a finite"),

@@ -8,6 +8,7 @@ import itertools
 from gpupq.frontier import (
     BELOW_SHORT,
     BELOW_UNDECIDED,
+    BEYOND,
     DEARER,
     FEWER_LISTS_SHORT,
     FEWER_LISTS_UNDECIDED,
@@ -39,8 +40,8 @@ def _recall(b: Build, store: str) -> float:
     return min(1.0, bits / 500 + (0.35 if store else 0) + (0.03 if b.nlist == 256 else 0))
 
 
-def _run(target: float) -> tuple[Frontier, int]:
-    search = Frontier(_options(), answers=3)
+def _run(target: float, within: float | None = None) -> tuple[Frontier, int]:
+    search = Frontier(_options(), answers=3, within=within)
     trained = 0
     while (step := search.next_build()) is not None:
         build, stores = step
@@ -135,6 +136,27 @@ def test_dearer_than_three_answers_and_dearer_stores_of_an_answer_are_never_trai
     assert all(o.memory_bytes < bound for o in search.open_options())
     assert search.pruned[DEARER] == sum(1 for o in opts if o.memory_bytes >= bound and (o.build, o.store) not in
                                         {(b, "") for b in met})  # fmt: skip
+
+
+def test_runners_up_are_sought_within_their_reach_and_the_answer_is_unchanged():
+    """With ``within``, the search finds the same cheapest answer, the runners-up it finds are
+    the cheapest within that multiple of it, and it trains fewer builds."""
+    for target in (0.3, 0.6, 0.9):
+        _, trained_full = _run(target)
+        near, trained_near = _run(target, within=1.25)
+        cheapest = _cheapest(target)
+        best: dict[Build, int] = {}
+        for o in near.options:
+            if near.verdicts.get((o.build, o.store)) == "meets":
+                best[o.build] = min(best.get(o.build, o.memory_bytes), o.memory_bytes)
+        met = sorted(best.values())
+        assert met[0] == cheapest[0], target
+        reach = 1.25 * cheapest[0]
+        assert [m for m in met if m <= reach][:3] == [m for m in cheapest if m <= reach], target
+        assert trained_near <= trained_full and near.summary()["open"] == 0
+        if near.pruned[BEYOND]:
+            assert trained_near < trained_full, target
+    assert any(_run(t, within=1.25)[0].pruned[BEYOND] for t in (0.3, 0.6, 0.9))
 
 
 def test_next_build_bisects_the_cheapest_row_and_names_its_open_stores():

@@ -310,3 +310,41 @@ def test_the_default_space_needs_no_yes_however_large():
     hand.builds = MAX_BUILDS + 1
     with pytest.raises(GpupqError, match="--yes"):
         hand.check(yes=False)
+
+
+def test_runners_up_are_sought_only_within_their_reach_of_the_answer():
+    """The default reach (1.25× the answer's memory) keeps the answer, names only runners-up
+    within it, trains fewer builds and counts what it left; inf restores the whole search."""
+    import math
+
+    from gpupq.frontier import BEYOND
+    from gpupq.recommend import RUNNERS_UP_WITHIN
+
+    ds = make_synthetic(6000, 32, 0)
+    cfg = RunConfig(k=10, queries=100, timing=False)
+    grid = Grid(nlist=[32, 64], m=[4, 8, 16], nbits=[4, 6, 8], rerank=[0, 50], stores=["sq8", "fp16"])
+    with open_session(ds, cfg, "numpy") as session:
+        full = recommend(session, Target(0.8, runners_up_within=math.inf), cfg, grid)
+        near = recommend(session, Target(0.8), cfg, grid)
+    assert near.answers[0].candidate == full.answers[0].candidate
+    first = near.answers[0].candidate.memory_bytes
+    assert all(f.candidate.memory_bytes <= RUNNERS_UP_WITHIN * first for f in near.answers)
+    assert any(f.candidate.memory_bytes > RUNNERS_UP_WITHIN * first for f in full.answers)  # the case bites
+    assert [f.candidate for f in full.answers if f.candidate.memory_bytes <= RUNNERS_UP_WITHIN * first] == [
+        f.candidate for f in near.answers
+    ]
+    assert near.coverage[BEYOND] > 0 and BEYOND not in full.coverage
+    assert len({f.candidate.build for f in near.findings}) < len({f.candidate.build for f in full.findings})
+    assert any("within 1.25× the answer's memory" in rule for rule in near.to_dict()["grid_rules"])
+    with pytest.raises(GpupqError, match="--runners-up-within"):
+        Target(0.9, runners_up_within=0.5).check()
+    from rich.console import Console
+
+    from gpupq.recommend_report import render_recommendation
+
+    console = Console(width=80, record=True)
+    console.print(render_recommendation(near, width=80))
+    assert "No other build within 1.25× the best's memory meets the target" in console.export_text()
+    console = Console(width=80, record=True)
+    console.print(render_recommendation(full, width=80))
+    assert "No other build within" not in console.export_text()

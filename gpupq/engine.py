@@ -38,7 +38,7 @@ from .knn import exact_knn
 from .memory import MemoryBill, memory_bill
 from .metrics import GroundTruth, Recall
 from .pq import PQ_NITER
-from .refine import DeviceRows, RerankStore, Rows, best_of, candidate_scores, rerank
+from .refine import DeviceRows, RerankStore, Rows, best_of, rerank, shared_candidate_scores
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
 from .timing import LATENCY_QUERIES, Latency, Runs, one_at_a_time, repeat
 
@@ -429,24 +429,42 @@ class Workbench:
     ) -> list[PointResult]:
         """Every point of ``build`` at ``nprobe`` from the curve: the raw ranking, and each
         (depth, store) in ``reranks`` (depths at most curve.depth), untimed."""
+        return self.points_at(build, curve, [nprobe], k, reranks, truth)[nprobe]
+
+    def points_at(
+        self,
+        build: Build,
+        curve: Curve,
+        nprobes: Sequence[int],
+        k: int,
+        reranks: Sequence[tuple[int, str]],
+        truth: GroundTruth,
+    ) -> dict[int, list[PointResult]]:
+        """:meth:`points` at each of ``nprobes``, each (query, candidate) re-ranked once however
+        many of the nprobes rank it (:func:`gpupq.refine.shared_candidate_scores`)."""
         be = self.be
-        ranked = curve.ranked[nprobe]
         nb = self.split.n_base
-        scanned = float(curve.scanned[nprobe].mean())
-        queries = self.queries[: ranked.shape[0]]  # a curve of the first queries only: theirs
-        raw = truth.recall(be.to_numpy(ranked[:, :k]))
-        out = [self.point(build, Setting(nprobe), raw, raw, scanned, nb)]
+        out: dict[int, list[PointResult]] = {}
+        raws: dict[int, tuple[Recall, float]] = {}
+        for p in nprobes:
+            scanned = float(curve.scanned[p].mean())
+            raw = truth.recall(be.to_numpy(curve.ranked[p][:, :k]))
+            raws[p] = (raw, scanned)
+            out[p] = [self.point(build, Setting(p), raw, raw, scanned, nb)]
         by_store: dict[str, list[int]] = {}
         for r, kind in reranks:
             by_store.setdefault(kind, []).append(r)
         for kind, depths in by_store.items():
             deepest = max(depths)
-            cand = ranked[:, :deepest]
-            scores = candidate_scores(be, queries, cand, self.fetcher(kind), self.index_metric)
-            for r in sorted(depths):
-                _, ids = best_of(be, cand[:, :r], scores[:, :r], k, self.index_metric)
-                rec = truth.recall(be.to_numpy(ids))
-                out.append(self.point(build, Setting(nprobe, r, kind), rec, raw, scanned, nb))
+            cands = [curve.ranked[p][:, :deepest] for p in nprobes]
+            queries = self.queries[: cands[0].shape[0]]  # a curve of the first queries only: theirs
+            all_scores = shared_candidate_scores(be, queries, cands, self.fetcher(kind), self.index_metric)
+            for p, cand, scores in zip(nprobes, cands, all_scores, strict=True):
+                raw, scanned = raws[p]
+                for r in sorted(depths):
+                    _, ids = best_of(be, cand[:, :r], scores[:, :r], k, self.index_metric)
+                    rec = truth.recall(be.to_numpy(ids))
+                    out[p].append(self.point(build, Setting(p, r, kind), rec, raw, scanned, nb))
         return out
 
     def point(self, build: Build, setting: Setting, rec: Recall, raw: Recall, scanned: float, nb: int) -> PointResult:

@@ -414,8 +414,8 @@ def recommend(
                 reranks = [(r, s) for s in stores for r in depths_for[s] if r]
                 curve = bench.curve(build, ps, max([k] + [r for r, _ in reranks]), head=head, draft=draft)
                 found: dict[tuple[int, str], list[PointResult]] = {}
-                for p in ps:
-                    for pt in bench.points(build, curve, p, k, reranks, truth.head(head)):
+                for pts in bench.points_at(build, curve, ps, k, reranks, truth.head(head)).values():
+                    for pt in pts:
                         found.setdefault((pt.setting.rerank, pt.setting.store), []).append(pt)
                 return found
 

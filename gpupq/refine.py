@@ -18,7 +18,7 @@ on the device, with no trip through the host.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +160,37 @@ def candidate_scores(be: Backend, q: Array, candidates: Array, fetch: Rows, metr
             score = -xp.einsum("brd,bd->br", x, qs)
         out.append(xp.where(sl >= 0, score, _INF).astype(xp.float32))
     return xp.concatenate(out) if out else xp.full((0, r), _INF, dtype=xp.float32)
+
+
+def shared_candidate_scores(be: Backend, q: Array, cands: Sequence[Array], fetch: Rows, metric: str) -> list[Array]:
+    """:func:`candidate_scores` of several candidate arrays of the same queries (a curve's
+    nprobes: each (nq, R_i) int64, -1 for none), each (query, id) pair scored once. The
+    rankings at successive nprobes share most of their candidates, so this reads and decodes
+    a fraction of the rows; the scores are the same numbers (one depends only on its pair)."""
+    xp = be.xp
+    if len(cands) == 1:
+        return [candidate_scores(be, q, cands[0], fetch, metric)]
+    nq = q.shape[0]
+    ids = xp.sort(xp.concatenate(cands, axis=1), axis=1)  # (nq, ΣR_i)
+    first = xp.ones(ids.shape, dtype=bool)
+    first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    first &= ids >= 0
+    width = max(1, int(first.sum(axis=1).max())) if nq else 1
+    uniq = xp.full((nq, width), -1, dtype=xp.int64)  # each row's distinct ids, ascending, then -1
+    rows, cols = xp.nonzero(first)
+    uniq[rows, (xp.cumsum(first, axis=1) - 1)[rows, cols]] = ids[rows, cols]
+    scores = candidate_scores(be, q, uniq, fetch, metric).ravel()
+    # one sorted key per (row, id), the -1 padding last in its row: ids are below 2^32 - 1
+    # (Backend.order_key's bound), so row·2^32 + id orders rows, then ids
+    span = 1 << 32
+    base = xp.arange(nq, dtype=xp.int64)[:, None] * span
+    keys = (base + xp.where(uniq >= 0, uniq, span - 1)).ravel()
+    out = []
+    for c in cands:
+        at = xp.searchsorted(keys, (base + xp.where(c >= 0, c, span - 1)).ravel()).reshape(c.shape)
+        s = xp.take(scores, xp.minimum(at, keys.size - 1))
+        out.append(xp.where(c >= 0, s, _INF).astype(xp.float32))
+    return out
 
 
 def best_of(be: Backend, candidates: Array, scores: Array, k: int, metric: str) -> tuple[Array, Array]:

@@ -117,3 +117,30 @@ def test_store_nbytes_is_the_memory_bill(kind):
 def test_unknown_store_is_refused():
     with pytest.raises(GpupqError, match=r"--rerank-store 'fp8' is not one of fp32, fp16, sq8"):
         RerankStore("fp8")
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_shared_scores_are_each_arrays_own_scores(backend, metric):
+    """Scoring several candidate arrays together (each pair once) gives every array exactly the
+    scores it gets alone: shared ids, -1 slots, a row with no candidate, arrays of other widths."""
+    from gpupq.refine import candidate_scores, shared_candidate_scores
+
+    rng = np.random.default_rng(2)
+    x = clustered(300, 12, seed=1)
+    q = backend.asarray(clustered(9, 12, seed=2))
+    store = RerankStore("sq8").fit(x)
+
+    def fetch(ids):
+        return backend.asarray(store.round_trip(x[ids]))
+
+    cands = []
+    for width in (5, 20, 20, 40):
+        c = np.stack([rng.choice(300, size=width, replace=False) for _ in range(9)]).astype(np.int64)
+        c[rng.random(c.shape) < 0.2] = -1
+        c[4] = -1  # a query with no candidate at all
+        cands.append(backend.asarray(c))
+    shared = shared_candidate_scores(backend, q, cands, fetch, metric)
+    for c, s in zip(cands, shared, strict=True):
+        alone = backend.to_numpy(candidate_scores(backend, q, c, fetch, metric))
+        assert np.array_equal(backend.to_numpy(s), alone)
+        assert np.isinf(alone[4]).all()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GpupqError
+from .io.shards import every_file, is_collection
 
 #: plot formats, by extension: what matplotlib's Agg canvas writes
 PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
@@ -99,7 +100,11 @@ def check_outputs(
     ``csv``, ``plot`` or ``html``; ``inputs`` the paths the run reads (None and non-paths are skipped).
     Returns the outputs given, checked; refuses with one line what could destroy an input or
     another output, or cannot be written."""
-    in_paths = [Path(p) for p in inputs if isinstance(p, (str, os.PathLike))]
+    in_paths = []
+    for p in inputs:
+        if isinstance(p, (str, os.PathLike)):
+            text = os.fspath(p)
+            in_paths += [Path(f) for f in every_file(text)] if is_collection(text) else [Path(text)]
     checked: list[Output] = []
     for option, given, kind in outputs:
         if given is None:

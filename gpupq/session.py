@@ -17,7 +17,7 @@ import numpy as np
 from .backends import Backend, cupy_status, get_backends
 from .engine import Progress, Workbench
 from .errors import GpupqError
-from .io import Dataset, Split, hold_out, read_ground_truth, with_query_file
+from .io import Dataset, ShardedArray, Split, hold_out, read_ground_truth, with_query_file
 from .metrics import TIE_EPS, GroundTruth
 from .params import check
 from .threads import ThreadBudget, resolve_threads
@@ -200,6 +200,7 @@ class Session:
             "queries_source": split.query_source or "held out",
             "ground_truth": self.ground_truth_source or "computed (exact search)",
             "metric": ds.metric,
+            **({"shards": ds.array.manifest()} if isinstance(ds.array, ShardedArray) else {}),
         }
 
 

@@ -38,7 +38,8 @@ Modules (this package re-exports their public names; a module-level setting such
 - :mod:`.dataset`: :class:`Dataset` (float32 reads in chunks, validation), :func:`chunk_rows`, ``METRICS``;
 - :mod:`.split`: :class:`Split` of queries and base, :func:`hold_out`, :func:`with_query_file`;
 - :mod:`.synthetic`: :func:`make_synthetic`;
-- :mod:`.inputs`: :func:`detect_format`, :func:`load_vectors`, :func:`open_inputs`;
+- :mod:`.inputs`: :func:`detect_format`, :func:`load_vectors`, :func:`load_collection`, :func:`open_inputs`;
+- :mod:`.shards`: :class:`ShardedArray`, a directory or glob of files read as one base;
 - :mod:`.npy`, :mod:`.binary`, :mod:`.hdf5`, :mod:`.arrow`: one reader per family of file types
   (h5py and pyarrow are imported by their module only, and only when a file is read);
 - :mod:`.lazy`: :class:`LazyArray`; :mod:`.limits`: the inflation limit;
@@ -47,10 +48,11 @@ Modules (this package re-exports their public names; a module-level setting such
 
 from .dataset import MAX_SQUARED_NORM, METRICS, MIN_SQUARED_NORM, Dataset, chunk_rows
 from .hdf5 import ANN_DISTANCES, AnnBenchmarks, H5Array, load_ann_benchmarks, read_ground_truth
-from .inputs import EXTENSIONS, FORMATS, Inputs, detect_format, load_vectors, open_inputs
+from .inputs import EXTENSIONS, FORMATS, Inputs, detect_format, load_collection, load_vectors, open_inputs
 from .lazy import LazyArray
 from .limits import DEFAULT_INFLATE_LIMIT, INFLATE_LIMIT_ENV, resolve_inflate_limit
 from .npy import load_npy
+from .shards import ShardedArray, is_collection
 from .split import MAX_ROWS, Split, hold_out, with_query_file
 from .synthetic import make_synthetic
 
@@ -69,11 +71,14 @@ __all__ = [
     "H5Array",
     "Inputs",
     "LazyArray",
+    "ShardedArray",
     "Split",
     "chunk_rows",
     "detect_format",
     "hold_out",
+    "is_collection",
     "load_ann_benchmarks",
+    "load_collection",
     "load_npy",
     "load_vectors",
     "make_synthetic",

@@ -15,6 +15,7 @@ from .dataset import Dataset
 from .hdf5 import _h5_dataset, _h5_file, _h5_names, load_ann_benchmarks
 from .npy import _npz_array, load_npy
 from .safety import _check_readable, _one_line, _printable
+from .shards import ShardedArray, is_collection, shard_paths
 
 #: format name -> file extension that selects it
 EXTENSIONS = {
@@ -65,8 +66,13 @@ def load_vectors(
     """Open ``path`` as an (n, d) dataset, by extension or ``fmt``; ``name`` picks an .npz array
     or an HDF5 dataset, ``column`` a Parquet/Arrow column. ``inflate_limit``: the most bytes a
     compressed .npz member or a Parquet/Arrow column may write to the temporary directory when
-    first read (None: ``$GPUPQ_INFLATE_LIMIT``, else 16 GB; see :func:`resolve_inflate_limit`)."""
+    first read (None: ``$GPUPQ_INFLATE_LIMIT``, else 16 GB; see :func:`resolve_inflate_limit`).
+
+    A directory or a glob pattern opens a collection of files, in sorted order, as one dataset
+    (:mod:`gpupq.io.shards`): each file read as a single one would be, with the same options."""
     path = os.fspath(path)
+    if is_collection(path):
+        return load_collection(path, fmt, name, metric, column, inflate_limit=inflate_limit)
     _check_readable(path)
     fmt = detect_format(path, fmt)
     if name is not None and fmt not in ("npz", "hdf5"):
@@ -88,6 +94,33 @@ def load_vectors(
     if fmt in _VECS_DTYPE:
         return Dataset(array=_vecs_array(path, _VECS_DTYPE[fmt]), source=shown, metric=metric)
     return Dataset(array=_bin_array(path, _BIN_DTYPE[fmt]), source=shown, metric=metric)
+
+
+def load_collection(
+    spec: str,
+    fmt: str | None = None,
+    name: str | None = None,
+    metric: str = "l2",
+    column: str | None = None,
+    *,
+    inflate_limit: int | None = None,
+) -> Dataset:
+    """A directory or glob of vector files as one dataset over a :class:`ShardedArray` (global
+    id = the file's offset + row). The files must share one format, d and dtype."""
+    paths = shard_paths(spec, EXTENSIONS, fmt)
+    formats = {detect_format(p, fmt) for p in paths}
+    if len(formats) > 1:
+        raise GpupqError(
+            f"{_printable(spec)}: mixes formats ({', '.join(sorted(formats))}); "
+            "give a pattern that matches one kind of file"
+        )
+
+    def opener(path: str) -> Any:
+        return load_vectors(path, fmt, name, metric, column, inflate_limit=inflate_limit).array
+
+    files = "file" if len(paths) == 1 else "files"
+    source = _printable(f"{spec} ({len(paths):,} {files})")
+    return Dataset(array=ShardedArray(paths, opener, source), source=source, metric=metric)
 
 
 @dataclass
@@ -125,9 +158,11 @@ def open_inputs(
         inputs = Inputs(dataset=data)
     else:
         path = os.fspath(data)
-        _check_readable(path)
+        collection = is_collection(path)
+        if not collection:
+            _check_readable(path)
         shown = _printable(path)
-        if detect_format(path, fmt) == "hdf5" and name in (None, "train"):
+        if not collection and detect_format(path, fmt) == "hdf5" and name in (None, "train"):
             ann = load_ann_benchmarks(path, metric)
             inputs = Inputs(dataset=ann.base)
             if ann.distance is not None:

@@ -16,7 +16,7 @@ from gpupq.io import shards as shards_mod
 from gpupq.outputs import check_outputs
 
 from .helpers import cli_runner, clustered, read_everything, refused
-from .io_writers import write_bin
+from .io_writers import write_arrow, write_bin
 
 CUTS = (0, 700, 701, 1900, 3000)  # unequal shards, one of a single row
 
@@ -78,6 +78,15 @@ def test_fbin_shards(tmp_path, x):
     folder.mkdir()
     for i, (a, b) in enumerate(itertools.pairwise(CUTS)):
         write_bin(folder / f"{i}.fbin", x[a:b], "<f4")
+    np.testing.assert_array_equal(read_everything(load_vectors(folder), step=500), x)
+
+
+def test_parquet_shards(tmp_path, x):
+    pytest.importorskip("pyarrow")
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for i, (a, b) in enumerate(itertools.pairwise(CUTS)):
+        write_arrow(folder / f"part-{i}.parquet", x[a:b], "parquet")
     np.testing.assert_array_equal(read_everything(load_vectors(folder), step=500), x)
 
 

@@ -18,6 +18,7 @@ def exact_knn(
     k: int,
     metric: str,
     progress: Callable[[int], None] | None = None,
+    raw: bool = False,
 ) -> tuple[Array, Array]:
     """Exact top-k of each query over the base, by matrix products and a running top-k merge.
 
@@ -27,7 +28,10 @@ def exact_knn(
     skipped (scored inf), so a chunk need not be copied to drop held-out rows.
     metric: ``l2`` (squared distances, ascending) or ``ip`` (similarities, descending).
     Returns (scores (nq, k) float32, ids (nq, k) int64) on the backend, FAISS's convention; rows
-    with fewer than k base vectors are padded with id -1.
+    with fewer than k base vectors are padded with id -1. raw: the scores as ranked instead
+    (‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩; ascending, inf past the base), for a merge of several passes
+    that :func:`finish_scores` turns into FAISS's afterwards (transformed first, equal raw
+    scores could tie or reorder).
     """
     xp = be.xp
     nq = queries.shape[0]
@@ -89,9 +93,15 @@ def exact_knn(
         be.map(group, range(0, nq, q_step))
         if progress is not None:
             progress(int((ids >= 0).sum()))  # held-out rows (id -1) are not base rows
+    return (best_d if raw else finish_scores(be, queries, best_d, metric)), best_i
+
+
+def finish_scores(be: Backend, queries: Array, raw: Array, metric: str) -> Array:
+    """Raw ranking scores (nq, k) float32 -> FAISS's: squared distances ‖q‖² + ‖x‖² − 2⟨q, x⟩
+    clipped at 0 (l2), or similarities (ip)."""
     if metric == "l2":
-        return xp.maximum(best_d + sq_norms(be, queries)[:, None], 0.0), best_i
-    return -best_d, best_i
+        return be.xp.maximum(raw + sq_norms(be, queries)[:, None], 0.0)
+    return -raw
 
 
 #: columns per group in the merge's filter: one min per group, then only the groups that can

@@ -1,0 +1,147 @@
+"""Work in shards (gpupq.cluster): the shard plan, and the exact ground truth merged from per-shard
+top-k, equal bit for bit in this process and on Dask workers (also after a worker is killed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from gpupq.backends import NumpyBackend
+from gpupq.cluster import InProcess, Source, plan_shards, sharded_ground_truth
+from gpupq.errors import GpupqError
+from gpupq.io import Split, load_vectors
+from gpupq.knn import exact_knn
+
+from .helpers import clustered
+
+CUTS = (0, 900, 901, 2400, 4000)
+
+
+def _shards(folder, x, cuts=CUTS):
+    folder.mkdir()
+    for i in range(len(cuts) - 1):
+        np.save(folder / f"s{i:02d}.npy", x[cuts[i] : cuts[i + 1]])
+    return str(folder)
+
+
+def _tie_heavy(seed=0):
+    """Integer-valued rows (products exact in float32, whatever their shape), each row twice in
+    different shards: every neighbour has a tie, settled by id."""
+    rng = np.random.default_rng(seed)
+    half = rng.integers(-3, 4, size=(2000, 12)).astype(np.float32)
+    return np.concatenate([half, half[::-1]])
+
+
+def _one_pass(ds, qids, k, metric):
+    """Today's path: the whole base in one pass of chunks that cross the files."""
+    be = NumpyBackend()
+    split = Split(ds, np.sort(qids))
+    return exact_knn(be, split.queries, split.iter_base(mark_queries=True), k, metric)
+
+
+def test_plan_one_range_a_file_split_and_grouped(tmp_path):
+    ds = load_vectors(_shards(tmp_path / "s", clustered(4000, 8)))
+    assert plan_shards(ds).ranges.tolist() == [[0, 900], [900, 901], [901, 2400], [2400, 4000]]
+    # 1,000: the first two files grouped, the long ones split
+    assert plan_shards(ds, 1000).ranges.tolist() == [[0, 901], [901, 1901], [1901, 2400], [2400, 3400], [3400, 4000]]
+    assert plan_shards(ds, 10**9).ranges.tolist() == [[0, 4000]]
+    one = load_vectors(tmp_path / "s" / "s00.npy")
+    assert plan_shards(one, 400).ranges.tolist() == [[0, 400], [400, 800], [800, 900]]
+    with pytest.raises(GpupqError, match="--shard-rows"):
+        plan_shards(ds, 0)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("shard_rows", [None, 700])
+def test_sharded_ground_truth_is_the_one_pass_on_tie_heavy_data(tmp_path, metric, shard_rows):
+    folder = _shards(tmp_path / "s", _tie_heavy())
+    ds = load_vectors(folder, metric=metric)
+    qids = np.array([3999, 0, 901, 1500, 2400, 3000])  # held out, some at shard edges
+    index_metric = "ip" if metric == "cosine" else metric
+    want_d, want_i = _one_pass(ds, qids, 15, index_metric)
+    queries = ds.rows(np.sort(qids))
+    got_d, got_i = sharded_ground_truth(
+        InProcess(), Source(folder, metric=metric), plan_shards(ds, shard_rows), queries, qids, 15, index_metric
+    )
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_array_equal(got_d, want_d)
+    assert not np.isin(got_i, qids).any()  # held-out rows are not their own neighbours
+    # each row has its twin: the tie is real, and the smaller id comes first
+    same = got_d[:, :-1] == got_d[:, 1:]
+    assert same.any() and (got_i[:, :-1][same] < got_i[:, 1:][same]).all()
+
+
+def test_sharded_ground_truth_past_the_base(tmp_path):
+    """k above the base: -1 and inf past it, as in one pass."""
+    x = clustered(30, 6)
+    folder = _shards(tmp_path / "s", x, (0, 10, 30))
+    ds = load_vectors(folder)
+    qids = np.array([4, 20])
+    got_d, got_i = sharded_ground_truth(InProcess(), Source(folder), plan_shards(ds), ds.rows(qids), qids, 40, "l2")
+    assert (got_i[:, 28:] == -1).all() and np.isinf(got_d[:, 28:]).all() and (got_i[:, :28] >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def threads_cluster():
+    pytest.importorskip("distributed")
+    from gpupq.cluster import DaskExecutor
+
+    with DaskExecutor(2, processes=False) as ex:
+        yield ex
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_dask_equals_in_process_bit_for_bit(tmp_path, threads_cluster, metric):
+    x = clustered(4000, 24, seed=5)
+    folder = _shards(tmp_path / "s", x)
+    ds = load_vectors(folder, metric=metric)
+    qids = np.array([5, 950, 3000])
+    index_metric = "ip" if metric == "cosine" else metric
+    plan = plan_shards(ds, 800)
+    args = (Source(folder, metric=metric), plan, ds.rows(qids), qids, 10, index_metric)
+    here = sharded_ground_truth(InProcess(), *args)
+    there = sharded_ground_truth(threads_cluster, *args)
+    np.testing.assert_array_equal(there[1], here[1])
+    np.testing.assert_array_equal(there[0], here[0])
+    # tie-free data: the same neighbours as one pass over the stacked rows
+    np.testing.assert_array_equal(here[1], _one_pass(ds, qids, 10, index_metric)[1])
+
+
+def test_worker_killed_mid_run_changes_nothing(tmp_path):
+    """A worker process killed while it holds a task: the nanny restarts it, the scheduler runs
+    the task again from the files, and the result is the one computed here."""
+    pytest.importorskip("distributed")
+    from gpupq.cluster import DaskExecutor
+
+    x = clustered(24000, 64, seed=7)
+    folder = _shards(tmp_path / "s", x, tuple(range(0, 24001, 1000)))
+    ds = load_vectors(folder)
+    qids = np.arange(0, 24000, 12)  # 2,000 queries: each task takes a moment
+    args = (Source(folder), plan_shards(ds), ds.rows(qids), qids, 10, "l2")
+    want = sharded_ground_truth(InProcess(), *args)
+    with DaskExecutor(2, processes=True) as ex:
+        pids = ex.client.run(os.getpid)  # worker address -> its process
+        killed: list[bool] = []
+
+        def kill_one_busy() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                busy = [w for w, keys in ex.client.processing().items() if keys and w in pids]
+                if busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(True)
+                    return
+                time.sleep(0.002)
+
+        killer = threading.Thread(target=kill_one_busy)
+        killer.start()
+        got = sharded_ground_truth(ex, *args)
+        killer.join()
+    assert killed, "no worker was busy to kill"
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])

@@ -45,11 +45,15 @@ from .cli_options import (
     _QueriesFile,
     _Quiet,
     _Report,
+    _Scheduler,
     _Seed,
+    _ShardRows,
     _Synthetic,
     _Threads,
+    _Workers,
     _Yes,
 )
+from .cluster import ClusterConfig
 from .engines import DEFAULT_ENGINE, ENGINES
 from .errors import GpupqError
 from .estimate import MIN_TIMED_S, EstimateConfig, estimate
@@ -143,13 +147,22 @@ def _queries(queries: int | None, inputs: Inputs, held_out: int | None = None) -
 
 def _run_config(
     inputs: Inputs, k: int, queries: int | None, seed: int, batch_size: int, threads: int | None, min_time: float,
-    timing: bool, n_total: int | None, held_out: int | None = None,
+    timing: bool, n_total: int | None, held_out: int | None = None, cluster: ClusterConfig | None = None,
 ) -> RunConfig:  # fmt: skip
     """The run settings of sweep and recommend, the metric the inputs were opened with."""
     return RunConfig(
         k=k, queries=_queries(queries, inputs, held_out), metric=inputs.dataset.metric, seed=seed,
-        batch_size=batch_size, threads=threads, min_time=min_time, timing=timing, n_total=n_total,
+        batch_size=batch_size, threads=threads, min_time=min_time, timing=timing, n_total=n_total, cluster=cluster,
     )  # fmt: skip
+
+
+def _cluster(workers: int | None, scheduler: str | None, shard_rows: int | None) -> ClusterConfig | None:
+    """--workers, --scheduler and --shard-rows: None when none is given (one pass here)."""
+    if workers is None and scheduler is None and shard_rows is None:
+        return None
+    cluster = ClusterConfig(workers, scheduler, shard_rows)
+    cluster.check()
+    return cluster
 
 
 def _count(text: str | None, option: str) -> int | None:
@@ -233,6 +246,9 @@ def estimate_cmd(
     seed: _Seed = 0,
     batch_size: _Batch = 1024,
     threads: _Threads = None,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
+    shard_rows: _ShardRows = None,
     min_time: Annotated[
         float | None,
         _opt(
@@ -284,6 +300,7 @@ def estimate_cmd(
                 ground_truth_source=inputs.ground_truth_source,
                 n_total=total,
                 scale_curve=scale_curve,
+                cluster=_cluster(workers, scheduler, shard_rows),
             )
     for backend_name, why in result.skipped.items():
         err.print(f"skipped backend {backend_name}: {why}", markup=False, highlight=False, soft_wrap=True)
@@ -334,6 +351,9 @@ def sweep_cmd(
     seed: _Seed = 0,
     batch_size: _Batch = 1024,
     threads: _Threads = None,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
+    shard_rows: _ShardRows = None,
     min_time: _PointMinTime = POINT_MIN_TIME,
     no_timing: Annotated[bool, _opt("--no-timing", help="measure recall and scanned only (fastest)")] = False,
     n_total: _NTotal = None,
@@ -359,7 +379,10 @@ def sweep_cmd(
         if plot is not None or report is not None:
             require_matplotlib()
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
-        cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total)
+        cfg = _run_config(
+            inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total,
+            cluster=_cluster(workers, scheduler, shard_rows),
+        )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(sweep_plan(session, grid, cfg), yes, quiet)
             result = sweep(session, grid, cfg, progress)
@@ -448,6 +471,9 @@ def recommend_cmd(
     seed: _Seed = 0,
     batch_size: _Batch = 1024,
     threads: _Threads = None,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
+    shard_rows: _ShardRows = None,
     min_time: _PointMinTime = POINT_MIN_TIME,
     n_total: _NTotal = None,
     scale_curve: Annotated[
@@ -480,7 +506,10 @@ def recommend_cmd(
         total = _count(n_total, "--n-total")
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         held_out = default_queries(inputs.dataset.n)
-        cfg = _run_config(inputs, k, queries, seed, batch_size, threads, min_time, True, total, held_out)
+        cfg = _run_config(
+            inputs, k, queries, seed, batch_size, threads, min_time, True, total, held_out,
+            _cluster(workers, scheduler, shard_rows),
+        )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)
             rec = recommend(session, target, cfg, grid, progress, scale_curve=scale_curve)

@@ -87,6 +87,26 @@ _Threads = Annotated[int | None, _opt("--threads", help=PARAMS["threads"].help)]
 _NTotal = Annotated[
     str | None, _opt("--n-total", help="also bill memory at the size you will deploy, e.g. 50000000, 50M or 2B")
 ]
+_Workers = Annotated[
+    int | None,
+    _opt(
+        "--workers",
+        help="compute the exact ground truth in shards on N local Dask workers (needs gpupq[distributed]); "
+        "the other stages run in this process",
+    ),
+]
+_Scheduler = Annotated[
+    str | None,
+    _opt("--scheduler", help="as --workers, on the running Dask cluster at this address (tcp://host:8786)"),
+]
+_ShardRows = Annotated[
+    int | None,
+    _opt(
+        "--shard-rows",
+        help="rows a shard: longer files split, shorter ones grouped (default a file a shard); alone, the shards "
+        "run in this process",
+    ),
+]
 _Json = Annotated[bool, _opt("--json", help="print one JSON object on stdout, nothing else")]
 _Quiet = Annotated[bool, _opt("--quiet", "-q", help="no progress (nor the plan) on stderr")]
 _Yes = Annotated[bool, _opt("--yes", help=f"run a grid of more than {MAX_BUILDS} builds")]

@@ -28,20 +28,22 @@ import numpy as np
 
 from .errors import GpupqError
 from .io import Dataset, ShardedArray, load_vectors
-from .io.dataset import chunk_rows
+from .io.dataset import Origin, chunk_rows
 
 
 @dataclass(frozen=True)
 class Source:
-    """How a worker opens the data: what :func:`gpupq.io.load_vectors` takes (a file, a
-    directory or a pattern). Hashable: each process opens a source once and keeps it."""
+    """How a worker opens the data: the files (:class:`~gpupq.io.dataset.Origin`) and the metric
+    they are read under (cosine normalises rows). Hashable: each process opens a source once and
+    keeps it."""
 
-    path: str
-    fmt: str | None = None
-    name: str | None = None
-    column: str | None = None
+    origin: Origin
     metric: str = "l2"
-    inflate_limit: int | None = None
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> Source | Dataset:
+        """The source of a dataset opened from files; else the dataset itself (sent whole)."""
+        return dataset if dataset.origin is None else cls(dataset.origin, dataset.metric)
 
     def open(self) -> Dataset:
         return _open_source(self)
@@ -49,9 +51,8 @@ class Source:
 
 @functools.lru_cache(maxsize=4)
 def _open_source(source: Source) -> Dataset:
-    return load_vectors(
-        source.path, source.fmt, source.name, source.metric, source.column, inflate_limit=source.inflate_limit
-    )
+    o = source.origin
+    return load_vectors(o.path, o.fmt, o.name, source.metric, o.column, inflate_limit=o.inflate_limit)
 
 
 def _dataset(data: Source | Dataset) -> Dataset:
@@ -104,18 +105,28 @@ def plan_shards(dataset: Dataset, shard_rows: int | None = None) -> ShardPlan:
 
 
 class InProcess:
-    """Tasks run here, in order (the default: nothing to start, nothing imported)."""
+    """Tasks run here (nothing to start, nothing imported), on up to ``threads`` host threads,
+    each task single-threaded as on a Dask worker thread: results in order."""
 
     name = "in-process"
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
 
     def share(self, value: Any) -> Any:
         return value
 
     def map(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
-        return [fn(item, *args) for item in items]
+        from .threads import ThreadBudget
+
+        return ThreadBudget(self.threads).map(lambda item: fn(item, *args), items)
 
     def close(self) -> None:
         pass
+
+
+#: seconds to wait for a scheduler named by --scheduler
+CONNECT_TIMEOUT_S = 10
 
 
 class DaskExecutor:
@@ -138,7 +149,10 @@ class DaskExecutor:
             raise GpupqError("Dask is not installed; pip install 'gpupq[distributed]'") from None
         self._cluster = None
         if address is not None:
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise GpupqError(f"--scheduler {address}: cannot reach it ({exc})") from None
         else:
             self._cluster = LocalCluster(
                 n_workers=workers or 1,
@@ -179,17 +193,15 @@ def _gt_task(
     query_ids: np.ndarray,
     k: int,
     metric: str,
-    threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One shard's exact top-k on raw scores: (nq, k) float32, (nq, k) int64 (ids global).
-    Held-out rows (query_ids, sorted) are skipped."""
+    Held-out rows (query_ids, sorted) are skipped. Single-threaded wherever it runs, so its
+    products have the same shapes, and its scores the same bits, here and on any worker."""
     from .backends import NumpyBackend
     from .knn import exact_knn
-    from .threads import ThreadBudget
 
     ds = _dataset(data)
-    be = NumpyBackend()
-    be.budget = ThreadBudget(threads)
+    be = NumpyBackend()  # its default budget: one thread
     start, stop = rows
     step = chunk_rows(ds.d)
 
@@ -212,7 +224,6 @@ def sharded_ground_truth(
     query_ids: np.ndarray,
     k: int,
     metric: str,
-    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact neighbours of ``queries`` (nq, d) float32 over the base (the dataset less the
     held-out rows ``query_ids``), shard by shard: each shard's top-k by raw score, merged by
@@ -224,7 +235,7 @@ def sharded_ground_truth(
 
     query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
     shared = [executor.share(v) for v in (data, queries, query_ids)]
-    parts = executor.map(_gt_task, list(plan), *shared, k, metric, threads)
+    parts = executor.map(_gt_task, list(plan), *shared, k, metric)
     be = NumpyBackend()
     raw = np.concatenate([p[0] for p in parts], axis=1)
     ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -236,3 +247,55 @@ def sharded_ground_truth(
 def default_workers() -> int:
     """Workers for ``--workers`` left at 0: the cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where sharded work runs: ``workers`` local Dask workers (processes), the Dask scheduler
+    at ``scheduler``, or (neither) this process; ``shard_rows`` as :func:`plan_shards` takes it."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    shard_rows: int | None = None
+
+    def check(self) -> None:
+        if self.workers is not None and self.scheduler is not None:
+            raise GpupqError("give --workers (a cluster started here) or --scheduler (one running), not both")
+        if self.workers is not None and self.workers < 1:
+            raise GpupqError(f"--workers must be at least 1, got {self.workers}")
+        if self.shard_rows is not None and self.shard_rows < 1:
+            raise GpupqError(f"--shard-rows must be at least 1, got {self.shard_rows}")
+
+    def start(self, dataset: Dataset, threads: int) -> ShardedRun:
+        """The executor and shard plan for ``dataset`` (opened under the run's metric)."""
+        self.check()
+        plan = plan_shards(dataset, self.shard_rows)
+        if self.workers is None and self.scheduler is None:
+            executor: InProcess | DaskExecutor = InProcess(threads)
+        else:
+            executor = DaskExecutor(self.workers, self.scheduler)
+        return ShardedRun(executor, plan, Source.of(dataset))
+
+
+@dataclass
+class ShardedRun:
+    """An executor with the plan and the data's source, for the stages that run in shards."""
+
+    executor: InProcess | DaskExecutor
+    plan: ShardPlan
+    data: Source | Dataset
+
+    def ground_truth(self, queries: np.ndarray, query_ids: np.ndarray, k: int, metric: str) -> np.ndarray:
+        """Ids (nq, k) int64 of the queries' exact neighbours (see :func:`sharded_ground_truth`)."""
+        return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric)[1]
+
+    def describe(self) -> dict[str, Any]:
+        ex = self.executor
+        out: dict[str, Any] = {"executor": ex.name, "shards": len(self.plan), "stages": ["ground truth"]}
+        if isinstance(ex, DaskExecutor):
+            out["workers"] = len(ex.client.scheduler_info().get("workers", {}))
+            out["scheduler"] = ex.client.scheduler.address
+        return out
+
+    def close(self) -> None:
+        self.executor.close()

@@ -153,6 +153,10 @@ class Workbench:
     #: shared by its builds, as the quantizer is: recommend sets it; a sweep leaves it off, so
     #: the add time it reports for a build is that build's whole add
     share_lists: bool = False
+    #: when set, the exact neighbours come from it instead of one pass here (shards on an
+    #: executor, :class:`gpupq.cluster.ShardedRun`): (queries (nq, d) float32, held-out row ids
+    #: (nq,) int64, k, metric) -> ids (nq, k) int64
+    ground_truth_fn: Callable[[np.ndarray, np.ndarray, int, str], np.ndarray] | None = None
     # what the stages measured
     ground_truth_s: float | None = field(default=None, init=False)
     ground_truth_runs: Runs | None = field(default=None, init=False)
@@ -217,6 +221,10 @@ class Workbench:
                     self.report("ground truth", min(done[0], nb), nb)
 
                 def ground_truth() -> Any:
+                    if self.ground_truth_fn is not None:
+                        qs = np.ascontiguousarray(self.split.queries, dtype=np.float32)
+                        return self.ground_truth_fn(qs, self.split.query_ids, min(want, nb), self.index_metric)
+
                     def attempt() -> Any:
                         it = self.split.iter_base(mark_queries=True)
                         return exact_knn(self.be, self.queries, it, min(want, nb), self.index_metric, step)[1]

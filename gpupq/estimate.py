@@ -12,6 +12,7 @@ from typing import Any
 
 from . import __version__
 from .backends import Backend
+from .cluster import ClusterConfig
 from .deploy import deploy_spec
 from .engine import Workbench
 from .errors import GpupqError
@@ -218,6 +219,7 @@ def estimate(
     ground_truth_source: str | None = None,
     n_total: int | None = None,
     scale_curve: bool = False,
+    cluster: ClusterConfig | None = None,
 ) -> EstimateResult:
     """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
 
@@ -228,7 +230,8 @@ def estimate(
     the queries' exact neighbours as base row numbers (as an ann-benchmarks file stores them),
     used instead of computing them. ``n_total``: also bill the index at that many vectors
     (:mod:`gpupq.scale`); ``scale_curve``: also measure recall on nested subsamples of the base
-    and extend the trend to ``n_total`` (:mod:`gpupq.scalecurve`).
+    and extend the trend to ``n_total`` (:mod:`gpupq.scalecurve`). ``cluster``: where the
+    ground truth runs in shards (:class:`gpupq.cluster.ClusterConfig`), None for one pass here.
     """
     if verify not in (None, "faiss"):
         raise GpupqError(f"--verify {verify!r}: only faiss is supported")
@@ -237,8 +240,8 @@ def estimate(
     config = config or EstimateConfig()
     config.check()
     session = open_session(
-        dataset, config.run_config(n_total), backends, progress, queries, ground_truth, ground_truth_source,
-        several=True,
+        dataset, replace(config.run_config(n_total), cluster=cluster), backends, progress, queries, ground_truth,
+        ground_truth_source, several=True,
     )  # fmt: skip
     try:
         return _estimate(session, config, progress, verify, n_total, scale_curve)

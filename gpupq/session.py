@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, cupy_status, get_backends
+from .cluster import ClusterConfig, ShardedRun
 from .engine import Progress, Workbench
 from .errors import GpupqError
 from .io import Dataset, ShardedArray, Split, hold_out, read_ground_truth, with_query_file
@@ -47,6 +48,8 @@ class RunConfig:
     min_time: float = POINT_MIN_TIME
     timing: bool = True
     n_total: int | None = None
+    #: the stages that run in shards (the ground truth, for now) and where: None for one pass here
+    cluster: ClusterConfig | None = None
 
     def check(self) -> None:
         """Each setting by its rule in :data:`gpupq.params.PARAMS`."""
@@ -56,6 +59,8 @@ class RunConfig:
                 check(name, value)
         if self.n_total is not None and not 1 <= self.n_total <= MAX_COUNT:
             raise GpupqError(f"--n-total must be between 1 and {MAX_COUNT:.0e} vectors (got {self.n_total})")
+        if self.cluster is not None:
+            self.cluster.check()
 
 
 def agreed_metric(dataset: Dataset, metric: str | None) -> str:
@@ -148,6 +153,7 @@ class Session:
     budget: ThreadBudget
     ground_truth_source: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    sharded: ShardedRun | None = None  # the executor the sharded stages run on, closed with the session
     _previous: list[Any] = field(default_factory=list, repr=False)
     closed: bool = False
 
@@ -175,6 +181,8 @@ class Session:
         for be, old in zip(self.backends, self._previous, strict=True):
             be.budget = old
         self.budget.close()
+        if self.sharded is not None:
+            self.sharded.close()
         self.closed = True
 
     def __enter__(self) -> Session:
@@ -201,6 +209,7 @@ class Session:
             "ground_truth": self.ground_truth_source or "computed (exact search)",
             "metric": ds.metric,
             **({"shards": ds.array.manifest()} if isinstance(ds.array, ShardedArray) else {}),
+            **({"execution": self.sharded.describe()} if self.sharded is not None else {}),
         }
 
 
@@ -253,7 +262,7 @@ def open_session(
     if not several:
         backends = backends[:1]
     # The metric decides how rows are read (cosine normalises); the caller's object is untouched.
-    dataset = Dataset(array=dataset.array, source=dataset.source, metric=metric)
+    dataset = Dataset(array=dataset.array, source=dataset.source, metric=metric, origin=dataset.origin)
     if queries is not None:
         split = with_query_file(dataset, queries, config.queries)
     else:
@@ -279,7 +288,12 @@ def open_session(
     for be in backends:
         be.budget = budget
     common = {"seed": config.seed, "batch_size": config.batch_size, "min_time": config.min_time}
-    benches = [Workbench(be, dataset, split, progress=progress, stored_gt=gt, **common) for be in backends]
+    sharded = config.cluster.start(dataset, threads) if config.cluster is not None and gt is None else None
+    gt_fn = sharded.ground_truth if sharded is not None else None
+    benches = [
+        Workbench(be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, **common)
+        for be in backends
+    ]
     return Session(
         dataset=dataset,
         split=split,
@@ -289,5 +303,6 @@ def open_session(
         budget=budget,
         ground_truth_source=ground_truth_source if gt is not None else None,
         skipped=skipped,
+        sharded=sharded,
         _previous=previous,
     )

@@ -66,7 +66,7 @@ def test_sharded_ground_truth_is_the_one_pass_on_tie_heavy_data(tmp_path, metric
     want_d, want_i = _one_pass(ds, qids, 15, index_metric)
     queries = ds.rows(np.sort(qids))
     got_d, got_i = sharded_ground_truth(
-        InProcess(), Source(folder, metric=metric), plan_shards(ds, shard_rows), queries, qids, 15, index_metric
+        InProcess(), Source.of(ds), plan_shards(ds, shard_rows), queries, qids, 15, index_metric
     )
     np.testing.assert_array_equal(got_i, want_i)
     np.testing.assert_array_equal(got_d, want_d)
@@ -82,7 +82,7 @@ def test_sharded_ground_truth_past_the_base(tmp_path):
     folder = _shards(tmp_path / "s", x, (0, 10, 30))
     ds = load_vectors(folder)
     qids = np.array([4, 20])
-    got_d, got_i = sharded_ground_truth(InProcess(), Source(folder), plan_shards(ds), ds.rows(qids), qids, 40, "l2")
+    got_d, got_i = sharded_ground_truth(InProcess(), Source.of(ds), plan_shards(ds), ds.rows(qids), qids, 40, "l2")
     assert (got_i[:, 28:] == -1).all() and np.isinf(got_d[:, 28:]).all() and (got_i[:, :28] >= 0).all()
 
 
@@ -103,8 +103,8 @@ def test_dask_equals_in_process_bit_for_bit(tmp_path, threads_cluster, metric):
     qids = np.array([5, 950, 3000])
     index_metric = "ip" if metric == "cosine" else metric
     plan = plan_shards(ds, 800)
-    args = (Source(folder, metric=metric), plan, ds.rows(qids), qids, 10, index_metric)
-    here = sharded_ground_truth(InProcess(), *args)
+    args = (Source.of(ds), plan, ds.rows(qids), qids, 10, index_metric)
+    here = sharded_ground_truth(InProcess(2), *args)
     there = sharded_ground_truth(threads_cluster, *args)
     np.testing.assert_array_equal(there[1], here[1])
     np.testing.assert_array_equal(there[0], here[0])
@@ -122,7 +122,7 @@ def test_worker_killed_mid_run_changes_nothing(tmp_path):
     folder = _shards(tmp_path / "s", x, tuple(range(0, 24001, 1000)))
     ds = load_vectors(folder)
     qids = np.arange(0, 24000, 12)  # 2,000 queries: each task takes a moment
-    args = (Source(folder), plan_shards(ds), ds.rows(qids), qids, 10, "l2")
+    args = (Source.of(ds), plan_shards(ds), ds.rows(qids), qids, 10, "l2")
     want = sharded_ground_truth(InProcess(), *args)
     with DaskExecutor(2, processes=True) as ex:
         pids = ex.client.run(os.getpid)  # worker address -> its process
@@ -145,3 +145,30 @@ def test_worker_killed_mid_run_changes_nothing(tmp_path):
     assert killed, "no worker was busy to kill"
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_cli_shards_give_the_same_estimate(tmp_path):
+    """--shard-rows (in this process) and --workers (a local Dask cluster): the same recall as
+    one pass, and the JSON says where the ground truth ran."""
+    pytest.importorskip("distributed")
+    import json
+
+    from gpupq.cli import app
+
+    from .helpers import cli_runner
+
+    folder = _shards(tmp_path / "s", clustered(4000, 16, seed=9))
+    base = ["estimate", "--data", folder, "--m", "4", "--nlist", "16", "--nprobe", "4", "--json", "-q"]
+    runs = {}
+    for label, extra in (("one", []), ("rows", ["--shard-rows", "700"]), ("dask", ["--workers", "2"])):
+        res = cli_runner().invoke(app, base + extra)
+        assert res.exit_code == 0, res.stderr
+        runs[label] = json.loads(res.stdout)
+    assert "execution" not in runs["one"]["dataset"]
+    assert runs["rows"]["dataset"]["execution"] == {"executor": "in-process", "shards": 9, "stages": ["ground truth"]}
+    assert runs["dask"]["dataset"]["execution"]["executor"] == "dask"
+    assert runs["dask"]["dataset"]["execution"]["workers"] == 2
+    for label in ("rows", "dask"):
+        assert runs[label]["results"][0]["recall"] == runs["one"]["results"][0]["recall"]
+    bad = cli_runner().invoke(app, [*base, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
+    assert bad.exit_code == 2 and "not both" in bad.stderr

@@ -40,6 +40,18 @@ MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 16
 MIN_SQUARED_NORM = 1e-30
 
 
+@dataclass(frozen=True)
+class Origin:
+    """How a dataset was opened from files: what :func:`gpupq.io.load_vectors` takes, so another
+    process (a Dask worker) can open the same rows itself instead of being sent them."""
+
+    path: str
+    fmt: str | None = None
+    name: str | None = None
+    column: str | None = None
+    inflate_limit: int | None = None
+
+
 @dataclass
 class Dataset:
     """Vectors to estimate on.
@@ -48,11 +60,13 @@ class Dataset:
     reader's array-like (``hdf5.H5Array``, ``lazy.LazyArray``) offering ``shape``,
     ``dtype``, ``[start:stop]`` and ``[int array]``.
     metric: ``l2``, ``ip`` or ``cosine`` (rows are normalised as they are read).
+    origin: the files it was opened from, or None (an array in memory).
     """
 
     array: Any
     source: str
     metric: str = "l2"
+    origin: Origin | None = None
 
     def __post_init__(self) -> None:
         # what the Python API is handed is checked as the command line's options are: a metric

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import GpupqError
 from .arrow import _arrow_column
 from .binary import _BIN_DTYPE, _VECS_DTYPE, _bin_array, _vecs_array
-from .dataset import Dataset
+from .dataset import Dataset, Origin
 from .hdf5 import _h5_dataset, _h5_file, _h5_names, load_ann_benchmarks
 from .npy import _npz_array, load_npy
 from .safety import _check_readable, _one_line, _printable
@@ -72,7 +72,17 @@ def load_vectors(
     (:mod:`gpupq.io.shards`): each file read as a single one would be, with the same options."""
     path = os.fspath(path)
     if is_collection(path):
-        return load_collection(path, fmt, name, metric, column, inflate_limit=inflate_limit)
+        ds = load_collection(path, fmt, name, metric, column, inflate_limit=inflate_limit)
+    else:
+        ds = _load_file(path, fmt, name, metric, column, inflate_limit)
+    ds.origin = Origin(os.path.abspath(path), fmt, name, column, inflate_limit)  # a worker may run elsewhere
+    return ds
+
+
+def _load_file(
+    path: str, fmt: str | None, name: str | None, metric: str, column: str | None, inflate_limit: int | None
+) -> Dataset:
+    """One file as a dataset (see :func:`load_vectors`)."""
     _check_readable(path)
     fmt = detect_format(path, fmt)
     if name is not None and fmt not in ("npz", "hdf5"):
@@ -164,6 +174,7 @@ def open_inputs(
         shown = _printable(path)
         if not collection and detect_format(path, fmt) == "hdf5" and name in (None, "train"):
             ann = load_ann_benchmarks(path, metric)
+            ann.base.origin = Origin(os.path.abspath(path), "hdf5", "train", None, inflate_limit)
             inputs = Inputs(dataset=ann.base)
             if ann.distance is not None:
                 if metric is None or metric == ann.metric:

@@ -34,6 +34,10 @@ NATIVE_MAX_D = {"avx512": 32, "avx2": 20}
 NATIVE_MIN_K = 64
 
 
+#: ids below this fit beside a score in one 64-bit selection key (Backend.order_key)
+NARROW_IDS = 2**32 - 1
+
+
 class Backend:
     """Base backend: numpy semantics. :class:`NumpyBackend` is this; :class:`CupyBackend`
     overrides only what differs."""
@@ -46,6 +50,13 @@ class Backend:
     resident_stores: bool = False
     #: host threads for :meth:`map` (the estimate sets it from ``--threads``)
     budget: ThreadBudget = ThreadBudget(1)
+    #: ids may reach 2^32 - 1 (a base of that many rows, or more): :meth:`topk_exact` then ranks
+    #: its tie-break ids first, since :meth:`order_key` packs 32 bits of them beside the score
+    wide_ids: bool = False
+
+    def allow_ids(self, largest: int) -> None:
+        """Make ids up to ``largest`` exact in every selection (:attr:`wide_ids` past 32 bits)."""
+        self.wide_ids = self.wide_ids or largest >= NARROW_IDS
 
     @property
     def threads(self) -> int:
@@ -248,8 +259,22 @@ class Backend:
         list). Returns (scores (n, k') float32, tie-break of each pick (n, k') int64: the
         column when none was given, else the given ids), k' = min(k, L); ascending when
         ``sort``."""
+        if tiebreak is not None and self.wide_ids:
+            return self._topk_wide(d, k, tiebreak, sort)
         keys = self.select_keys(self.order_key(d, tiebreak), k, sort)
         return self.key_values(keys), self.key_tiebreak(keys)
+
+    def _topk_wide(self, d: Array, k: int, tiebreak: Array, sort: bool) -> tuple[Array, Array]:
+        """:meth:`topk_exact` with ids of any size: each id replaced by its rank among the call's
+        ids (which keeps their order and fits 32 bits), selected, and mapped back. A sort of the
+        ids per call: only for collections of 2^32 - 1 rows or more."""
+        xp = self.xp
+        tb = xp.broadcast_to(tiebreak, d.shape)
+        uniq, inv = xp.unique(tb, return_inverse=True)  # ascending; -1 (padding) first when present
+        ranks = xp.where(tb < 0, -1, inv.reshape(d.shape).astype(xp.int64))  # -1 still sorts last
+        keys = self.select_keys(self.order_key(d, ranks), k, sort)
+        picked = self.key_tiebreak(keys)
+        return self.key_values(keys), xp.where(picked < 0, -1, xp.take(uniq, xp.maximum(picked, 0)))
 
     def label_sum_layout(self, x: Array) -> Array:
         """x: (n, d) float32 points -> the layout :meth:`sum_rows_by_label` reads, prepared once

@@ -203,6 +203,7 @@ def _gt_task(
     ds = _dataset(data)
     be = NumpyBackend()  # its default budget: one thread
     start, stop = rows
+    be.allow_ids(stop - 1)
     step = chunk_rows(ds.d)
 
     def chunks() -> Any:
@@ -239,6 +240,7 @@ def sharded_ground_truth(
     be = NumpyBackend()
     raw = np.concatenate([p[0] for p in parts], axis=1)
     ids = np.concatenate([p[1] for p in parts], axis=1)
+    be.allow_ids(int(ids.max(initial=-1)))
     best_d, best_i = be.topk_exact(raw, min(k, raw.shape[1]), ids)  # (score, id) order
     best_i = np.where(np.isfinite(best_d), best_i, -1)
     return finish_scores(be, queries, best_d, metric), best_i

@@ -188,16 +188,16 @@ class IVFPQIndex:
 
     # ------------------------------------------------------------------ adding
     def add(self, x: Array, ids: Array, lists: Array | None = None) -> None:
-        """Encode x: (n, d) float32 with ids: (n,) int64 in [0, 2^32 - 1) (both on the
-        backend); the lists are rebuilt once, by :meth:`build` or the next search. lists: (n,)
-        int each vector's list when the caller knows it (from another build of the same coarse
-        quantizer), else assigned here."""
+        """Encode x: (n, d) float32 with ids: (n,) int64 in [0, 2^32 - 1), or any ids >= 0
+        with the backend's ``wide_ids`` (both on the backend); the lists are rebuilt once, by
+        :meth:`build` or the next search. lists: (n,) int each vector's list when the caller
+        knows it (from another build of the same coarse quantizer), else assigned here."""
         be, xp = self.be, self.be.xp
         n = x.shape[0]
         # exact top-k packs an id into 32 bits beside its score (one small read per call)
         lo, hi = (int(v) for v in be.to_numpy(xp.stack([ids.min(), ids.max()]))) if n else (0, 0)
-        if not 0 <= lo <= hi < 2**32 - 1:
-            raise ValueError("IVFPQIndex ids must lie in [0, 2^32 - 1)")
+        if lo < 0 or (hi >= 2**32 - 1 and not be.wide_ids):
+            raise ValueError("IVFPQIndex ids must lie in [0, 2^32 - 1), or be >= 0 on a backend with wide_ids")
         labels = xp.empty(n, dtype=xp.int64)
         codes = xp.empty((n, self.pq.m), dtype=xp.uint8)
 

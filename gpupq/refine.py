@@ -180,8 +180,12 @@ def shared_candidate_scores(be: Backend, q: Array, cands: Sequence[Array], fetch
     rows, cols = xp.nonzero(first)
     uniq[rows, (xp.cumsum(first, axis=1) - 1)[rows, cols]] = ids[rows, cols]
     scores = candidate_scores(be, q, uniq, fetch, metric).ravel()
+    if be.wide_ids:  # ids of any size: their ranks among these ids instead (the same order)
+        every = xp.unique(ids[ids >= 0])
+        uniq = xp.where(uniq >= 0, xp.searchsorted(every, uniq), -1)
+        cands = [xp.where(c >= 0, xp.searchsorted(every, c), -1) for c in cands]
     # one sorted key per (row, id), the -1 padding last in its row: ids are below 2^32 - 1
-    # (Backend.order_key's bound), so row·2^32 + id orders rows, then ids
+    # (Backend.order_key's bound, or ranked above), so row·2^32 + id orders rows, then ids
     span = 1 << 32
     base = xp.arange(nq, dtype=xp.int64)[:, None] * span
     keys = (base + xp.where(uniq >= 0, uniq, span - 1)).ravel()

@@ -287,6 +287,7 @@ def open_session(
     previous = [be.budget for be in backends]
     for be in backends:
         be.budget = budget
+        be.allow_ids(dataset.n - 1)  # ids are row numbers
     common = {"seed": config.seed, "batch_size": config.batch_size, "min_time": config.min_time}
     sharded = config.cluster.start(dataset, threads) if config.cluster is not None and gt is None else None
     gt_fn = sharded.ground_truth if sharded is not None else None

@@ -113,9 +113,10 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-#: most rows a dataset may have: row numbers are the vectors' ids, and exact top-k packs an
-#: id into 32 bits beside its score (0xFFFFFFFF stands for "none")
-MAX_ROWS = 2**32 - 1
+#: most rows a dataset may have: row numbers are the vectors' ids (int64). A selection packs an
+#: id into 32 bits beside its score, so from 2^32 - 1 rows on it ranks the ids first
+#: (Backend.wide_ids); this bound is only a sanity check, far beyond any disk
+MAX_ROWS = 2**48
 
 
 def _check_rows(dataset: Dataset) -> None:

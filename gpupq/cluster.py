@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,10 +117,22 @@ class InProcess:
     def share(self, value: Any) -> Any:
         return value
 
-    def map(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
+    def map(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
+    ) -> list[Any]:
+        """[fn(item, *args) for item in items]; ``done(i)`` after item i finishes (any order)."""
         from .threads import ThreadBudget
 
-        return ThreadBudget(self.threads).map(lambda item: fn(item, *args), items)
+        lock = threading.Lock()
+
+        def run(i: int) -> Any:
+            out = fn(items[i], *args)
+            if done is not None:
+                with lock:
+                    done(i)
+            return out
+
+        return ThreadBudget(self.threads).map(run, range(len(items)))
 
     def close(self) -> None:
         pass
@@ -168,9 +181,18 @@ class DaskExecutor:
         self._held.append(future)
         return future
 
-    def map(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
+    def map(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
+    ) -> list[Any]:
+        """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes."""
+        from dask.distributed import as_completed
+
         # pure=False: a task is not skipped for one of the same key computed earlier
         futures = [self.client.submit(fn, item, *args, pure=False) for item in items]
+        if done is not None:
+            where = {f.key: i for i, f in enumerate(futures)}
+            for f in as_completed(futures):
+                done(where[f.key])
         return self.client.gather(futures)
 
     def close(self) -> None:
@@ -225,18 +247,21 @@ def sharded_ground_truth(
     query_ids: np.ndarray,
     k: int,
     metric: str,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact neighbours of ``queries`` (nq, d) float32 over the base (the dataset less the
     held-out rows ``query_ids``), shard by shard: each shard's top-k by raw score, merged by
     (score, id), then turned into FAISS's scores. metric: ``l2`` or ``ip`` (cosine is ip on the
     unit rows the dataset gives). Returns (scores (nq, k) float32, ids (nq, k) int64), -1 past
-    the base."""
+    the base. progress(rows): called with a shard's rows as each shard finishes."""
     from .backends import NumpyBackend
     from .knn import finish_scores
 
     query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
     shared = [executor.share(v) for v in (data, queries, query_ids)]
-    parts = executor.map(_gt_task, list(plan), *shared, k, metric)
+    ranges = list(plan)
+    done = None if progress is None else (lambda i: progress(ranges[i][1] - ranges[i][0]))
+    parts = executor.map(_gt_task, ranges, *shared, k, metric, done=done)
     be = NumpyBackend()
     raw = np.concatenate([p[0] for p in parts], axis=1)
     ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -287,9 +312,16 @@ class ShardedRun:
     plan: ShardPlan
     data: Source | Dataset
 
-    def ground_truth(self, queries: np.ndarray, query_ids: np.ndarray, k: int, metric: str) -> np.ndarray:
+    def ground_truth(
+        self,
+        queries: np.ndarray,
+        query_ids: np.ndarray,
+        k: int,
+        metric: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
         """Ids (nq, k) int64 of the queries' exact neighbours (see :func:`sharded_ground_truth`)."""
-        return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric)[1]
+        return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric, progress)[1]
 
     def describe(self) -> dict[str, Any]:
         ex = self.executor

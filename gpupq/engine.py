@@ -155,8 +155,8 @@ class Workbench:
     share_lists: bool = False
     #: when set, the exact neighbours come from it instead of one pass here (shards on an
     #: executor, :class:`gpupq.cluster.ShardedRun`): (queries (nq, d) float32, held-out row ids
-    #: (nq,) int64, k, metric) -> ids (nq, k) int64
-    ground_truth_fn: Callable[[np.ndarray, np.ndarray, int, str], np.ndarray] | None = None
+    #: (nq,) int64, k, metric, progress(rows)) -> ids (nq, k) int64
+    ground_truth_fn: Callable[..., np.ndarray] | None = None
     # what the stages measured
     ground_truth_s: float | None = field(default=None, init=False)
     ground_truth_runs: Runs | None = field(default=None, init=False)
@@ -223,7 +223,15 @@ class Workbench:
                 def ground_truth() -> Any:
                     if self.ground_truth_fn is not None:
                         qs = np.ascontiguousarray(self.split.queries, dtype=np.float32)
-                        return self.ground_truth_fn(qs, self.split.query_ids, min(want, nb), self.index_metric)
+                        # rows of every shard, held-out queries included: the bar ends at the dataset's n
+                        total, seen = self.dataset.n, [0]
+
+                        def shard_done(rows: int) -> None:
+                            seen[0] += rows
+                            self.report("ground truth (shards)", seen[0], total)
+
+                        ids = self.split.query_ids
+                        return self.ground_truth_fn(qs, ids, min(want, nb), self.index_metric, shard_done)
 
                     def attempt() -> Any:
                         it = self.split.iter_base(mark_queries=True)

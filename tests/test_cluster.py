@@ -104,8 +104,11 @@ def test_dask_equals_in_process_bit_for_bit(tmp_path, threads_cluster, metric):
     index_metric = "ip" if metric == "cosine" else metric
     plan = plan_shards(ds, 800)
     args = (Source.of(ds), plan, ds.rows(qids), qids, 10, index_metric)
-    here = sharded_ground_truth(InProcess(2), *args)
-    there = sharded_ground_truth(threads_cluster, *args)
+    seen: dict[str, list[int]] = {"here": [], "there": []}
+    here = sharded_ground_truth(InProcess(2), *args, progress=seen["here"].append)
+    there = sharded_ground_truth(threads_cluster, *args, progress=seen["there"].append)
+    for rows in seen.values():  # one call a shard, with its rows
+        assert sorted(rows) == sorted(int(b - a) for a, b in plan.ranges)
     np.testing.assert_array_equal(there[1], here[1])
     np.testing.assert_array_equal(there[0], here[0])
     # tie-free data: the same neighbours as one pass over the stacked rows

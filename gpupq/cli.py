@@ -20,6 +20,7 @@ from rich.table import Table
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
+from .cache import check_cache_dir
 from .cli_options import (
     _D,
     _K,
@@ -29,6 +30,7 @@ from .cli_options import (
     VerifyChoice,
     _Backend,
     _Batch,
+    _Cache,
     _Column,
     _Data,
     _Fmt,
@@ -148,12 +150,19 @@ def _queries(queries: int | None, inputs: Inputs, held_out: int | None = None) -
 def _run_config(
     inputs: Inputs, k: int, queries: int | None, seed: int, batch_size: int, threads: int | None, min_time: float,
     timing: bool, n_total: int | None, held_out: int | None = None, cluster: ClusterConfig | None = None,
+    cache: str | None = None,
 ) -> RunConfig:  # fmt: skip
     """The run settings of sweep and recommend, the metric the inputs were opened with."""
     return RunConfig(
         k=k, queries=_queries(queries, inputs, held_out), metric=inputs.dataset.metric, seed=seed,
         batch_size=batch_size, threads=threads, min_time=min_time, timing=timing, n_total=n_total, cluster=cluster,
+        cache=cache,
     )  # fmt: skip
+
+
+def _cache(cache: str | None, *inputs: Path | None) -> str | None:
+    """--cache, checked against the inputs (and created) before any work."""
+    return None if cache is None else str(check_cache_dir(cache, list(inputs)))
 
 
 def _cluster(workers: int | None, scheduler: str | None, shard_rows: int | None) -> ClusterConfig | None:
@@ -249,6 +258,7 @@ def estimate_cmd(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
+    cache: _Cache = None,
     min_time: Annotated[
         float | None,
         _opt(
@@ -301,6 +311,7 @@ def estimate_cmd(
                 n_total=total,
                 scale_curve=scale_curve,
                 cluster=_cluster(workers, scheduler, shard_rows),
+                cache=_cache(cache, npy, data, queries_file),
             )
     for backend_name, why in result.skipped.items():
         err.print(f"skipped backend {backend_name}: {why}", markup=False, highlight=False, soft_wrap=True)
@@ -354,6 +365,7 @@ def sweep_cmd(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
+    cache: _Cache = None,
     min_time: _PointMinTime = POINT_MIN_TIME,
     no_timing: Annotated[bool, _opt("--no-timing", help="measure recall and scanned only (fastest)")] = False,
     n_total: _NTotal = None,
@@ -381,7 +393,7 @@ def sweep_cmd(
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         cfg = _run_config(
             inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total,
-            cluster=_cluster(workers, scheduler, shard_rows),
+            cluster=_cluster(workers, scheduler, shard_rows), cache=_cache(cache, npy, data, queries_file),
         )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(sweep_plan(session, grid, cfg), yes, quiet)
@@ -474,6 +486,7 @@ def recommend_cmd(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
+    cache: _Cache = None,
     min_time: _PointMinTime = POINT_MIN_TIME,
     n_total: _NTotal = None,
     scale_curve: Annotated[
@@ -508,7 +521,7 @@ def recommend_cmd(
         held_out = default_queries(inputs.dataset.n)
         cfg = _run_config(
             inputs, k, queries, seed, batch_size, threads, min_time, True, total, held_out,
-            _cluster(workers, scheduler, shard_rows),
+            _cluster(workers, scheduler, shard_rows), _cache(cache, npy, data, queries_file),
         )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)

@@ -107,6 +107,14 @@ _ShardRows = Annotated[
         "run in this process",
     ),
 ]
+_Cache = Annotated[
+    str | None,
+    _opt(
+        "--cache",
+        help="a folder the exact ground truth is kept in, by what it depends on (the files, their size and time, "
+        "the queries): a repeated or interrupted run reads it instead of computing it again",
+    ),
+]
 _Json = Annotated[bool, _opt("--json", help="print one JSON object on stdout, nothing else")]
 _Quiet = Annotated[bool, _opt("--quiet", "-q", help="no progress (nor the plan) on stderr")]
 _Yes = Annotated[bool, _opt("--yes", help=f"run a grid of more than {MAX_BUILDS} builds")]

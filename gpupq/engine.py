@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
+from .cache import StageCache
 from .io import Dataset, Split, chunk_rows
 from .ivf import IVFPQIndex
 from .knn import exact_knn
@@ -157,6 +158,10 @@ class Workbench:
     #: executor, :class:`gpupq.cluster.ShardedRun`): (queries (nq, d) float32, held-out row ids
     #: (nq,) int64, k, metric, progress(rows)) -> ids (nq, k) int64
     ground_truth_fn: Callable[..., np.ndarray] | None = None
+    #: ``--cache``: the ground truth is read from it when there, and written to it when computed
+    gt_cache: StageCache | None = None
+    #: the cache entry the ground truth was read from, or None
+    ground_truth_cached: str | None = field(default=None, init=False)
     # what the stages measured
     ground_truth_s: float | None = field(default=None, init=False)
     ground_truth_runs: Runs | None = field(default=None, init=False)
@@ -210,8 +215,12 @@ class Workbench:
         (k_max, default k) plus one, which tells whether the k-th is tied."""
         want = max(k, k_max or k) + 1
         if self._gt_ids is None or (self.stored_gt is None and self._gt_ids.shape[1] < min(want, self.split.n_base)):
+            key = self._gt_cache_key() if self.stored_gt is None else None
+            hit = self._gt_cache_hit(key, want) if key is not None else None
             if self.stored_gt is not None:
                 self._gt_ids = self.stored_gt
+            elif hit is not None:
+                self._gt_ids = hit
             else:
                 nb = self.split.n_base
                 done = [0]
@@ -243,7 +252,30 @@ class Workbench:
                 self._gt_ids = self.be.to_numpy(out["gt"])
                 self.ground_truth_runs = runs["gt"]
                 self.ground_truth_s = runs["gt"].median
+                if key is not None and self.gt_cache is not None:
+                    about = {"stage": "ground truth", "data": self.dataset.source, "queries": self.split.n_queries,
+                             "k": int(self._gt_ids.shape[1]), "metric": self.index_metric}  # fmt: skip
+                    self.gt_cache.save("ground-truth", key, self._gt_ids, about)
         return GroundTruth(self.split.queries, self._gt_ids, k, self.index_metric, self.dataset.rows)
+
+    def _gt_cache_key(self) -> str | None:
+        if self.gt_cache is None:
+            return None
+        queries = np.asarray(self.split.queries, dtype=np.float32)
+        return self.gt_cache.ground_truth_key(self.dataset, self.split.query_ids, queries, self.index_metric)
+
+    def _gt_cache_hit(self, key: str, want: int) -> np.ndarray | None:
+        """The cached ground truth when it holds the queries and at least ``want`` (or every
+        base) neighbour each, else None."""
+        assert self.gt_cache is not None
+        hit = self.gt_cache.load("ground-truth", key)
+        need = min(want, self.split.n_base)
+        if hit is None or hit.ndim != 2 or hit.shape[0] != self.split.n_queries or hit.shape[1] < need:
+            return None
+        if hit.dtype.kind not in "iu" or (hit.size and (hit.min() < -1 or hit.max() >= self.dataset.n)):
+            return None  # not what this cache writes: computed again
+        self.ground_truth_cached = str(self.gt_cache.path("ground-truth", key))
+        return hit.astype(np.int64, copy=False)
 
     def store(self, kind: str) -> RerankStore:
         if kind not in self._stores:

@@ -220,6 +220,7 @@ def estimate(
     n_total: int | None = None,
     scale_curve: bool = False,
     cluster: ClusterConfig | None = None,
+    cache: str | None = None,
 ) -> EstimateResult:
     """Build IVF-PQ over ``dataset`` on each backend and measure recall, memory and speed.
 
@@ -231,7 +232,8 @@ def estimate(
     used instead of computing them. ``n_total``: also bill the index at that many vectors
     (:mod:`gpupq.scale`); ``scale_curve``: also measure recall on nested subsamples of the base
     and extend the trend to ``n_total`` (:mod:`gpupq.scalecurve`). ``cluster``: where the
-    ground truth runs in shards (:class:`gpupq.cluster.ClusterConfig`), None for one pass here.
+    ground truth runs in shards (:class:`gpupq.cluster.ClusterConfig`), None for one pass here;
+    ``cache``: a folder the ground truth is kept in and read from (:mod:`gpupq.cache`).
     """
     if verify not in (None, "faiss"):
         raise GpupqError(f"--verify {verify!r}: only faiss is supported")
@@ -239,9 +241,9 @@ def estimate(
         import_faiss()  # fail before the long part, not after it
     config = config or EstimateConfig()
     config.check()
+    run = replace(config.run_config(n_total), cluster=cluster, cache=cache)
     session = open_session(
-        dataset, replace(config.run_config(n_total), cluster=cluster), backends, progress, queries, ground_truth,
-        ground_truth_source, several=True,
+        dataset, run, backends, progress, queries, ground_truth, ground_truth_source, several=True,
     )  # fmt: skip
     try:
         return _estimate(session, config, progress, verify, n_total, scale_curve)

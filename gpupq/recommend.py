@@ -369,6 +369,7 @@ def recommend(
     try:
         with blas_threads(1):
             truth = bench.truth(k)
+            out.dataset["ground_truth"] = session.ground_truth_said()
 
             curves: dict[tuple[Build, int], Curve] = {}  # the build's scans on every query, by nprobe
 

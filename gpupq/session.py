@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, cupy_status, get_backends
+from .cache import StageCache, check_cache_dir
 from .cluster import ClusterConfig, ShardedRun
 from .engine import Progress, Workbench
 from .errors import GpupqError
@@ -48,6 +49,8 @@ class RunConfig:
     min_time: float = POINT_MIN_TIME
     timing: bool = True
     n_total: int | None = None
+    #: ``--cache``: a folder long stages (the ground truth) are kept in and resumed from
+    cache: str | None = None
     #: the stages that run in shards (the ground truth, for now) and where: None for one pass here
     cluster: ClusterConfig | None = None
 
@@ -195,6 +198,13 @@ class Session:
         """See :func:`metric_hint`."""
         return metric_hint(self.dataset, self.split, self.config.seed)
 
+    def ground_truth_said(self) -> str:
+        """Where the ground truth came from: stored in the input, the cache, or computed."""
+        cached = self.benches[0].ground_truth_cached if self.benches else None
+        if self.ground_truth_source:
+            return self.ground_truth_source
+        return f"cached: {cached}" if cached else "computed (exact search)"
+
     def describe(self) -> dict[str, Any]:
         """The data the results are about, as every report states it."""
         ds, split = self.dataset, self.split
@@ -206,7 +216,7 @@ class Session:
             "n_base": split.n_base,
             "n_queries": split.n_queries,
             "queries_source": split.query_source or "held out",
-            "ground_truth": self.ground_truth_source or "computed (exact search)",
+            "ground_truth": self.ground_truth_said(),
             "metric": ds.metric,
             **({"shards": ds.array.manifest()} if isinstance(ds.array, ShardedArray) else {}),
             **({"execution": self.sharded.describe()} if self.sharded is not None else {}),
@@ -290,9 +300,12 @@ def open_session(
         be.allow_ids(dataset.n - 1)  # ids are row numbers
     common = {"seed": config.seed, "batch_size": config.batch_size, "min_time": config.min_time}
     sharded = config.cluster.start(dataset, threads) if config.cluster is not None and gt is None else None
+    gt_cache = StageCache(check_cache_dir(config.cache, [])) if config.cache is not None else None
     gt_fn = sharded.ground_truth if sharded is not None else None
     benches = [
-        Workbench(be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, **common)
+        Workbench(
+            be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, gt_cache=gt_cache, **common
+        )
         for be in backends
     ]
     return Session(

@@ -212,6 +212,7 @@ def sweep(
         with blas_threads(1):
             truth = bench.truth(k)
             result.ground_truth_s = bench.ground_truth_s
+            result.dataset["ground_truth"] = session.ground_truth_said()
             bench.sample(sample_size(split.n_base, builds))  # one read of the training rows
             reranks = grid.reranks()
             depth = max([k] + [r for r, _ in reranks])

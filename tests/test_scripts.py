@@ -60,3 +60,13 @@ def test_kernel_benchmark_runs():
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "nearest of 256 targets" in out and "\n   8 " in out and "\n  40 " in out
     assert "array form:" in out and "centroid sums" in out
+
+
+def test_dask_benchmark_runs_and_agrees():
+    """benchmarks/bench_dask.py at a tiny size: every path's row is printed (the script itself
+    asserts that their neighbours agree; no timing asserted)."""
+    pytest.importorskip("distributed")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_dask.py"), "--sizes", "6000x16:3", "--queries", "50"]
+    cmd += ["--workers", "1", "--repeat", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "| 6,000 x 16 | 3 | one pass |" in out and "| shards here |" in out and "| dask 1 (start" in out

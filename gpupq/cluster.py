@@ -28,23 +28,37 @@ from typing import Any
 import numpy as np
 
 from .errors import GpupqError
-from .io import Dataset, ShardedArray, load_vectors
+from .io import Dataset, ShardedArray, is_collection, load_collection, load_vectors
 from .io.dataset import Origin, chunk_rows
 
 
 @dataclass(frozen=True)
 class Source:
-    """How a worker opens the data: the files (:class:`~gpupq.io.dataset.Origin`) and the metric
-    they are read under (cosine normalises rows). Hashable: each process opens a source once and
-    keeps it."""
+    """How a worker opens the data: the files (:class:`~gpupq.io.dataset.Origin`), the metric
+    they are read under (cosine normalises rows), and each file's path, rows and modification
+    time as read here, so a worker opens only the files its rows are in (no header of every
+    file per task) and a file rewritten since is a new source. Hashable: each process opens a
+    source once and keeps it."""
 
     origin: Origin
-    metric: str = "l2"
+    metric: str
+    files: tuple[tuple[str, int, int], ...]  # (path, rows, mtime_ns) in order
+    d: int
+    dtype: str
 
     @classmethod
     def of(cls, dataset: Dataset) -> Source | Dataset:
         """The source of a dataset opened from files; else the dataset itself (sent whole)."""
-        return dataset if dataset.origin is None else cls(dataset.origin, dataset.metric)
+        if dataset.origin is None:
+            return dataset
+        arr = dataset.array
+        pairs = (
+            zip(arr.paths, arr.rows.tolist(), strict=True)
+            if isinstance(arr, ShardedArray)
+            else [(dataset.origin.path, dataset.n)]
+        )
+        files = tuple((p, int(r), os.stat(p).st_mtime_ns) for p, r in pairs)
+        return cls(dataset.origin, dataset.metric, files, dataset.d, dataset.dtype)
 
     def open(self) -> Dataset:
         return _open_source(self)
@@ -53,7 +67,14 @@ class Source:
 @functools.lru_cache(maxsize=4)
 def _open_source(source: Source) -> Dataset:
     o = source.origin
-    return load_vectors(o.path, o.fmt, o.name, source.metric, o.column, inflate_limit=o.inflate_limit)
+    if not is_collection(o.path):
+        return load_vectors(o.path, o.fmt, o.name, source.metric, o.column, inflate_limit=o.inflate_limit)
+    paths = [f[0] for f in source.files]
+    rows = [f[1] for f in source.files]
+    return load_collection(
+        o.path, o.fmt, o.name, source.metric, o.column, inflate_limit=o.inflate_limit,
+        known=(paths, rows, source.d, source.dtype),
+    )  # fmt: skip
 
 
 def _dataset(data: Source | Dataset) -> Dataset:
@@ -184,15 +205,21 @@ class DaskExecutor:
     def map(
         self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
     ) -> list[Any]:
-        """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes."""
-        from dask.distributed import as_completed
+        """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes. A
+        task that fails (after the scheduler's allowed retries, for a worker that died) is one
+        GpupqError naming its shard."""
+        from dask.distributed import as_completed, wait
 
         # pure=False: a task is not skipped for one of the same key computed earlier
         futures = [self.client.submit(fn, item, *args, pure=False) for item in items]
-        if done is not None:
-            where = {f.key: i for i, f in enumerate(futures)}
-            for f in as_completed(futures):
+        where = {f.key: i for i, f in enumerate(futures)}
+        for f in as_completed(futures):
+            if done is not None and f.status == "finished":
                 done(where[f.key])
+        wait(futures)
+        for i, f in enumerate(futures):
+            if f.status == "error":
+                raise _task_error(i, items, f.exception()) from None
         return self.client.gather(futures)
 
     def close(self) -> None:
@@ -206,6 +233,21 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _task_error(i: int, items: Sequence[Any], exc: BaseException) -> GpupqError:
+    """One line for a failed task: which shard, what happened, what to change."""
+    item = items[i]
+    what = f"rows {item[0]:,}-{item[1]:,}" if isinstance(item, tuple) and len(item) == 2 else repr(item)
+    where = f"shard {i + 1} of {len(items)} ({what})"
+    if isinstance(exc, GpupqError):
+        return GpupqError(f"{where}: {exc}")
+    if type(exc).__name__ == "KilledWorker":
+        return GpupqError(
+            f"{where}: the worker running it died each time it was tried; give the workers more memory or use "
+            "a smaller --shard-rows"
+        )
+    return GpupqError(f"{where}: {type(exc).__name__}: {exc}")
 
 
 def _gt_task(
@@ -271,11 +313,6 @@ def sharded_ground_truth(
     return finish_scores(be, queries, best_d, metric), best_i
 
 
-def default_workers() -> int:
-    """Workers for ``--workers`` left at 0: the cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class ClusterConfig:
     """Where sharded work runs: ``workers`` local Dask workers (processes), the Dask scheduler
@@ -298,10 +335,9 @@ class ClusterConfig:
         self.check()
         plan = plan_shards(dataset, self.shard_rows)
         if self.workers is None and self.scheduler is None:
-            executor: InProcess | DaskExecutor = InProcess(threads)
-        else:
-            executor = DaskExecutor(self.workers, self.scheduler)
-        return ShardedRun(executor, plan, Source.of(dataset))
+            # here the tasks read the dataset already open; workers open it from its source
+            return ShardedRun(InProcess(threads), plan, dataset)
+        return ShardedRun(DaskExecutor(self.workers, self.scheduler), plan, Source.of(dataset))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from gpupq.errors import GpupqError
 from gpupq.io import Split, load_vectors
 from gpupq.knn import exact_knn
 
-from .helpers import clustered
+from .helpers import clustered, refused
 
 CUTS = (0, 900, 901, 2400, 4000)
 
@@ -175,3 +175,20 @@ def test_cli_shards_give_the_same_estimate(tmp_path):
         assert runs[label]["results"][0]["recall"] == runs["one"]["results"][0]["recall"]
     bad = cli_runner().invoke(app, [*base, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
     assert bad.exit_code == 2 and "not both" in bad.stderr
+
+
+def test_a_failed_shard_is_one_line_naming_it(tmp_path, threads_cluster):
+    """A file truncated after the collection was opened: the worker's task fails, and the error
+    names the shard and the file, in one line."""
+    x = clustered(4000, 16, seed=2)
+    folder = _shards(tmp_path / "s", x)
+    ds = load_vectors(folder)
+    qids = np.array([1, 2])
+    args = (Source.of(ds), plan_shards(ds), ds.rows(qids), qids, 10, "l2")
+    np.save(tmp_path / "s" / "s02.npy", x[901:1000])  # fewer rows than the manifest says
+    text = refused(sharded_ground_truth, threads_cluster, *args)
+    assert text.startswith("shard 3 of 4 (rows 901-2,400): ") and "s02.npy: now holds (99, 16)" in text
+    broken = tmp_path / "s" / "s02.npy"
+    broken.write_bytes(broken.read_bytes()[:-64])  # and truncated
+    text = refused(sharded_ground_truth, threads_cluster, *args)
+    assert text.startswith("shard 3 of 4 (rows 901-2,400): ") and "truncated" in text

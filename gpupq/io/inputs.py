@@ -114,10 +114,12 @@ def load_collection(
     column: str | None = None,
     *,
     inflate_limit: int | None = None,
+    known: tuple[list[str], list[int], int, Any] | None = None,
 ) -> Dataset:
     """A directory or glob of vector files as one dataset over a :class:`ShardedArray` (global
-    id = the file's offset + row). The files must share one format, d and dtype."""
-    paths = shard_paths(spec, EXTENSIONS, fmt)
+    id = the file's offset + row). The files must share one format, d and dtype. known: (paths,
+    rows of each, d, dtype) as read before (a worker's copy): no file is listed or opened here."""
+    paths = shard_paths(spec, EXTENSIONS, fmt) if known is None else list(known[0])
     formats = {detect_format(p, fmt) for p in paths}
     if len(formats) > 1:
         raise GpupqError(
@@ -130,7 +132,8 @@ def load_collection(
 
     files = "file" if len(paths) == 1 else "files"
     source = _printable(f"{spec} ({len(paths):,} {files})")
-    return Dataset(array=ShardedArray(paths, opener, source), source=source, metric=metric)
+    layout = None if known is None else (list(known[1]), int(known[2]), known[3])
+    return Dataset(array=ShardedArray(paths, opener, source, layout), source=source, metric=metric)
 
 
 @dataclass

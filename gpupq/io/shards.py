@@ -72,14 +72,24 @@ class ShardedArray:
 
     opener(path) -> the file's (n_i, d) array-like (a memory map, or a reader's array-like);
     called once per file to read its shape (then dropped) and again whenever a read reaches a
-    file that is not open.
+    file that is not open. known: (rows of each file, d, dtype) when already read (a worker
+    given the manifest): then no file is opened until a read reaches it.
     """
 
-    def __init__(self, paths: list[str], opener: Callable[[str], Any], source: str) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        opener: Callable[[str], Any],
+        source: str,
+        known: tuple[list[int], int, np.dtype] | None = None,
+    ) -> None:
         self.paths = list(paths)
         self.source = source
         self._opener = opener
         self._open: OrderedDict[int, Any] = OrderedDict()
+        if known is not None:
+            self._layout(known[0], known[1], np.dtype(known[2]))
+            return
         rows, d, dtype = [], None, None
         for i, path in enumerate(self.paths):
             arr = opener(path)
@@ -99,6 +109,9 @@ class ShardedArray:
             rows.append(int(shape[0]))
             self._keep(i, arr)
         assert d is not None and dtype is not None  # shard_paths never gives an empty list
+        self._layout(rows, d, dtype)
+
+    def _layout(self, rows: list[int], d: int, dtype: np.dtype) -> None:
         self.rows = np.asarray(rows, dtype=np.int64)  # (files,) rows in each file
         self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)  # (files + 1,)
         self.shape = (int(self.offsets[-1]), d)
@@ -128,7 +141,14 @@ class ShardedArray:
     def _file(self, i: int) -> Any:
         arr = self._open.get(i)
         if arr is None:
-            return self._keep(i, self._opener(self.paths[i]))
+            arr = self._opener(self.paths[i])
+            if tuple(arr.shape) != (int(self.rows[i]), self.shape[1]) or np.dtype(arr.dtype) != self.dtype:
+                raise GpupqError(
+                    f"{_printable(self.paths[i])}: now holds {tuple(arr.shape)} {arr.dtype}, not the "
+                    f"({self.rows[i]}, {self.shape[1]}) {self.dtype} it held when the collection was opened; "
+                    "leave the files unchanged during a run"
+                )
+            return self._keep(i, arr)
         self._open.move_to_end(i)
         return arr
 

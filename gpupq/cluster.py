@@ -18,18 +18,22 @@ merge (:func:`sharded_ground_truth`).
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import GpupqError
 from .io import Dataset, ShardedArray, is_collection, load_collection, load_vectors
 from .io.dataset import Origin, chunk_rows
+
+if TYPE_CHECKING:
+    from .ivf import IVFPQIndex
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,17 @@ class InProcess:
     def share(self, value: Any) -> Any:
         return value
 
+    def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
+        """[fn(item, *args) for item in items], kept where they were made (here: the results)."""
+        return self.map(fn, items, *args)
+
+    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any) -> list[Any]:
+        """[fn(value, *args) for each placed value], each run where its value is."""
+        return self.map(fn, handles, *args)
+
+    def release(self, handles: Sequence[Any]) -> None:
+        pass
+
     def map(
         self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
     ) -> list[Any]:
@@ -202,13 +217,36 @@ class DaskExecutor:
         self._held.append(future)
         return future
 
+    def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
+        """fn(item, *args) for each item, run and kept on the workers: their futures, held."""
+        futures = [self.client.submit(fn, item, *args, pure=False) for item in items]
+        self._wait(futures, items)
+        return futures
+
+    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any) -> list[Any]:
+        """fn(value, *args) for each placed value, on the worker holding it; the results here."""
+        futures = [self.client.submit(fn, h, *args, pure=False) for h in handles]
+        self._wait(futures, [f"placed {i + 1}" for i in range(len(handles))])
+        return self.client.gather(futures)
+
+    def release(self, handles: Sequence[Any]) -> None:
+        self.client.cancel(list(handles))
+
+    def _wait(self, futures: list[Any], items: Sequence[Any]) -> None:
+        from dask.distributed import wait
+
+        wait(futures)
+        for i, f in enumerate(futures):
+            if f.status == "error":
+                raise _task_error(i, items, f.exception()) from None
+
     def map(
         self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
     ) -> list[Any]:
         """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes. A
         task that fails (after the scheduler's allowed retries, for a worker that died) is one
         GpupqError naming its shard."""
-        from dask.distributed import as_completed, wait
+        from dask.distributed import as_completed
 
         # pure=False: a task is not skipped for one of the same key computed earlier
         futures = [self.client.submit(fn, item, *args, pure=False) for item in items]
@@ -216,10 +254,7 @@ class DaskExecutor:
         for f in as_completed(futures):
             if done is not None and f.status == "finished":
                 done(where[f.key])
-        wait(futures)
-        for i, f in enumerate(futures):
-            if f.status == "error":
-                raise _task_error(i, items, f.exception()) from None
+        self._wait(futures, items)
         return self.client.gather(futures)
 
     def close(self) -> None:
@@ -311,6 +346,109 @@ def sharded_ground_truth(
     best_d, best_i = be.topk_exact(raw, min(k, raw.shape[1]), ids)  # (score, id) order
     best_i = np.where(np.isfinite(best_d), best_i, -1)
     return finish_scores(be, queries, best_d, metric), best_i
+
+
+def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIndex, query_ids: np.ndarray) -> Any:
+    """One shard's inverted lists: its rows (less the held-out ones) encoded with the trained
+    quantizers of ``template`` into an index of their own, single-threaded (see _gt_task)."""
+    from .backends import NumpyBackend
+
+    ds = _dataset(data)
+    start, stop = rows
+    index = copy.copy(template)
+    index.be = NumpyBackend()
+    index.be.allow_ids(stop - 1)
+    index.warnings = list(template.warnings)
+    index.reset()
+    step = chunk_rows(ds.d)
+    for a in range(start, stop, step):
+        b = min(stop, a + step)
+        keep = np.ones(b - a, dtype=bool)
+        lo, hi = np.searchsorted(query_ids, [a, b])
+        keep[query_ids[lo:hi] - a] = False
+        if keep.any():
+            index.add(ds.chunk(a, b)[keep], np.arange(a, b, dtype=np.int64)[keep])
+    index.build()
+    return index
+
+
+def _list_sizes(index: Any) -> np.ndarray:
+    return np.zeros(index.nlist, dtype=np.int64) if index.list_sizes is None else index.list_sizes
+
+
+def _scan_task(
+    index: Any, q: np.ndarray, coarse_score: np.ndarray, probes: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if index.ntotal == 0:  # a shard of held-out rows only
+        nq, nprobe = probes.shape
+        return np.full((nq, nprobe, k), np.inf, dtype=np.float32), np.full((nq, nprobe, k), -1, dtype=np.int64)
+    return index.scan_probed(q, coarse_score, probes, k)
+
+
+class ShardedIndex:
+    """An IVF-PQ index whose inverted lists are held in shards, each where it was encoded (a
+    Dask worker, or here), and searched as one: the coarse search is made once here and handed
+    to every shard, each shard returns its best k of every (query, probed list), and those are
+    merged by (score, id) into the one index's: :meth:`scan` gives what
+    :meth:`gpupq.ivf.IVFPQIndex.scan` gives, so every nprobe is still read from one scan
+    (:meth:`merge`, :meth:`merge_prefixes`).
+
+    template: the trained quantizers (an IVFPQIndex on the numpy backend, its lists empty).
+    """
+
+    def __init__(self, executor: InProcess | DaskExecutor, template: IVFPQIndex, handles: list[Any]) -> None:
+        self.executor = executor
+        self.template = template
+        self.handles = handles
+        self.list_sizes = np.sum(executor.on(_list_sizes, handles), axis=0).astype(np.int64)  # (nlist,)
+
+    @classmethod
+    def build(
+        cls,
+        executor: InProcess | DaskExecutor,
+        data: Source | Dataset,
+        plan: ShardPlan,
+        template: IVFPQIndex,
+        query_ids: np.ndarray,
+    ) -> ShardedIndex:
+        """Encode each shard's rows (the dataset less ``query_ids``) where its task runs."""
+        query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
+        shared = [executor.share(v) for v in (data, template, query_ids)]
+        return cls(executor, template, executor.place(_lists_task, list(plan), *shared))
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.list_sizes.sum())
+
+    def scan(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`gpupq.ivf.IVFPQIndex.scan`: (nq, nprobe, k) scores and ids, and the probes."""
+        qq, coarse_score, probes = self.template.probe(q, nprobe)
+        shared = [self.executor.share(v) for v in (qq, coarse_score, probes)]
+        parts = self.executor.on(_scan_task, self.handles, *shared, k)
+        nq, p = probes.shape
+        cand_d = np.concatenate([d for d, _ in parts], axis=2).reshape(nq * p, -1)
+        cand_i = np.concatenate([i for _, i in parts], axis=2).reshape(nq * p, -1)
+        be = self.template.be
+        be.allow_ids(int(cand_i.max(initial=-1)))
+        best_d, best_i = be.topk_exact(cand_d, k, cand_i, sort=False)  # each slot: its best k by (score, id)
+        best_i = np.where(np.isfinite(best_d), best_i, -1)
+        kk = best_d.shape[1]
+        return best_d.reshape(nq, p, kk), best_i.reshape(nq, p, kk), probes
+
+    def search(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest by the index: (scores (nq, k) float32, ids (nq, k) int64)."""
+        out_d, out_i, _ = self.scan(q, k, nprobe)
+        return self.template.merge(out_d, out_i, k)
+
+    def merge(self, out_d: np.ndarray, out_i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.template.merge(out_d, out_i, k)
+
+    def merge_prefixes(self, out_d: np.ndarray, out_i: np.ndarray, ps: Sequence[int], k: int) -> list[np.ndarray]:
+        return self.template.merge_prefixes(out_d, out_i, ps, k)
+
+    def release(self) -> None:
+        self.executor.release(self.handles)
+        self.handles = []
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,15 @@ class IVFPQIndex:
         every smaller one from the prefix.
         """
         self.build()
+        q, coarse_score, probes_h = self.probe(q, nprobe)
+        out_d, out_i = self._scan_lists(q, coarse_score, probes_h, k)
+        return out_d, out_i, probes_h
+
+    def probe(self, q: Array, nprobe: int) -> tuple[Array, Array, np.ndarray]:
+        """The coarse search of :meth:`scan`: q (nq, d) float32 -> (q as the lists are scanned
+        with it (rotated under OPQ), coarse scores (nq, nprobe) float32, probes (nq, nprobe)
+        int64 on the host). Needs only the trained quantizers: a sharded index computes it
+        once and hands it to every shard's lists (as FAISS's IndexShardsIVF does)."""
         be, xp = self.be, self.be.xp
         nprobe = min(nprobe, self.nlist)
         if self.opq is not None:
@@ -308,9 +317,13 @@ class IVFPQIndex:
 
         be.map(coarse_search, be.row_groups(q.shape[0]))
         # The one copy to the host in a search: the plan's shapes depend on the probed lists.
-        probes_h = be.to_numpy(probes)
-        out_d, out_i = self._scan_lists(q, coarse_score, probes_h, k)
-        return out_d, out_i, probes_h
+        return q, coarse_score, be.to_numpy(probes)
+
+    def scan_probed(self, q: Array, coarse_score: Array, probes: np.ndarray, k: int) -> tuple[Array, Array]:
+        """:meth:`scan` from a :meth:`probe` made elsewhere (by the same trained quantizers):
+        this index's best k of each probed list, (nq, nprobe, k) scores and ids."""
+        self.build()
+        return self._scan_lists(q, coarse_score, probes, k)
 
     def merge(self, out_d: Array, out_i: Array, k: int) -> tuple[Array, Array]:
         """Per-rank candidates (nq, p, k') from :meth:`scan` -> the top k over them: scores

@@ -192,3 +192,49 @@ def test_a_failed_shard_is_one_line_naming_it(tmp_path, threads_cluster):
     broken.write_bytes(broken.read_bytes()[:-64])  # and truncated
     text = refused(sharded_ground_truth, threads_cluster, *args)
     assert text.startswith("shard 3 of 4 (rows 901-2,400): ") and "truncated" in text
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_sharded_index_searches_as_one(tmp_path, threads_cluster, metric):
+    """Lists encoded shard by shard (here and on Dask workers), searched with one coarse search
+    and merged per probed list by (score, id): the one index's neighbours at every nprobe, and
+    the two executors equal bit for bit."""
+    import copy
+
+    from gpupq.cluster import ShardedIndex
+    from gpupq.ivf import IVFPQIndex
+
+    x = clustered(5000, 16, seed=11)
+    folder = _shards(tmp_path / "s", x, (0, 1200, 1201, 3000, 5000))
+    ds = load_vectors(folder)
+    qids = np.array([3, 1200, 2999, 4000])
+    be = NumpyBackend()
+    template = IVFPQIndex(be, 16, 32, 4, 8, metric)
+    template.train(be.asarray(x[:4000]), be.asarray(x[:4000]), np.random.default_rng(0))
+    one = copy.copy(template)
+    one.warnings = []
+    one.reset()
+    for ids, xb in Split(ds, qids).iter_base():
+        one.add(xb, ids)
+    one.build()
+    q = clustered(60, 16, seed=12)
+    plan = plan_shards(ds, 1500)
+    here = ShardedIndex.build(InProcess(2), ds, plan, template, qids)
+    there = ShardedIndex.build(threads_cluster, Source.of(ds), plan, template, qids)
+    np.testing.assert_array_equal(here.list_sizes, one.list_sizes)
+    assert here.ntotal == one.ntotal == 5000 - 4
+    sh_d, sh_i, sh_p = here.scan(q, 10, 16)
+    th_d, th_i, th_p = there.scan(q, 10, 16)
+    for a, b in ((sh_d, th_d), (sh_i, th_i), (sh_p, th_p)):
+        np.testing.assert_array_equal(a, b)
+    one_d, one_i, _ = one.scan(q, 10, 16)
+    ps = [1, 2, 5, 16]
+    for got, want in zip(
+        here.merge_prefixes(sh_d, sh_i, ps, 10), one.merge_prefixes(one_d, one_i, ps, 10), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    d1, i1 = here.search(q, 10, 4)
+    d0, i0, _ = one.search(q, 10, 4)
+    np.testing.assert_array_equal(i1, i0)
+    np.testing.assert_allclose(d1, d0, rtol=1e-5, atol=1e-4)
+    there.release()

@@ -73,20 +73,18 @@ def test_directory_skips_hidden_and_other_files_glob_sorts(tmp_path, x):
     assert load_vectors(str(tmp_path / "**" / "*.npy")).n == 3000 + 5  # ** descends (hidden skipped)
 
 
-def test_fbin_shards(tmp_path, x):
-    folder = tmp_path / "b"
-    folder.mkdir()
-    for i, (a, b) in enumerate(itertools.pairwise(CUTS)):
-        write_bin(folder / f"{i}.fbin", x[a:b], "<f4")
-    np.testing.assert_array_equal(read_everything(load_vectors(folder), step=500), x)
+WRITERS = {
+    "fbin": lambda path, rows: write_bin(path, rows, "<f4"),
+    "parquet": lambda path, rows: write_arrow(path, rows, "parquet"),  # skipped without pyarrow
+}
 
 
-def test_parquet_shards(tmp_path, x):
-    pytest.importorskip("pyarrow")
-    folder = tmp_path / "p"
+@pytest.mark.parametrize("ext", list(WRITERS))
+def test_other_formats_in_shards(tmp_path, x, ext):
+    folder = tmp_path / ext
     folder.mkdir()
     for i, (a, b) in enumerate(itertools.pairwise(CUTS)):
-        write_arrow(folder / f"part-{i}.parquet", x[a:b], "parquet")
+        WRITERS[ext](folder / f"part-{i}.{ext}", x[a:b])
     np.testing.assert_array_equal(read_everything(load_vectors(folder), step=500), x)
 
 

@@ -16,7 +16,7 @@ from gpupq.io import shards as shards_mod
 from gpupq.outputs import check_outputs
 
 from .helpers import cli_runner, clustered, read_everything, refused
-from .io_writers import write_arrow, write_bin
+from .io_writers import write_arrow, write_bin, write_vecs
 
 CUTS = (0, 700, 701, 1900, 3000)  # unequal shards, one of a single row
 
@@ -86,6 +86,33 @@ def test_other_formats_in_shards(tmp_path, x, ext):
     for i, (a, b) in enumerate(itertools.pairwise(CUTS)):
         WRITERS[ext](folder / f"part-{i}.{ext}", x[a:b])
     np.testing.assert_array_equal(read_everything(load_vectors(folder), step=500), x)
+
+
+@pytest.mark.parametrize("ext", ["npy", "fbin", "fvecs", "parquet"])
+def test_empty_files_are_skipped_alone_refused(tmp_path, x, ext):
+    """A file with no rows (a writer's empty part) holds nothing to read: skipped within a
+    collection (listed with 0 rows), refused on its own, and a collection of only such files
+    is refused."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    empty = folder / f"part-1.{ext}"
+    if ext == "npy":
+        np.save(empty, np.zeros((0, 16), np.float32))
+    elif ext == "fbin":
+        write_bin(empty, np.zeros((0, 16), np.float32), "<f4")
+    elif ext == "fvecs":
+        empty.write_bytes(b"")
+    else:
+        write_arrow(empty, np.zeros((0, 16), np.float32), "parquet")
+    refused(load_vectors, empty, match="empty")
+    refused(load_vectors, folder, match="every file is empty")
+    full = {"npy": np.save, "fbin": lambda p, r: write_bin(p, r, "<f4"), "parquet": WRITERS.get("parquet")}
+    write = full.get(ext) or (lambda p, r: write_vecs(p, r, "<f4"))
+    write(folder / f"part-0.{ext}", x[:700])
+    write(folder / f"part-2.{ext}", x[700:])
+    ds = load_vectors(folder)
+    assert [m["rows"] for m in ds.array.manifest()] == [700, 0, 2300]
+    np.testing.assert_array_equal(read_everything(ds, step=333), x)
 
 
 def test_refusals_are_one_line(tmp_path, x):

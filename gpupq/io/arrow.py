@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GpupqError
+from ..errors import EmptyInput, GpupqError
 from .lazy import LazyArray
 from .limits import _COPY_BYTES
 from .safety import _failing
@@ -120,7 +120,7 @@ def _arrow_column(
         if declared_rows < 0:
             raise GpupqError(f"{path}: its metadata declares {declared_rows} rows")
         if not declared_rows:
-            raise GpupqError(f"{path}: column {column!r} is empty")
+            raise EmptyInput(f"{path}: column {column!r} is empty")
         if list_size is not None:
             d = list_size
         else:  # the first row's length; every other row is checked against it as it is read

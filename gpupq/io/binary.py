@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 
-from ..errors import GpupqError
+from ..errors import EmptyInput, GpupqError
 from .dataset import chunk_rows
 from .safety import _check_size, _open
 
@@ -19,6 +19,8 @@ _BIN_DTYPE = {"fbin": np.dtype("<f4"), "u8bin": np.dtype("u1"), "i8bin": np.dtyp
 def _vecs_array(path: str, dtype: np.dtype) -> np.ndarray:
     """TEXMEX rows of [int32 d][d values]: a strided (n, d) view of the memory-mapped file."""
     size = os.path.getsize(path)
+    if size == 0:
+        raise EmptyInput(f"{path}: is empty (0 bytes), too short to hold a vector")
     if size < 4:
         raise GpupqError(f"{path}: too short to hold a vector ({size} bytes)")
     with _open(path) as fh:
@@ -53,7 +55,10 @@ def _bin_array(path: str, dtype: np.dtype) -> np.ndarray:
         raise GpupqError(f"{path}: too short to hold the 8-byte header ({size} bytes)")
     with _open(path) as fh:
         n, d = struct.unpack("<II", fh.read(8))
-    if n == 0 or d == 0:
+    if d == 0:
         raise GpupqError(f"{path}: header declares an empty array ({n} x {d})")
+    if n == 0:
+        _check_size(path, 8, exact=True, what=f"the header ({n} x {d} {dtype})")
+        raise EmptyInput(f"{path}: header declares an empty array ({n} x {d})")
     _check_size(path, 8 + n * d * dtype.itemsize, exact=True, what=f"the header ({n} x {d} {dtype})")
     return np.memmap(path, dtype=dtype, mode="r", offset=8, shape=(n, d))

@@ -17,7 +17,7 @@ from typing import IO, Any, TypeVar
 
 import numpy as np
 
-from ..errors import GpupqError
+from ..errors import EmptyInput, GpupqError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -133,8 +133,10 @@ def _check_matrix(path: str, shape: tuple[int, ...] | None, dtype: np.dtype) -> 
     n, d = (int(s) for s in shape)
     if n < 0 or d < 0:
         raise GpupqError(f"{path}: header declares a negative shape ({n}, {d})")
-    if n == 0 or d == 0:
+    if d == 0:
         raise GpupqError(f"{path}: array of shape ({n}, {d}) is empty")
+    if n == 0:
+        raise EmptyInput(f"{path}: array of shape ({n}, {d}) is empty")
     return n, d
 
 

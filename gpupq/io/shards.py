@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GpupqError
+from ..errors import EmptyInput, GpupqError
 from .safety import _printable
 
 #: files kept open at once (least recently read closed first)
@@ -90,25 +90,30 @@ class ShardedArray:
         if known is not None:
             self._layout(known[0], known[1], np.dtype(known[2]))
             return
-        rows, d, dtype = [], None, None
+        rows, d, dtype, first = [], None, None, ""
         for i, path in enumerate(self.paths):
-            arr = opener(path)
+            try:
+                arr = opener(path)
+            except EmptyInput:  # a file with no rows (a writer's empty part): nothing to read
+                rows.append(0)
+                continue
             shape, this = tuple(arr.shape), np.dtype(arr.dtype)
             if d is None:
-                d, dtype = int(shape[1]), this
+                d, dtype, first = int(shape[1]), this, path
             elif shape[1] != d:
                 raise GpupqError(
-                    f"{_printable(path)}: has {shape[1]} dimensions where {_printable(self.paths[0])} has {d}; "
+                    f"{_printable(path)}: has {shape[1]} dimensions where {_printable(first)} has {d}; "
                     "the files of one collection hold vectors of one size"
                 )
             elif this != dtype:
                 raise GpupqError(
-                    f"{_printable(path)}: holds {this} values where {_printable(self.paths[0])} holds {dtype}; "
+                    f"{_printable(path)}: holds {this} values where {_printable(first)} holds {dtype}; "
                     "convert the files to one type"
                 )
             rows.append(int(shape[0]))
             self._keep(i, arr)
-        assert d is not None and dtype is not None  # shard_paths never gives an empty list
+        if d is None or dtype is None:
+            raise GpupqError(f"{source}: every file is empty; there are no vectors")
         self._layout(rows, d, dtype)
 
     def _layout(self, rows: list[int], d: int, dtype: np.dtype) -> None:

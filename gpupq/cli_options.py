@@ -91,8 +91,8 @@ _Workers = Annotated[
     int | None,
     _opt(
         "--workers",
-        help="compute the exact ground truth in shards on N local Dask workers (needs gpupq[distributed]); "
-        "the other stages run in this process",
+        help="run in shards on N local Dask workers (needs gpupq[distributed], numpy backend): the exact ground "
+        "truth, and each build's lists, encoded and searched where they are; training stays here",
     ),
 ]
 _Scheduler = Annotated[

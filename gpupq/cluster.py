@@ -435,10 +435,20 @@ class ShardedIndex:
         kk = best_d.shape[1]
         return best_d.reshape(nq, p, kk), best_i.reshape(nq, p, kk), probes
 
-    def search(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest by the index: (scores (nq, k) float32, ids (nq, k) int64)."""
-        out_d, out_i, _ = self.scan(q, k, nprobe)
-        return self.template.merge(out_d, out_i, k)
+    def search(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, Any]:
+        """As :meth:`gpupq.ivf.IVFPQIndex.search`: (scores (nq, k) float32, ids (nq, k) int64,
+        stats), the shards' candidates merged."""
+        from .ivf import SearchStats
+
+        out_d, out_i, probes = self.scan(q, k, nprobe)
+        dist, found = self.template.merge(out_d, out_i, k)
+        return dist, found, SearchStats(scanned=self.list_sizes[probes].sum(axis=1))
+
+    def __getattr__(self, name: str) -> Any:
+        # what was trained (coarse, pq, opq, nlist, metric, warnings, …) is the template's
+        if name in ("template", "executor", "handles", "list_sizes"):
+            raise AttributeError(name)
+        return getattr(self.template, name)
 
     def merge(self, out_d: np.ndarray, out_i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.template.merge(out_d, out_i, k)
@@ -497,9 +507,14 @@ class ShardedRun:
         """Ids (nq, k) int64 of the queries' exact neighbours (see :func:`sharded_ground_truth`)."""
         return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric, progress)[1]
 
+    def lists(self, template: IVFPQIndex, query_ids: np.ndarray) -> ShardedIndex:
+        """The shards' inverted lists, encoded with the quantizers ``template`` trained."""
+        return ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids)
+
     def describe(self) -> dict[str, Any]:
         ex = self.executor
-        out: dict[str, Any] = {"executor": ex.name, "shards": len(self.plan), "stages": ["ground truth"]}
+        stages = ["ground truth", "adding", "search"]
+        out: dict[str, Any] = {"executor": ex.name, "shards": len(self.plan), "stages": stages}
         if isinstance(ex, DaskExecutor):
             out["workers"] = len(ex.client.scheduler_info().get("workers", {}))
             out["scheduler"] = ex.client.scheduler.address

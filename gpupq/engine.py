@@ -33,6 +33,7 @@ import numpy as np
 
 from .backends import Backend
 from .cache import StageCache
+from .cluster import ShardedIndex
 from .io import Dataset, Split, chunk_rows
 from .ivf import IVFPQIndex
 from .knn import exact_knn
@@ -73,7 +74,7 @@ class Built:
     """A trained, filled index and what it cost."""
 
     build: Build
-    index: IVFPQIndex
+    index: IVFPQIndex | ShardedIndex  # sharded: its lists held by the shards' tasks
     coarse_s: float  # the coarse stage's training time (shared by every build of its nlist)
     train_s: float  # PQ (and table) training of this build alone
     add_s: float
@@ -158,6 +159,9 @@ class Workbench:
     #: executor, :class:`gpupq.cluster.ShardedRun`): (queries (nq, d) float32, held-out row ids
     #: (nq,) int64, k, metric, progress(rows)) -> ids (nq, k) int64
     ground_truth_fn: Callable[..., np.ndarray] | None = None
+    #: when set, every build's lists are encoded and searched in shards instead of here
+    #: (:class:`gpupq.cluster.ShardedRun`): (trained index, held-out row ids) -> ShardedIndex
+    shard_lists: Callable[[IVFPQIndex, np.ndarray], ShardedIndex] | None = None
     #: ``--cache``: the ground truth is read from it when there, and written to it when computed
     gt_cache: StageCache | None = None
     #: the cache entry the ground truth was read from, or None
@@ -337,10 +341,16 @@ class Workbench:
         coarse, rng = self._train_coarse(build)
         return self._train_pq(build, coarse, rng)
 
-    def fill(self, index: IVFPQIndex, label: str = "", build: Build | None = None) -> None:
+    def fill(self, index: IVFPQIndex, label: str = "", build: Build | None = None) -> IVFPQIndex | ShardedIndex:
         """Empty ``index``'s lists and add the whole base, chunk by chunk, then build the lists.
         build: the build ``index`` is, whose lists are shared with the other builds of its coarse
-        quantizer when :attr:`share_lists` is on."""
+        quantizer when :attr:`share_lists` is on. Returns the index to search: ``index``, or
+        with :attr:`shard_lists` the shards' lists encoded with its quantizers."""
+        if self.shard_lists is not None:
+            self.report(f"add {label} (shards)".replace("  ", " "), 0, 1)
+            out = self.shard_lists(index, self.split.query_ids)
+            self.report(f"add {label} (shards)".replace("  ", " "), 1, 1)
+            return out
         shared = self._base_lists.setdefault(_coarse_key(build), []) if self.share_lists and build else None
 
         def attempt() -> None:
@@ -358,8 +368,9 @@ class Workbench:
             index.build()
 
         self.be.retrying(attempt, "adding")
+        return index
 
-    def adopt(self, build: Build, index: IVFPQIndex, train_s: float, add_s: float) -> Built:
+    def adopt(self, build: Build, index: IVFPQIndex | ShardedIndex, train_s: float, add_s: float) -> Built:
         """Take an index trained and filled elsewhere (by ``estimate``'s timed runs) as ``build``'s."""
         out = Built(build, index, 0.0, train_s, add_s, False)
         self._built[build] = out
@@ -381,9 +392,9 @@ class Workbench:
         be.synchronize()
         t1 = time.perf_counter()
         self.report(f"train {label}", 1, 1)
-        self.fill(index, label, build)
+        filled = self.fill(index, label, build)
         be.synchronize()
-        out = Built(build, index, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
+        out = Built(build, filled, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
         cache[build] = out
         return out
 
@@ -406,9 +417,10 @@ class Workbench:
     def drop(self, build: Build, draft: bool = False) -> None:
         """Forget a build's index (its codes) once its points are measured; memory stays bounded
         by one build at a time rather than the whole grid. draft: its draft's only."""
-        if not draft:
-            self._built.pop(build, None)
-        self._drafts.pop(build, None)
+        gone = [self._drafts.pop(build, None)] + ([self._built.pop(build, None)] if not draft else [])
+        for b in gone:
+            if b is not None and isinstance(b.index, ShardedIndex):
+                b.index.release()  # the shards' lists, held on workers
 
     # ------------------------------------------------------------------ points
     def curve(

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .backends import Backend
-from .cluster import ClusterConfig
+from .cluster import ClusterConfig, ShardedIndex
 from .deploy import deploy_spec
 from .engine import Workbench
 from .errors import GpupqError
@@ -376,11 +376,16 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
     runs.update(phase_runs)
     index = out["train"]
 
+    filled: list[Any] = []
+
     def add_all() -> None:
-        bench.fill(index)  # every run adds the whole base to empty lists
+        if filled and isinstance(filled[-1], ShardedIndex):
+            filled.pop().release()  # the previous run's shards
+        filled.append(bench.fill(index))  # every run adds the whole base to empty lists
 
     runs.update(repeat({"add": add_all}, min_time, be.synchronize)[1])
-    bench.adopt(build, index, runs["train"].median, runs["add"].median)
+    bench.adopt(build, filled[-1], runs["train"].median, runs["add"].median)
+    index = filled[-1]  # the lists searched: this index, or the shards'
 
     # One untimed call on a few queries first: the timings are of a warm index, as deployed.
     index.search(bench.queries[: min(split.n_queries, 8)], config.k, config.nprobe)

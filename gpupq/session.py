@@ -299,15 +299,22 @@ def open_session(
         be.budget = budget
         be.allow_ids(dataset.n - 1)  # ids are row numbers
     common = {"seed": config.seed, "batch_size": config.batch_size, "min_time": config.min_time}
-    sharded = config.cluster.start(dataset, threads) if config.cluster is not None and gt is None else None
+    if config.cluster is not None and any(be.name != "numpy" for be in backends):
+        raise GpupqError(
+            "--workers, --scheduler and --shard-rows run on the numpy backend for now; add --backend numpy"
+        )
     gt_cache = StageCache(check_cache_dir(config.cache, [])) if config.cache is not None else None
-    gt_fn = sharded.ground_truth if sharded is not None else None
+    # the shards: the ground truth (unless the input stores it), every build's lists and searches
+    sharded = config.cluster.start(dataset, threads) if config.cluster is not None else None
+    gt_fn = sharded.ground_truth if sharded is not None and gt is None else None
+    lists_fn = sharded.lists if sharded is not None else None
     benches = [
         Workbench(
-            be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, gt_cache=gt_cache, **common
+            be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, shard_lists=lists_fn,
+            gt_cache=gt_cache, **common,
         )
         for be in backends
-    ]
+    ]  # fmt: skip
     return Session(
         dataset=dataset,
         split=split,

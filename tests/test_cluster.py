@@ -168,7 +168,8 @@ def test_cli_shards_give_the_same_estimate(tmp_path):
         assert res.exit_code == 0, res.stderr
         runs[label] = json.loads(res.stdout)
     assert "execution" not in runs["one"]["dataset"]
-    assert runs["rows"]["dataset"]["execution"] == {"executor": "in-process", "shards": 9, "stages": ["ground truth"]}
+    stages = ["ground truth", "adding", "search"]
+    assert runs["rows"]["dataset"]["execution"] == {"executor": "in-process", "shards": 9, "stages": stages}
     assert runs["dask"]["dataset"]["execution"]["executor"] == "dask"
     assert runs["dask"]["dataset"]["execution"]["workers"] == 2
     for label in ("rows", "dask"):
@@ -233,8 +234,42 @@ def test_sharded_index_searches_as_one(tmp_path, threads_cluster, metric):
         here.merge_prefixes(sh_d, sh_i, ps, 10), one.merge_prefixes(one_d, one_i, ps, 10), strict=True
     ):
         np.testing.assert_array_equal(got, want)
-    d1, i1 = here.search(q, 10, 4)
-    d0, i0, _ = one.search(q, 10, 4)
+    d1, i1, stats = here.search(q, 10, 4)
+    d0, i0, s0 = one.search(q, 10, 4)
     np.testing.assert_array_equal(i1, i0)
     np.testing.assert_allclose(d1, d0, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(stats.scanned, s0.scanned)
     there.release()
+
+
+@pytest.mark.parametrize("command", ["sweep", "recommend"])
+def test_sweep_and_recommend_in_shards_find_what_one_pass_finds(tmp_path, command):
+    """--shard-rows: every build's lists encoded and searched in shards (in this process), the
+    ground truth too: the same points and the same answers as one pass."""
+    import json
+
+    from gpupq.cli import app
+
+    from .helpers import cli_runner
+
+    folder = _shards(tmp_path / "s", clustered(4000, 16, seed=9))
+    args = {
+        "sweep": ["--m", "4,8", "--nlist", "16,32", "--rerank", "0,40", "--no-timing"],
+        "recommend": ["--target-recall", "0.9", "--nlist", "16,32", "--m", "4,8", "--nbits", "4,8", "--min-time", "0"],
+    }[command]
+    base = [command, "--data", folder, *args, "--backend", "numpy", "--json", "-q"]
+    one, shards = (cli_runner().invoke(app, base + extra) for extra in ([], ["--shard-rows", "900"]))
+    assert one.exit_code == 0 and shards.exit_code == 0, shards.stderr
+    a, b = json.loads(one.stdout), json.loads(shards.stdout)
+    assert b["dataset"]["execution"]["stages"] == ["ground truth", "adding", "search"]
+    if command == "sweep":
+        assert [p["recall"] for p in b["points"]] == [p["recall"] for p in a["points"]]
+        key = "vectors_scanned_per_query"
+        assert [p[key] for p in b["points"]] == [p[key] for p in a["points"]]
+    else:
+
+        def answers(j):
+            return [(x["candidate"], x["point"]["nprobe"], x["point"]["recall"]) for x in j["answers"]]
+
+        assert answers(b) == answers(a) and answers(a)
+        assert b["coverage"] == a["coverage"]

@@ -142,6 +142,9 @@ class InProcess:
     def share(self, value: Any) -> Any:
         return value
 
+    def lend(self, value: Any) -> Any:
+        return value
+
     def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
         """[fn(item, *args) for item in items], kept where they were made (here: the results)."""
         return self.map(fn, items, *args)
@@ -213,9 +216,16 @@ class DaskExecutor:
         self._held: list[Any] = []
 
     def share(self, value: Any) -> Any:
+        """``value`` on every worker, held until the executor closes (a run's constants)."""
         future = self.client.scatter(value, broadcast=True)
         self._held.append(future)
         return future
+
+    def lend(self, value: Any) -> Any:
+        """``value`` on every worker for one call (a search's queries): released when the caller
+        drops the future. Its own key (hash=False): equal content scattered elsewhere, and held,
+        is another key, so dropping this one never takes that one away."""
+        return self.client.scatter(value, broadcast=True, hash=False)
 
     def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
         """fn(item, *args) for each item, run and kept on the workers: their futures, held."""
@@ -400,6 +410,7 @@ class ShardedIndex:
         self.executor = executor
         self.template = template
         self.handles = handles
+        self._lent: list[Any] = []
         self.list_sizes = np.sum(executor.on(_list_sizes, handles), axis=0).astype(np.int64)  # (nlist,)
 
     @classmethod
@@ -413,8 +424,11 @@ class ShardedIndex:
     ) -> ShardedIndex:
         """Encode each shard's rows (the dataset less ``query_ids``) where its task runs."""
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
-        shared = [executor.share(v) for v in (data, template, query_ids)]
-        return cls(executor, template, executor.place(_lists_task, list(plan), *shared))
+        shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
+        quantizers = executor.lend(template)  # this build's: dropped with its lists
+        out = cls(executor, template, executor.place(_lists_task, list(plan), shared[0], quantizers, shared[1]))
+        out._lent = [quantizers]  # kept while the lists live: a lost shard is encoded again from it
+        return out
 
     @property
     def ntotal(self) -> int:
@@ -423,8 +437,9 @@ class ShardedIndex:
     def scan(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As :meth:`gpupq.ivf.IVFPQIndex.scan`: (nq, nprobe, k) scores and ids, and the probes."""
         qq, coarse_score, probes = self.template.probe(q, nprobe)
-        shared = [self.executor.share(v) for v in (qq, coarse_score, probes)]
-        parts = self.executor.on(_scan_task, self.handles, *shared, k)
+        lent = [self.executor.lend(v) for v in (qq, coarse_score, probes)]
+        parts = self.executor.on(_scan_task, self.handles, *lent, k)
+        del lent  # each search's own: dropped here, not kept for the run's length
         nq, p = probes.shape
         cand_d = np.concatenate([d for d, _ in parts], axis=2).reshape(nq * p, -1)
         cand_i = np.concatenate([i for _, i in parts], axis=2).reshape(nq * p, -1)
@@ -446,7 +461,7 @@ class ShardedIndex:
 
     def __getattr__(self, name: str) -> Any:
         # what was trained (coarse, pq, opq, nlist, metric, warnings, …) is the template's
-        if name in ("template", "executor", "handles", "list_sizes"):
+        if name in ("template", "executor", "handles", "list_sizes", "_lent"):
             raise AttributeError(name)
         return getattr(self.template, name)
 
@@ -459,6 +474,7 @@ class ShardedIndex:
     def release(self) -> None:
         self.executor.release(self.handles)
         self.handles = []
+        self._lent = []
 
 
 @dataclass(frozen=True)
@@ -518,6 +534,10 @@ class ShardedRun:
         if isinstance(ex, DaskExecutor):
             out["workers"] = len(ex.client.scheduler_info().get("workers", {}))
             out["scheduler"] = ex.client.scheduler.address
+            out["timing_note"] = (
+                "search figures include Dask's round trips to the shards (tens of ms a call): a slower "
+                "bound than a deployment whose shards are resident servers"
+            )
         return out
 
     def close(self) -> None:

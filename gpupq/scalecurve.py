@@ -13,7 +13,13 @@ The method, kept simple so it can be stated in one paragraph of output:
    recall = a + b·log2(n), which keeps falling (or rising) at one rate, and
    recall = a + b/√n, which flattens as n grows; the form that better predicts the largest size
    from the smaller ones is the estimate (:func:`fit_trend`), and the band at ``--n-total``
-   spans both forms' 95% bands, so it covers what the points allow.
+   spans both forms' 95% bands and the largest size's own interval (a trend that stops there),
+   so it covers what the points allow (:func:`prediction_band`).
+
+Why the third: on 20M clustered vectors (benchmarks/RESULTS.md) recall fell steeply on the
+subsamples of the sixteenth, while nlist was below the data's 8,000 clusters, then nearly
+stopped; both fitted forms put 20M at about 0, and 0.158 was measured. No smooth form fitted
+to the falling points sees such a change of regime, so the band keeps the possibility open.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ from .settings import Build, Setting
 from .threads import blas_threads
 
 CAVEAT = (
-    "extrapolated beyond the sizes measured: the band spans a trend that keeps its rate (linear in log2 N) and "
-    "one that flattens (linear in 1/√N), for a deployment scaled by the one projection rule (nlist ∝ √N, "
-    "nprobe ∝ nlist) with the same m, nbits and re-ranking"
+    "extrapolated beyond the sizes measured: the band spans a trend that keeps its rate (linear in log2 N), "
+    "one that flattens (linear in 1/√N) and one that stops at the largest size measured, for a deployment "
+    "scaled by the one projection rule (nlist ∝ √N, nprobe ∝ nlist) with the same m, nbits and re-ranking"
 )
 DEFAULT_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
 
@@ -289,7 +295,19 @@ def scale_curve(
     if n_total is not None:
         out.n_total = n_total
         out.nlist_total, out.nprobe_total = scale(build.nlist, setting.nprobe, nb, n_total)
-        mean, _, _ = trend.predict(n_total)
-        bands = [t.predict(n_total) for t in trends]
-        out.prediction = (mean, min(b[1] for b in bands), max(b[2] for b in bands))
+        out.prediction = prediction_band(trend, trends, measured, n_total)
     return out
+
+
+def prediction_band(
+    trend: Trend, trends: list[Trend], measured: list[tuple[int, float, float]], n_total: int
+) -> tuple[float, float, float]:
+    """(mean, low, high) at n_total: the chosen trend's mean; a band spanning every form's 95%
+    band and, beyond the largest size measured, that size's own interval (a trend that stops
+    there: a change of regime the fitted forms cannot see). measured: (n, recall, half-width)."""
+    mean, _, _ = trend.predict(n_total)
+    bands = [t.predict(n_total) for t in trends]
+    n_last, r_last, half = max(measured)
+    if n_total > n_last:
+        bands.append((r_last, max(0.0, r_last - half), min(1.0, r_last + half)))
+    return mean, min(b[1] for b in bands), max(b[2] for b in bands)

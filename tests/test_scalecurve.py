@@ -123,3 +123,22 @@ def test_the_flattening_form_is_chosen_when_it_predicts_the_largest_size_better(
     # a steady log-linear fall is still told from a flattening one
     steady = [(n, 0.95 - 0.02 * np.log2(n / 8000), 0.004) for n in ns]
     assert fit_trends(steady)[0].form == "log"
+
+
+def test_band_keeps_a_change_of_regime_open():
+    """The 20M measurement (benchmarks/RESULTS.md): recall on the sixteenth's subsamples fell
+    steeply, then stopped once nlist passed the data's clusters. Both fitted forms put 20M near 0;
+    0.1575 was measured. The band must cover it: it spans a trend that stops at the largest size
+    measured. At a size measured, the band is the forms' alone."""
+    from gpupq.scalecurve import fit_trends, prediction_band
+
+    half = 0.0089
+    measured = [(156_125, 0.678, half), (312_250, 0.4562, half), (624_500, 0.3078, half), (1_249_000, 0.2134, half)]
+    trend, trends = fit_trends(measured)
+    forms_high = max(t.predict(20_000_000)[2] for t in trends)
+    assert forms_high < 0.1  # what the forms alone allowed: the miss
+    mean, low, high = prediction_band(trend, trends, measured, 20_000_000)
+    assert low <= 0.1575 <= high and high == pytest.approx(0.2134 + half)
+    assert mean == trend.predict(20_000_000)[0]
+    at_last = prediction_band(trend, trends, measured, 1_249_000)
+    assert at_last[2] == max(t.predict(1_249_000)[2] for t in trends)

@@ -22,6 +22,7 @@ import copy
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -179,6 +180,10 @@ class InProcess:
 
 #: seconds to wait for a scheduler named by --scheduler
 CONNECT_TIMEOUT_S = 10
+#: tries to send data to the workers when one of them has just gone away
+SCATTER_TRIES = 4
+#: seconds one scatter may take before it is tried again (one to a worker that just died can hang)
+SCATTER_TIMEOUT_S = 20
 
 
 class DaskExecutor:
@@ -217,7 +222,7 @@ class DaskExecutor:
 
     def share(self, value: Any) -> Any:
         """``value`` on every worker, held until the executor closes (a run's constants)."""
-        future = self.client.scatter(value, broadcast=True)
+        future = self._scatter(value, hash=True)
         self._held.append(future)
         return future
 
@@ -225,7 +230,22 @@ class DaskExecutor:
         """``value`` on every worker for one call (a search's queries): released when the caller
         drops the future. Its own key (hash=False): equal content scattered elsewhere, and held,
         is another key, so dropping this one never takes that one away."""
-        return self.client.scatter(value, broadcast=True, hash=False)
+        return self._scatter(value, hash=False)
+
+    def _scatter(self, value: Any, hash: bool) -> Any:
+        """Broadcast (a copy on every worker survives the loss of one). A worker that died a
+        moment ago closes the connection to it; the scheduler drops it soon after: try again."""
+        from distributed.comm.core import CommClosedError
+
+        for attempt in range(SCATTER_TRIES):
+            try:
+                return self.client.scatter(value, broadcast=True, hash=hash, timeout=SCATTER_TIMEOUT_S)
+            # KeyError: the scheduler's replicate met the gone worker; a timeout: the scatter waited on it
+            except (CommClosedError, OSError, KeyError, TimeoutError):
+                if attempt == SCATTER_TRIES - 1:
+                    raise GpupqError("could not send data to the Dask workers: they keep disconnecting") from None
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
         """fn(item, *args) for each item, run and kept on the workers: their futures, held."""

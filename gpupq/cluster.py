@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import GpupqError
-from .io import Dataset, ShardedArray, is_collection, load_collection, load_vectors
-from .io.dataset import Origin, chunk_rows
+from .io import Dataset, ShardedArray, Split, is_collection, load_collection, load_vectors
+from .io.dataset import Origin
 
 if TYPE_CHECKING:
     from .ivf import IVFPQIndex
@@ -329,21 +329,11 @@ def _gt_task(
     from .backends import NumpyBackend
     from .knn import exact_knn
 
-    ds = _dataset(data)
     be = NumpyBackend()  # its default budget: one thread
-    start, stop = rows
-    be.allow_ids(stop - 1)
-    step = chunk_rows(ds.d)
+    be.allow_ids(rows[1] - 1)
+    chunks = Split(_dataset(data), query_ids).iter_base(mark_queries=True, rows=rows)
 
-    def chunks() -> Any:
-        for a in range(start, stop, step):
-            b = min(stop, a + step)
-            ids = np.arange(a, b, dtype=np.int64)
-            lo, hi = np.searchsorted(query_ids, [a, b])
-            ids[query_ids[lo:hi] - a] = -1
-            yield ids, ds.chunk(a, b)
-
-    return exact_knn(be, queries, chunks(), k, metric, raw=True)
+    return exact_knn(be, queries, chunks, k, metric, raw=True)
 
 
 def sharded_ground_truth(
@@ -383,21 +373,13 @@ def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIn
     quantizers of ``template`` into an index of their own, single-threaded (see _gt_task)."""
     from .backends import NumpyBackend
 
-    ds = _dataset(data)
-    start, stop = rows
     index = copy.copy(template)
     index.be = NumpyBackend()
-    index.be.allow_ids(stop - 1)
+    index.be.allow_ids(rows[1] - 1)
     index.warnings = list(template.warnings)
     index.reset()
-    step = chunk_rows(ds.d)
-    for a in range(start, stop, step):
-        b = min(stop, a + step)
-        keep = np.ones(b - a, dtype=bool)
-        lo, hi = np.searchsorted(query_ids, [a, b])
-        keep[query_ids[lo:hi] - a] = False
-        if keep.any():
-            index.add(ds.chunk(a, b)[keep], np.arange(a, b, dtype=np.int64)[keep])
+    for ids, x in Split(_dataset(data), query_ids).iter_base(rows=rows):  # held-out rows dropped
+        index.add(x, ids)
     index.build()
     return index
 

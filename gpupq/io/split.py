@@ -48,17 +48,19 @@ class Split:
         return np.flatnonzero(keep).astype(np.int64)
 
     def iter_base(
-        self, chunk: int | None = None, mark_queries: bool = False
+        self, chunk: int | None = None, mark_queries: bool = False, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids (b,) int64, x (b, d) float32) over the base, in row order, chunked.
 
         mark_queries: leave held-out rows in place with id -1 instead of copying the chunk
         without them (for a consumer that skips id -1, as the exact k-NN does).
+        rows: only the dataset rows [first, end) (a shard), chunked from ``first``.
         """
         chunk = chunk or chunk_rows(self.dataset.d)
         qids = self.query_ids
-        for start in range(0, self.dataset.n, chunk):
-            stop = min(self.dataset.n, start + chunk)
+        first, end = rows if rows is not None else (0, self.dataset.n)
+        for start in range(first, end, chunk):
+            stop = min(end, start + chunk)
             x = self.dataset.chunk(start, stop)
             lo, hi = np.searchsorted(qids, [start, stop])
             ids = np.arange(start, stop, dtype=np.int64)

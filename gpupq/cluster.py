@@ -86,6 +86,50 @@ def _dataset(data: Source | Dataset) -> Dataset:
     return data.open() if isinstance(data, Source) else data
 
 
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """fn(*args) and the seconds it took where it ran (a worker's clock, not the round trip)."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+class ShardClock:
+    """What the shards' tasks took, by stage: each shard's seconds (summed over the stage's
+    calls), and the running total of seconds the executor spent beyond the slowest shard of
+    each call (shards run one after another here, Dask's round trips): the ``overhead`` that
+    :func:`gpupq.timing.repeat` takes off the wall clock to model one machine per shard."""
+
+    def __init__(self) -> None:
+        self.overhead_s = 0.0
+        self.stages: dict[str, np.ndarray] = {}  # stage -> (shards,) float64 seconds
+        self.calls: dict[str, int] = {}
+
+    def record(self, stage: str, wall_s: float, shard_s: Sequence[float]) -> None:
+        """One call of ``stage`` that took ``wall_s`` here, whose shards took ``shard_s``."""
+        times = np.asarray(shard_s, dtype=np.float64)
+        before = self.stages.get(stage)
+        self.stages[stage] = times if before is None or before.shape != times.shape else before + times
+        self.calls[stage] = self.calls.get(stage, 0) + 1
+        self.overhead_s += max(0.0, wall_s - float(times.max(initial=0.0)))
+
+    def overhead(self) -> float:
+        return self.overhead_s
+
+    def describe(self) -> dict[str, Any]:
+        """Per stage: its calls, and the slowest, median and fastest shard's seconds over them."""
+        return {
+            stage: {
+                "calls": self.calls[stage],
+                "slowest_shard_s": float(t.max()),
+                "median_shard_s": float(np.median(t)),
+                "fastest_shard_s": float(t.min()),
+                "slowest_shard": int(t.argmax()) + 1,
+            }
+            for stage, t in self.stages.items()
+            if t.size
+        }
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     """Row ranges [start, stop) covering the dataset in order: ranges (s, 2) int64."""
@@ -139,6 +183,7 @@ class InProcess:
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
+        self.clock = ShardClock()
 
     def share(self, value: Any) -> Any:
         return value
@@ -150,29 +195,39 @@ class InProcess:
         """[fn(item, *args) for item in items], kept where they were made (here: the results)."""
         return self.map(fn, items, *args)
 
-    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any) -> list[Any]:
+    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any, stage: str | None = None) -> list[Any]:
         """[fn(value, *args) for each placed value], each run where its value is."""
-        return self.map(fn, handles, *args)
+        return self.map(fn, handles, *args, stage=stage)
 
     def release(self, handles: Sequence[Any]) -> None:
         pass
 
     def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *args: Any,
+        done: Callable[[int], None] | None = None,
+        stage: str | None = None,
     ) -> list[Any]:
-        """[fn(item, *args) for item in items]; ``done(i)`` after item i finishes (any order)."""
+        """[fn(item, *args) for item in items]; ``done(i)`` after item i finishes (any order);
+        each task's seconds recorded under ``stage`` in :attr:`clock` when given."""
         from .threads import ThreadBudget
 
         lock = threading.Lock()
 
         def run(i: int) -> Any:
-            out = fn(items[i], *args)
+            out = _timed(fn, items[i], *args)
             if done is not None:
                 with lock:
                     done(i)
             return out
 
-        return ThreadBudget(self.threads).map(run, range(len(items)))
+        t0 = time.perf_counter()
+        parts = ThreadBudget(self.threads).map(run, range(len(items)))
+        if stage is not None:
+            self.clock.record(stage, time.perf_counter() - t0, [s for _, s in parts])
+        return [out for out, _ in parts]
 
     def close(self) -> None:
         pass
@@ -219,6 +274,7 @@ class DaskExecutor:
             )
             self.client = Client(self._cluster)
         self._held: list[Any] = []
+        self.clock = ShardClock()
 
     def share(self, value: Any) -> Any:
         """``value`` on every worker, held until the executor closes (a run's constants)."""
@@ -253,11 +309,18 @@ class DaskExecutor:
         self._wait(futures, items)
         return futures
 
-    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any) -> list[Any]:
-        """fn(value, *args) for each placed value, on the worker holding it; the results here."""
-        futures = [self.client.submit(fn, h, *args, pure=False) for h in handles]
+    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any, stage: str | None = None) -> list[Any]:
+        """fn(value, *args) for each placed value, on the worker holding it; the results here,
+        each task's seconds recorded under ``stage`` in :attr:`clock` when given."""
+        t0 = time.perf_counter()
+        futures = [self.client.submit(_timed, fn, h, *args, pure=False) for h in handles]
         self._wait(futures, [f"placed {i + 1}" for i in range(len(handles))])
-        return self.client.gather(futures)
+        return self._unpack(self.client.gather(futures), stage, t0)
+
+    def _unpack(self, parts: list[tuple[Any, float]], stage: str | None, t0: float) -> list[Any]:
+        if stage is not None:
+            self.clock.record(stage, time.perf_counter() - t0, [s for _, s in parts])
+        return [out for out, _ in parts]
 
     def release(self, handles: Sequence[Any]) -> None:
         self.client.cancel(list(handles))
@@ -271,21 +334,27 @@ class DaskExecutor:
                 raise _task_error(i, items, f.exception()) from None
 
     def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, done: Callable[[int], None] | None = None
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *args: Any,
+        done: Callable[[int], None] | None = None,
+        stage: str | None = None,
     ) -> list[Any]:
         """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes. A
         task that fails (after the scheduler's allowed retries, for a worker that died) is one
-        GpupqError naming its shard."""
+        GpupqError naming its shard. Each task's seconds recorded under ``stage`` when given."""
         from dask.distributed import as_completed
 
+        t0 = time.perf_counter()
         # pure=False: a task is not skipped for one of the same key computed earlier
-        futures = [self.client.submit(fn, item, *args, pure=False) for item in items]
+        futures = [self.client.submit(_timed, fn, item, *args, pure=False) for item in items]
         where = {f.key: i for i, f in enumerate(futures)}
         for f in as_completed(futures):
             if done is not None and f.status == "finished":
                 done(where[f.key])
         self._wait(futures, items)
-        return self.client.gather(futures)
+        return self._unpack(self.client.gather(futures), stage, t0)
 
     def close(self) -> None:
         self._held.clear()
@@ -358,7 +427,7 @@ def sharded_ground_truth(
     shared = [executor.share(v) for v in (data, queries, query_ids)]
     ranges = list(plan)
     done = None if progress is None else (lambda i: progress(ranges[i][1] - ranges[i][0]))
-    parts = executor.map(_gt_task, ranges, *shared, k, metric, done=done)
+    parts = executor.map(_gt_task, ranges, *shared, k, metric, done=done, stage="ground truth")
     be = NumpyBackend()
     raw = np.concatenate([p[0] for p in parts], axis=1)
     ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -370,9 +439,11 @@ def sharded_ground_truth(
 
 def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIndex, query_ids: np.ndarray) -> Any:
     """One shard's inverted lists: its rows (less the held-out ones) encoded with the trained
-    quantizers of ``template`` into an index of their own, single-threaded (see _gt_task)."""
+    quantizers of ``template`` into an index of their own, single-threaded (see _gt_task);
+    the seconds it took kept with it (``add_s``)."""
     from .backends import NumpyBackend
 
+    t0 = time.perf_counter()
     index = copy.copy(template)
     index.be = NumpyBackend()
     index.be.allow_ids(rows[1] - 1)
@@ -381,11 +452,14 @@ def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIn
     for ids, x in Split(_dataset(data), query_ids).iter_base(rows=rows):  # held-out rows dropped
         index.add(x, ids)
     index.build()
+    index.add_s = time.perf_counter() - t0
     return index
 
 
-def _list_sizes(index: Any) -> np.ndarray:
-    return np.zeros(index.nlist, dtype=np.int64) if index.list_sizes is None else index.list_sizes
+def _list_sizes(index: Any) -> tuple[np.ndarray, float]:
+    """A shard's list sizes (nlist,) int64, and the seconds its lists took to encode."""
+    sizes = np.zeros(index.nlist, dtype=np.int64) if index.list_sizes is None else index.list_sizes
+    return sizes, index.add_s
 
 
 def _scan_task(
@@ -408,12 +482,18 @@ class ShardedIndex:
     template: the trained quantizers (an IVFPQIndex on the numpy backend, its lists empty).
     """
 
-    def __init__(self, executor: InProcess | DaskExecutor, template: IVFPQIndex, handles: list[Any]) -> None:
+    def __init__(
+        self, executor: InProcess | DaskExecutor, template: IVFPQIndex, handles: list[Any], t0: float | None = None
+    ) -> None:
+        """t0: when the shards' encoding started (perf_counter), to record the adding's times."""
         self.executor = executor
         self.template = template
         self.handles = handles
         self._lent: list[Any] = []
-        self.list_sizes = np.sum(executor.on(_list_sizes, handles), axis=0).astype(np.int64)  # (nlist,)
+        parts = executor.on(_list_sizes, handles)
+        self.list_sizes = np.sum([s for s, _ in parts], axis=0).astype(np.int64)  # (nlist,)
+        if t0 is not None:
+            executor.clock.record("adding", time.perf_counter() - t0, [t for _, t in parts])
 
     @classmethod
     def build(
@@ -425,10 +505,12 @@ class ShardedIndex:
         query_ids: np.ndarray,
     ) -> ShardedIndex:
         """Encode each shard's rows (the dataset less ``query_ids``) where its task runs."""
+        t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
         quantizers = executor.lend(template)  # this build's: dropped with its lists
-        out = cls(executor, template, executor.place(_lists_task, list(plan), shared[0], quantizers, shared[1]))
+        handles = executor.place(_lists_task, list(plan), shared[0], quantizers, shared[1])
+        out = cls(executor, template, handles, t0)
         out._lent = [quantizers]  # kept while the lists live: a lost shard is encoded again from it
         return out
 
@@ -440,7 +522,7 @@ class ShardedIndex:
         """As :meth:`gpupq.ivf.IVFPQIndex.scan`: (nq, nprobe, k) scores and ids, and the probes."""
         qq, coarse_score, probes = self.template.probe(q, nprobe)
         lent = [self.executor.lend(v) for v in (qq, coarse_score, probes)]
-        parts = self.executor.on(_scan_task, self.handles, *lent, k)
+        parts = self.executor.on(_scan_task, self.handles, *lent, k, stage="search")
         del lent  # each search's own: dropped here, not kept for the run's length
         nq, p = probes.shape
         cand_d = np.concatenate([d for d, _ in parts], axis=2).reshape(nq * p, -1)
@@ -477,6 +559,13 @@ class ShardedIndex:
         self.executor.release(self.handles)
         self.handles = []
         self._lent = []
+
+
+#: what the modelled timings are (JSON and the table say it)
+MODEL_NOTE = (
+    "modelled: one machine per shard, each call as long as its slowest shard plus the work here "
+    "(coarse search, merges, re-rank)"
+)
 
 
 @dataclass(frozen=True)
@@ -536,11 +625,18 @@ class ShardedRun:
         if isinstance(ex, DaskExecutor):
             out["workers"] = len(ex.client.scheduler_info().get("workers", {}))
             out["scheduler"] = ex.client.scheduler.address
-            out["timing_note"] = (
-                "search figures include Dask's round trips to the shards (tens of ms a call): a slower "
-                "bound than a deployment whose shards are resident servers"
-            )
+            out["dashboard"] = ex.client.dashboard_link
+        out["shard_seconds"] = ex.clock.describe()
+        out["timing_note"] = MODEL_NOTE + (
+            "; the wall-clock figures include Dask's round trips to the shards (tens of ms a call)"
+            if isinstance(ex, DaskExecutor)
+            else "; the wall-clock figures ran the shards one after another in this process"
+        )
         return out
+
+    def overhead(self) -> float:
+        """The executor's seconds beyond each call's slowest shard, a running total (ShardClock)."""
+        return self.executor.clock.overhead()
 
     def close(self) -> None:
         self.executor.close()

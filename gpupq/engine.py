@@ -131,7 +131,16 @@ class PointResult:
             "vectors_scanned_fraction": self.scanned_fraction,
             "queries_per_s": self.queries_per_s,
             "timed_runs": self.runs.to_dict() if self.runs else None,
+            **({"modelled_queries_per_s": self.modelled_queries_per_s} if self.modelled_queries_per_s else {}),
         }
+
+    @property
+    def modelled_queries_per_s(self) -> float | None:
+        """In shards: queries/s as deployed with one machine per shard (:mod:`gpupq.timing`)."""
+        t = self.runs.modelled_median if self.runs is not None else None
+        if t is None or self.queries_per_s is None:
+            return None
+        return self.queries_per_s * self.runs.median / t if t > 0 else float("inf")
 
 
 @dataclass
@@ -162,6 +171,9 @@ class Workbench:
     #: when set, every build's lists are encoded and searched in shards instead of here
     #: (:class:`gpupq.cluster.ShardedRun`): (trained index, held-out row ids) -> ShardedIndex
     shard_lists: Callable[[IVFPQIndex, np.ndarray], ShardedIndex] | None = None
+    #: with shards: the executor's seconds beyond each call's slowest shard, a running total, so
+    #: timed runs also give their modelled seconds (one machine per shard; :mod:`gpupq.timing`)
+    overhead: Callable[[], float] | None = None
     #: ``--cache``: the ground truth is read from it when there, and written to it when computed
     gt_cache: StageCache | None = None
     #: the cache entry the ground truth was read from, or None
@@ -252,7 +264,7 @@ class Workbench:
 
                     return self.be.retrying(attempt, "ground truth")
 
-                out, runs = repeat({"gt": ground_truth}, self.min_time, self.be.synchronize)
+                out, runs = repeat({"gt": ground_truth}, self.min_time, self.be.synchronize, self.overhead)
                 self._gt_ids = self.be.to_numpy(out["gt"])
                 self.ground_truth_runs = runs["gt"]
                 self.ground_truth_s = runs["gt"].median
@@ -575,7 +587,7 @@ class Workbench:
             if fetch is not None:
                 rerank(be, q, ids, fetch, k, self.index_metric)
 
-        return one_at_a_time(one, min(queries, q_all.shape[0]), be.synchronize)
+        return one_at_a_time(one, min(queries, q_all.shape[0]), be.synchronize, self.overhead)
 
     def time_points(self, points: Sequence[PointResult], k: int, min_time: float | None = None) -> None:
         """Time points of one build together: their runs interleaved (a drift in machine load hits
@@ -590,7 +602,7 @@ class Workbench:
         for p in {pt.setting.nprobe for pt in points}:  # warm, as a deployed index is
             index.search(self.queries[: min(8, self.queries.shape[0])], k, p)
         fns = {str(i): self.search_fn(build, pt.setting, k) for i, pt in enumerate(points)}
-        _, runs = repeat(fns, self.min_time if min_time is None else min_time, self.be.synchronize)
+        _, runs = repeat(fns, self.min_time if min_time is None else min_time, self.be.synchronize, self.overhead)
         nq = self.queries.shape[0]
         for i, pt in enumerate(points):
             pt.runs = runs[str(i)]

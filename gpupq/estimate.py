@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .backends import Backend
-from .cluster import ClusterConfig, ShardedIndex
+from .cluster import MODEL_NOTE, ClusterConfig, ShardedIndex
 from .deploy import deploy_spec
 from .engine import Workbench
 from .errors import GpupqError
@@ -97,12 +97,35 @@ class Timings:
     runs: dict[str, Runs] = field(default_factory=dict)
     #: one query at a time, as deployed (re-ranked when the estimate re-ranks): gpupq's own search
     latency: Latency | None = None
+    #: work in shards: the phases as deployed with one machine per shard (:func:`_modelled`)
+    modelled: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("runs", "latency")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("runs", "latency", "modelled")}
         out["runs"] = {phase: r.to_dict() for phase, r in self.runs.items()}
         out["latency"] = self.latency.to_dict() if self.latency is not None else None
+        if self.modelled is not None:
+            out["modelled"] = self.modelled
         return out
+
+
+def _modelled(runs: dict[str, Runs], latency: Latency | None, nq: int, nb: int) -> dict[str, Any]:
+    """The sharded phases' modelled medians (one machine per shard: each call its slowest shard
+    plus the work here) and the rates they give; the wall-clock ones stay in Timings."""
+
+    def rate(phase: str, n: int) -> float | None:
+        t = runs[phase].modelled_median if phase in runs else None
+        return None if t is None else (n / t if t > 0 else float("inf"))
+
+    out: dict[str, Any] = {"note": MODEL_NOTE}
+    for phase in ("ground_truth", "add", "search", "search_rerank"):
+        if phase in runs and runs[phase].modelled is not None:
+            out[f"{phase}_s"] = runs[phase].modelled_median
+    out["add_vectors_per_s"] = rate("add", nb)
+    out["search_queries_per_s"] = rate("search", nq)
+    out["search_rerank_queries_per_s"] = rate("search_rerank", nq)
+    out["latency"] = latency.modelled.to_dict() if latency is not None and latency.modelled is not None else None
+    return out
 
 
 @dataclass
@@ -383,7 +406,7 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
             filled.pop().release()  # the previous run's shards
         filled.append(bench.fill(index))  # every run adds the whole base to empty lists
 
-    runs.update(repeat({"add": add_all}, min_time, be.synchronize)[1])
+    runs.update(repeat({"add": add_all}, min_time, be.synchronize, bench.overhead)[1])
     bench.adopt(build, filled[-1], runs["train"].median, runs["add"].median)
     index = filled[-1]  # the lists searched: this index, or the shards'
 
@@ -393,7 +416,7 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
     fns = {"search": bench.search_fn(build, Setting(config.nprobe), config.k)}
     if config.rerank:
         fns["search_rerank"] = bench.search_fn(build, setting, config.k)
-    out, phase_runs = repeat(fns, min_time, be.synchronize)  # interleaved: drift hits both alike
+    out, phase_runs = repeat(fns, min_time, be.synchronize, bench.overhead)  # interleaved: drift hits both alike
     runs.update(phase_runs)
     latency = bench.latency(build, setting, config.k)
     bench.report("search", 1, 1)
@@ -416,6 +439,7 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
         batch_size=min(config.batch_size, nq),
         runs=runs,
         latency=latency,
+        modelled=_modelled(runs, latency, nq, nb) if bench.overhead is not None else None,
     )
     point = bench.point(build, setting, recall_rr or recall, recall, float(scanned.mean()), nb)
     n_coarse, n_pq, n_opq = sizes

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .estimate import EstimateResult, Timings
+from .estimate import BackendResult, EstimateResult, Timings
 from .memory import NLIST_RULE
 from .metrics import RECALL_DEFINITION, Recall
 from .scalecurve import CAVEAT, FORMS
@@ -175,10 +176,15 @@ def render(result: EstimateResult) -> Group:
             + "): p50 / p95 / p99",
             *[latency_cell(r.timings.latency) for r in backends],
         )
+    if any(r.timings.modelled is not None for r in backends):
+        _modelled_rows(speed, backends, cfg.rerank)
     speed.caption = (
         f"median run of each phase; host: up to {result.threads} thread{'s' if result.threads != 1 else ''}, "
         f"numpy BLAS {result.blas}"
     )
+    note = result.dataset.get("execution", {}).get("timing_note")
+    if note:
+        speed.caption += f". In shards: {note}"
     speed.caption_justify = "left"
     parts: list[Any] = [title, recall, memory, speed]
     if result.faiss is not None:
@@ -192,6 +198,30 @@ def render(result: EstimateResult) -> Group:
         parts.append(Text("Warnings\n" + "\n".join(f"- {w}" for w in result.warnings), style="yellow"))
     parts.append(Text(f"recall: {result.recall_definition}", style="dim"))
     return Group(*parts)
+
+
+def _modelled_rows(speed: Table, backends: Sequence[BackendResult], rerank: int | None) -> None:
+    """The sharded phases as deployed with one machine per shard (see the caption)."""
+    speed.add_row("[bold]in shards, modelled[/bold]", *["one machine a shard" for _ in backends])
+
+    def cell(r: BackendResult, key: str, unit: str | None = None) -> str:
+        m = r.timings.modelled or {}
+        v = m.get(key)
+        return "-" if v is None else (human_rate(v, unit) if unit else f"{v:.3f} s")
+
+    if any(r.timings.ground_truth_s is not None for r in backends):
+        speed.add_row("  ground truth", *[cell(r, "ground_truth_s") for r in backends])
+    speed.add_row("  add", *[cell(r, "add_s") for r in backends])
+    speed.add_row("  search", *[cell(r, "search_queries_per_s", "q/s") for r in backends])
+    if rerank:
+        speed.add_row(
+            f"  search + re-rank {rerank}", *[cell(r, "search_rerank_queries_per_s", "q/s") for r in backends]
+        )
+    if any(r.timings.latency is not None for r in backends):
+        speed.add_row(
+            "  latency p50 / p95 / p99",
+            *[latency_cell(r.timings.latency.modelled if r.timings.latency else None) for r in backends],
+        )
 
 
 def _faiss_table(result: EstimateResult) -> Table:

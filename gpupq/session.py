@@ -311,7 +311,7 @@ def open_session(
     benches = [
         Workbench(
             be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, shard_lists=lists_fn,
-            gt_cache=gt_cache, **common,
+            gt_cache=gt_cache, overhead=sharded.overhead if sharded is not None else None, **common,
         )
         for be in backends
     ]  # fmt: skip

@@ -169,9 +169,18 @@ def test_cli_shards_give_the_same_estimate(tmp_path):
         runs[label] = json.loads(res.stdout)
     assert "execution" not in runs["one"]["dataset"]
     stages = ["ground truth", "adding", "search"]
-    assert runs["rows"]["dataset"]["execution"] == {"executor": "in-process", "shards": 9, "stages": stages}
-    assert runs["dask"]["dataset"]["execution"]["executor"] == "dask"
-    assert runs["dask"]["dataset"]["execution"]["workers"] == 2
+    rows = runs["rows"]["dataset"]["execution"]
+    assert (rows["executor"], rows["shards"], rows["stages"]) == ("in-process", 9, stages)
+    assert set(rows["shard_seconds"]) == set(stages) and "one after another" in rows["timing_note"]
+    dask = runs["dask"]["dataset"]["execution"]
+    assert (dask["executor"], dask["workers"]) == ("dask", 2) and dask["dashboard"].startswith("http")
+    assert "round trips" in dask["timing_note"]
+    assert "modelled" not in runs["one"]["results"][0]["timings"]
+    for label in ("rows", "dask"):  # each sharded phase also modelled with a machine a shard
+        t = runs[label]["results"][0]["timings"]
+        for phase in ("ground_truth", "add", "search"):
+            assert 0 < t["modelled"][f"{phase}_s"] <= t["runs"][phase]["median_s"], (label, phase)
+        assert 0 < t["modelled"]["latency"]["p50_s"] <= t["latency"]["p99_s"]
     for label in ("rows", "dask"):
         assert runs[label]["results"][0]["recall"] == runs["one"]["results"][0]["recall"]
     bad = cli_runner().invoke(app, [*base, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
@@ -273,6 +282,9 @@ def test_sweep_and_recommend_in_shards_find_what_one_pass_finds(tmp_path, comman
 
         assert answers(b) == answers(a) and answers(a)
         assert b["coverage"] == a["coverage"]
+        # timed in shards: also as deployed with a machine a shard (here they ran one after another)
+        assert all(x["point"]["modelled_queries_per_s"] >= x["point"]["queries_per_s"] for x in b["answers"])
+        assert all("modelled_queries_per_s" not in x["point"] for x in a["answers"])
 
 
 def test_lists_lost_with_a_worker_are_encoded_again(tmp_path):
@@ -300,3 +312,47 @@ def test_lists_lost_with_a_worker_are_encoded_again(tmp_path):
         got = index.scan(q, 10, 8)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _slow_in_shard(item: tuple[int, int], delay: dict[int, float]) -> int:
+    time.sleep(delay.get(item[0], 0.0))
+    return item[0]
+
+
+@pytest.mark.parametrize("where", ["here", "dask"])
+def test_each_shards_seconds_are_timed_where_it_ran(where, request):
+    """The clock keeps each shard's own seconds by stage (not the round trip to it), and adds
+    to the overhead only what the call took beyond its slowest shard."""
+    from gpupq.cluster import ShardClock
+
+    ex = InProcess() if where == "here" else request.getfixturevalue("threads_cluster")
+    ex.clock = ShardClock()
+    items = [(0, 1), (1, 2), (2, 3)]
+    delay = {0: 0.01, 1: 0.06, 2: 0.02}
+    t0 = time.perf_counter()
+    assert ex.map(_slow_in_shard, items, delay, stage="ground truth") == [0, 1, 2]
+    wall = time.perf_counter() - t0
+    ex.map(_slow_in_shard, items, delay, stage="ground truth")
+    got = ex.clock.stages["ground truth"]
+    for i in range(3):  # two calls summed
+        assert 2 * delay[i] <= got[i] < 2 * delay[i] + 0.03
+    d = ex.clock.describe()["ground truth"]
+    assert (d["calls"], d["slowest_shard"]) == (2, 2)
+    assert d["slowest_shard_s"] == pytest.approx(got[1])
+    assert 0.0 <= ex.clock.overhead_s < 2 * wall
+    if where == "here":  # one after another: the first and last shard were beyond the slowest
+        assert ex.clock.overhead_s >= 2 * (0.01 + 0.02)
+    ex.map(_slow_in_shard, items, delay)  # no stage: not recorded
+    assert ex.clock.calls == {"ground truth": 2}
+
+
+def test_shard_clock_overhead_is_the_wall_beyond_the_slowest_shard():
+    from gpupq.cluster import ShardClock
+
+    c = ShardClock()
+    c.record("search", 1.0, [0.2, 0.7, 0.1])
+    c.record("search", 0.5, [0.2, 0.1, 0.3])
+    c.record("adding", 0.1, [0.4, 0.2, 0.3])  # a call whose shards' clocks ran past its wall: no credit
+    np.testing.assert_allclose(c.stages["search"], [0.4, 0.8, 0.4])
+    assert c.overhead() == pytest.approx(0.3 + 0.2)
+    assert c.describe()["adding"]["slowest_shard"] == 1

@@ -62,3 +62,31 @@ def test_latency_percentiles_are_times_some_query_took():
     calls = []
     out = one_at_a_time(calls.append, 5)
     assert calls == [0, 0, 1, 2, 3, 4] and out.queries == 5  # one warm-up, then each query once
+
+
+def test_modelled_seconds_are_the_wall_less_the_overhead_each_run_added():
+    """Work in shards: each run's modelled seconds are its wall less what the executor's running
+    overhead total grew by during that run (and never below zero); without it, no model."""
+    from gpupq.timing import one_at_a_time
+
+    total = [0.0]
+
+    def run() -> None:
+        time.sleep(0.02)
+        total[0] += 0.015  # 15 ms of the run were the executor's, beyond its slowest shard
+
+    _, runs = repeat({"s": run}, 0.05, overhead=lambda: total[0])
+    r = runs["s"]
+    assert r.modelled is not None and len(r.modelled) == len(r.seconds) >= 2
+    for wall, model in zip(r.seconds, r.modelled, strict=True):
+        assert model == pytest.approx(wall - 0.015, abs=1e-9)
+    assert r.to_dict()["modelled_median_s"] == pytest.approx(r.median - 0.015, abs=2e-3)
+    assert repeat({"s": lambda: None}, 0.0)[1]["s"].modelled is None
+
+    def query(i: int) -> None:
+        time.sleep(0.002)
+        total[0] += 1.0  # more than the query's wall: clipped at zero
+
+    lat = one_at_a_time(query, 3, overhead=lambda: total[0])
+    assert lat.modelled is not None and lat.modelled.p99 == 0.0 and lat.p50 > 0
+    assert one_at_a_time(lambda i: None, 2).modelled is None

@@ -1,19 +1,20 @@
 """Work over a collection in shards, in this process or on Dask workers, with one result.
 
 A :class:`ShardPlan` cuts the base into row ranges (a file each by default; ``shard_rows``
-splits large files and groups small ones). An executor runs one task per range and the caller
-reduces the results: :class:`InProcess` runs them here, one after another; :class:`DaskExecutor`
-on a ``dask.distributed`` cluster (``pip install 'gpupq[distributed]'``; Dask is imported only
-when one is asked for). Both run the same task on the same ranges, so their results are equal
+splits large files and groups small ones). An executor (:mod:`gpupq.executors`) runs one task
+per range and the caller reduces the results: :class:`InProcess` runs them here;
+:class:`DaskExecutor` on a ``dask.distributed`` cluster (``pip install 'gpupq[distributed]'``;
+Dask is imported only when one is asked for). Both run the same task on the same ranges, so their results are equal
 bit for bit; against one pass over a single file, products differ in shape, and so can round
 differently in the last bit (BLAS), while no neighbour changes on data without ties.
 
 Tasks are handed how to open the data (:class:`Source`: a path and the reader's options), not
 its values: each worker opens the files itself and reads only its range. Queries and the
 held-out ids are sent once per call (scattered to the workers once, by Dask, and shared by every
-task). The first stage here is the exact ground truth: each shard's top-k on raw scores
-(‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩), merged by (score, id), and turned into distances only after the
-merge (:func:`sharded_ground_truth`).
+task). The stages: the exact ground truth, each shard's top-k on raw scores (‖x‖² − 2⟨q, x⟩,
+or −⟨q, x⟩), merged by (score, id) and turned into distances only after the merge
+(:func:`sharded_ground_truth`); each build's lists, encoded in shards where the memory planner
+(:mod:`gpupq.placement`) puts them and held there; and their searches (:class:`ShardedIndex`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import GpupqError
+from .executors import DaskExecutor, InProcess
 from .io import Dataset, ShardedArray, Split, is_collection, load_collection, load_vectors
 from .io.dataset import Origin
+from .placement import Placement, ShardMemory, place, quantizer_bytes, shard_memory
 
 if TYPE_CHECKING:
     from .ivf import IVFPQIndex
@@ -86,50 +88,6 @@ def _dataset(data: Source | Dataset) -> Dataset:
     return data.open() if isinstance(data, Source) else data
 
 
-def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    """fn(*args) and the seconds it took where it ran (a worker's clock, not the round trip)."""
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
-
-
-class ShardClock:
-    """What the shards' tasks took, by stage: each shard's seconds (summed over the stage's
-    calls), and the running total of seconds the executor spent beyond the slowest shard of
-    each call (shards run one after another here, Dask's round trips): the ``overhead`` that
-    :func:`gpupq.timing.repeat` takes off the wall clock to model one machine per shard."""
-
-    def __init__(self) -> None:
-        self.overhead_s = 0.0
-        self.stages: dict[str, np.ndarray] = {}  # stage -> (shards,) float64 seconds
-        self.calls: dict[str, int] = {}
-
-    def record(self, stage: str, wall_s: float, shard_s: Sequence[float]) -> None:
-        """One call of ``stage`` that took ``wall_s`` here, whose shards took ``shard_s``."""
-        times = np.asarray(shard_s, dtype=np.float64)
-        before = self.stages.get(stage)
-        self.stages[stage] = times if before is None or before.shape != times.shape else before + times
-        self.calls[stage] = self.calls.get(stage, 0) + 1
-        self.overhead_s += max(0.0, wall_s - float(times.max(initial=0.0)))
-
-    def overhead(self) -> float:
-        return self.overhead_s
-
-    def describe(self) -> dict[str, Any]:
-        """Per stage: its calls, and the slowest, median and fastest shard's seconds over them."""
-        return {
-            stage: {
-                "calls": self.calls[stage],
-                "slowest_shard_s": float(t.max()),
-                "median_shard_s": float(np.median(t)),
-                "fastest_shard_s": float(t.min()),
-                "slowest_shard": int(t.argmax()) + 1,
-            }
-            for stage, t in self.stages.items()
-            if t.size
-        }
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     """Row ranges [start, stop) covering the dataset in order: ranges (s, 2) int64."""
@@ -173,215 +131,6 @@ def plan_shards(dataset: Dataset, shard_rows: int | None = None) -> ShardPlan:
     if group is not None:
         ranges.append(group)
     return ShardPlan(np.asarray([r for r in ranges if r[1] > r[0]], dtype=np.int64).reshape(-1, 2))
-
-
-class InProcess:
-    """Tasks run here (nothing to start, nothing imported), on up to ``threads`` host threads,
-    each task single-threaded as on a Dask worker thread: results in order."""
-
-    name = "in-process"
-
-    def __init__(self, threads: int = 1) -> None:
-        self.threads = threads
-        self.clock = ShardClock()
-
-    def share(self, value: Any) -> Any:
-        return value
-
-    def lend(self, value: Any) -> Any:
-        return value
-
-    def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
-        """[fn(item, *args) for item in items], kept where they were made (here: the results)."""
-        return self.map(fn, items, *args)
-
-    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any, stage: str | None = None) -> list[Any]:
-        """[fn(value, *args) for each placed value], each run where its value is."""
-        return self.map(fn, handles, *args, stage=stage)
-
-    def release(self, handles: Sequence[Any]) -> None:
-        pass
-
-    def map(
-        self,
-        fn: Callable[..., Any],
-        items: Sequence[Any],
-        *args: Any,
-        done: Callable[[int], None] | None = None,
-        stage: str | None = None,
-    ) -> list[Any]:
-        """[fn(item, *args) for item in items]; ``done(i)`` after item i finishes (any order);
-        each task's seconds recorded under ``stage`` in :attr:`clock` when given."""
-        from .threads import ThreadBudget
-
-        lock = threading.Lock()
-
-        def run(i: int) -> Any:
-            out = _timed(fn, items[i], *args)
-            if done is not None:
-                with lock:
-                    done(i)
-            return out
-
-        t0 = time.perf_counter()
-        parts = ThreadBudget(self.threads).map(run, range(len(items)))
-        if stage is not None:
-            self.clock.record(stage, time.perf_counter() - t0, [s for _, s in parts])
-        return [out for out, _ in parts]
-
-    def close(self) -> None:
-        pass
-
-
-#: seconds to wait for a scheduler named by --scheduler
-CONNECT_TIMEOUT_S = 10
-#: tries to send data to the workers when one of them has just gone away
-SCATTER_TRIES = 4
-#: seconds one scatter may take before it is tried again (one to a worker that just died can hang)
-SCATTER_TIMEOUT_S = 20
-
-
-class DaskExecutor:
-    """Tasks on a ``dask.distributed`` cluster: a LocalCluster of ``workers`` (processes, or
-    threads with ``processes=False``), or the scheduler at ``address``. Values shared by every
-    task are scattered once (broadcast) and their futures held until the executor closes."""
-
-    name = "dask"
-
-    def __init__(
-        self,
-        workers: int | None = None,
-        address: str | None = None,
-        processes: bool = True,
-        threads_per_worker: int = 1,
-    ) -> None:
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise GpupqError("Dask is not installed; pip install 'gpupq[distributed]'") from None
-        self._cluster = None
-        if address is not None:
-            try:
-                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise GpupqError(f"--scheduler {address}: cannot reach it ({exc})") from None
-        else:
-            self._cluster = LocalCluster(
-                n_workers=workers or 1,
-                threads_per_worker=threads_per_worker,
-                processes=processes,
-                dashboard_address=":0",  # a free port: never the default 8787 another cluster holds
-            )
-            self.client = Client(self._cluster)
-        self._held: list[Any] = []
-        self.clock = ShardClock()
-
-    def share(self, value: Any) -> Any:
-        """``value`` on every worker, held until the executor closes (a run's constants)."""
-        future = self._scatter(value, hash=True)
-        self._held.append(future)
-        return future
-
-    def lend(self, value: Any) -> Any:
-        """``value`` on every worker for one call (a search's queries): released when the caller
-        drops the future. Its own key (hash=False): equal content scattered elsewhere, and held,
-        is another key, so dropping this one never takes that one away."""
-        return self._scatter(value, hash=False)
-
-    def _scatter(self, value: Any, hash: bool) -> Any:
-        """Broadcast (a copy on every worker survives the loss of one). A worker that died a
-        moment ago closes the connection to it; the scheduler drops it soon after: try again."""
-        from distributed.comm.core import CommClosedError
-
-        for attempt in range(SCATTER_TRIES):
-            try:
-                return self.client.scatter(value, broadcast=True, hash=hash, timeout=SCATTER_TIMEOUT_S)
-            # KeyError: the scheduler's replicate met the gone worker; a timeout: the scatter waited on it
-            except (CommClosedError, OSError, KeyError, TimeoutError):
-                if attempt == SCATTER_TRIES - 1:
-                    raise GpupqError("could not send data to the Dask workers: they keep disconnecting") from None
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    def place(self, fn: Callable[..., Any], items: Sequence[Any], *args: Any) -> list[Any]:
-        """fn(item, *args) for each item, run and kept on the workers: their futures, held."""
-        futures = [self.client.submit(fn, item, *args, pure=False) for item in items]
-        self._wait(futures, items)
-        return futures
-
-    def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any, stage: str | None = None) -> list[Any]:
-        """fn(value, *args) for each placed value, on the worker holding it; the results here,
-        each task's seconds recorded under ``stage`` in :attr:`clock` when given."""
-        t0 = time.perf_counter()
-        futures = [self.client.submit(_timed, fn, h, *args, pure=False) for h in handles]
-        self._wait(futures, [f"placed {i + 1}" for i in range(len(handles))])
-        return self._unpack(self.client.gather(futures), stage, t0)
-
-    def _unpack(self, parts: list[tuple[Any, float]], stage: str | None, t0: float) -> list[Any]:
-        if stage is not None:
-            self.clock.record(stage, time.perf_counter() - t0, [s for _, s in parts])
-        return [out for out, _ in parts]
-
-    def release(self, handles: Sequence[Any]) -> None:
-        self.client.cancel(list(handles))
-
-    def _wait(self, futures: list[Any], items: Sequence[Any]) -> None:
-        from dask.distributed import wait
-
-        wait(futures)
-        for i, f in enumerate(futures):
-            if f.status == "error":
-                raise _task_error(i, items, f.exception()) from None
-
-    def map(
-        self,
-        fn: Callable[..., Any],
-        items: Sequence[Any],
-        *args: Any,
-        done: Callable[[int], None] | None = None,
-        stage: str | None = None,
-    ) -> list[Any]:
-        """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes. A
-        task that fails (after the scheduler's allowed retries, for a worker that died) is one
-        GpupqError naming its shard. Each task's seconds recorded under ``stage`` when given."""
-        from dask.distributed import as_completed
-
-        t0 = time.perf_counter()
-        # pure=False: a task is not skipped for one of the same key computed earlier
-        futures = [self.client.submit(_timed, fn, item, *args, pure=False) for item in items]
-        where = {f.key: i for i, f in enumerate(futures)}
-        for f in as_completed(futures):
-            if done is not None and f.status == "finished":
-                done(where[f.key])
-        self._wait(futures, items)
-        return self._unpack(self.client.gather(futures), stage, t0)
-
-    def close(self) -> None:
-        self._held.clear()
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-
-    def __enter__(self) -> DaskExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _task_error(i: int, items: Sequence[Any], exc: BaseException) -> GpupqError:
-    """One line for a failed task: which shard, what happened, what to change."""
-    item = items[i]
-    what = f"rows {item[0]:,}-{item[1]:,}" if isinstance(item, tuple) and len(item) == 2 else repr(item)
-    where = f"shard {i + 1} of {len(items)} ({what})"
-    if isinstance(exc, GpupqError):
-        return GpupqError(f"{where}: {exc}")
-    if type(exc).__name__ == "KilledWorker":
-        return GpupqError(
-            f"{where}: the worker running it died each time it was tried; give the workers more memory or use "
-            "a smaller --shard-rows"
-        )
-    return GpupqError(f"{where}: {type(exc).__name__}: {exc}")
 
 
 def _gt_task(
@@ -451,9 +200,15 @@ def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIn
     index.reset()
     for ids, x in Split(_dataset(data), query_ids).iter_base(rows=rows):  # held-out rows dropped
         index.add(x, ids)
+    del ids, x  # the last chunk: not held through the build (gpupq.placement counts it so)
     index.build()
     index.add_s = time.perf_counter() - t0
     return index
+
+
+def _held_out(query_ids: np.ndarray, a: int, b: int) -> int:
+    """How many of the sorted ``query_ids`` lie in rows [a, b)."""
+    return int(np.searchsorted(query_ids, b) - np.searchsorted(query_ids, a))
 
 
 def _list_sizes(index: Any) -> tuple[np.ndarray, float]:
@@ -490,6 +245,8 @@ class ShardedIndex:
         self.template = template
         self.handles = handles
         self._lent: list[Any] = []
+        self.placement: Placement | None = None  # where the planner put the shards (build sets it)
+        self.needs: list[ShardMemory] = []
         parts = executor.on(_list_sizes, handles)
         self.list_sizes = np.sum([s for s, _ in parts], axis=0).astype(np.int64)  # (nlist,)
         if t0 is not None:
@@ -507,11 +264,17 @@ class ShardedIndex:
         """Encode each shard's rows (the dataset less ``query_ids``) where its task runs."""
         t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
+        # the memory planner: every shard placed, or a refusal with the numbers, before any work
+        needs = [shard_memory(b - a - _held_out(query_ids, a, b), template) for a, b in plan]
+        what = f"IVF{template.nlist},PQ{template.pq.m}x{template.pq.nbits}" + (",OPQ" if template.opq else "")
+        placement = place(needs, executor.workers(), quantizer_bytes(template), what)
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
         quantizers = executor.lend(template)  # this build's: dropped with its lists
-        handles = executor.place(_lists_task, list(plan), shared[0], quantizers, shared[1])
+        handles = executor.place(_lists_task, list(plan), shared[0], quantizers, shared[1], where=placement.where)
+        executor.hold(placement, needs)
         out = cls(executor, template, handles, t0)
         out._lent = [quantizers]  # kept while the lists live: a lost shard is encoded again from it
+        out.placement, out.needs = placement, needs
         return out
 
     @property
@@ -545,7 +308,7 @@ class ShardedIndex:
 
     def __getattr__(self, name: str) -> Any:
         # what was trained (coarse, pq, opq, nlist, metric, warnings, …) is the template's
-        if name in ("template", "executor", "handles", "list_sizes", "_lent"):
+        if name in ("template", "executor", "handles", "list_sizes", "_lent", "placement", "needs"):
             raise AttributeError(name)
         return getattr(self.template, name)
 
@@ -557,10 +320,17 @@ class ShardedIndex:
 
     def release(self) -> None:
         self.executor.release(self.handles)
+        if self.placement is not None and self.handles:
+            self.executor.hold(self.placement, self.needs, -1)
         self.handles = []
         self._lent = []
 
 
+#: what the memory plan's figures are
+MEMORY_NOTE = (
+    "predicted by gpupq.placement: each worker's lists (codes, ids, L2 terms, offsets) and quantizers, "
+    "plus its largest encoding transient, on top of what it held before (its process, other builds)"
+)
 #: what the modelled timings are (JSON and the table say it)
 MODEL_NOTE = (
     "modelled: one machine per shard, each call as long as its slowest shard plus the work here "
@@ -602,6 +372,8 @@ class ShardedRun:
     executor: InProcess | DaskExecutor
     plan: ShardPlan
     data: Source | Dataset
+    #: the memory planner's placement of the build with the highest predicted peak so far
+    memory_plan: dict[str, Any] | None = None
 
     def ground_truth(
         self,
@@ -616,7 +388,17 @@ class ShardedRun:
 
     def lists(self, template: IVFPQIndex, query_ids: np.ndarray) -> ShardedIndex:
         """The shards' inverted lists, encoded with the quantizers ``template`` trained."""
-        return ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids)
+        out = ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids)
+        if out.placement is not None:
+            peak = max(w.peak for w in out.placement.workers)
+            if self.memory_plan is None or peak > self.memory_plan["predicted_peak_bytes"]:
+                self.memory_plan = {
+                    "build": out.placement.what,
+                    "predicted_peak_bytes": peak,
+                    "workers": out.placement.describe(),
+                    "model": MEMORY_NOTE,
+                }
+        return out
 
     def describe(self) -> dict[str, Any]:
         ex = self.executor
@@ -627,6 +409,8 @@ class ShardedRun:
             out["scheduler"] = ex.client.scheduler.address
             out["dashboard"] = ex.client.dashboard_link
         out["shard_seconds"] = ex.clock.describe()
+        if self.memory_plan is not None:
+            out["memory_plan"] = self.memory_plan
         out["timing_note"] = MODEL_NOTE + (
             "; the wall-clock figures include Dask's round trips to the shards (tens of ms a call)"
             if isinstance(ex, DaskExecutor)

@@ -323,7 +323,7 @@ def _slow_in_shard(item: tuple[int, int], delay: dict[int, float]) -> int:
 def test_each_shards_seconds_are_timed_where_it_ran(where, request):
     """The clock keeps each shard's own seconds by stage (not the round trip to it), and adds
     to the overhead only what the call took beyond its slowest shard."""
-    from gpupq.cluster import ShardClock
+    from gpupq.executors import ShardClock
 
     ex = InProcess() if where == "here" else request.getfixturevalue("threads_cluster")
     ex.clock = ShardClock()
@@ -347,7 +347,7 @@ def test_each_shards_seconds_are_timed_where_it_ran(where, request):
 
 
 def test_shard_clock_overhead_is_the_wall_beyond_the_slowest_shard():
-    from gpupq.cluster import ShardClock
+    from gpupq.executors import ShardClock
 
     c = ShardClock()
     c.record("search", 1.0, [0.2, 0.7, 0.1])

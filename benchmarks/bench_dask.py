@@ -18,6 +18,12 @@ Each figure is the median of ``--repeat`` runs, with its ratio to ``one pass`` (
 The ids of every path are compared with ``one pass`` (equal on this tie-free data) and the
 sharded ones with each other bit for bit (scores included). Shared machines are noisy: compare
 ratios from one run, not seconds across runs.
+
+``--memory NxD:S`` (default 1000000x128:8; ``none`` to skip) checks the memory planner
+(:mod:`gpupq.placement`): one build (IVF1024, PQ d/4) is encoded in S shards on
+``--memory-workers`` fresh Dask worker processes, and each worker's predicted peak (its process
+when the lists were placed, plus its shards' lists and quantizers, plus its largest encoding
+transient) is printed beside its measured peak RSS (``VmHWM``) and its RSS once built.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 import gpupq
-from gpupq.cluster import DaskExecutor, InProcess, Source, plan_shards, sharded_ground_truth
+from gpupq.backends import NumpyBackend
+from gpupq.cluster import DaskExecutor, InProcess, ShardedIndex, Source, plan_shards, sharded_ground_truth
 from gpupq.io import load_vectors
 from gpupq.session import RunConfig, open_session
 
@@ -98,12 +105,46 @@ def run(n: int, d: int, shards: int, queries: int, workers: list[int], repeat: i
     return rows
 
 
+def _peak_rss() -> tuple[int, int]:
+    """This worker's peak and current resident bytes: VmHWM and VmRSS (Linux). Not ru_maxrss:
+    it is kept across exec, so a worker started from a large parent inherits the parent's."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return tuple(int(fields[k].split()[0]) * 1024 for k in ("VmHWM", "VmRSS"))  # type: ignore[return-value]
+
+
+def memory(n: int, d: int, shards: int, workers: int) -> list[str]:
+    """Markdown rows: each worker's predicted peak against its measured peak RSS."""
+    from gpupq.ivf import IVFPQIndex
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="gpupq-bench-dask-mem-") as tmp:
+        folder = Path(tmp)
+        _write_shards(folder, n, d, shards, seed=1)
+        ds = load_vectors(folder)
+        sample = ds.rows(np.arange(0, n, max(1, n // 40_000)))
+        template = IVFPQIndex(NumpyBackend(), d, 1024, max(1, d // 4), 8, "l2")
+        template.train(sample, sample, np.random.default_rng(0))
+        with DaskExecutor(workers) as ex:
+            ex.client.wait_for_workers(workers)
+            index = ShardedIndex.build(ex, Source.of(ds), plan_shards(ds), template, np.arange(0, n, n // 100))
+            measured = ex.client.run(_peak_rss)
+            for w in index.placement.workers:
+                peak, now = measured[w.name]
+                mib = [v / 2**20 for v in (w.held, w.resident, w.transient, w.mapped, w.peak_rss, peak, now)]
+                cells = " | ".join(f"{v:,.0f}" for v in mib)
+                out.append(f"| {n:,} x {d} | {len(w.shards)} | {cells} | {peak / w.peak_rss:.2f} |")
+            index.release()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="20000x128:4,100000x128:4,1000000x128:8", help="NxD:S, comma list")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--workers", default="1,2")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--memory", default="1000000x128:8", help="NxD:S for the planner's check, or none")
+    p.add_argument("--memory-workers", type=int, default=2)
     args = p.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
     print(
@@ -118,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         shards = int(s or 4)
         for label, t, ratio in run(n, d, shards, args.queries, workers, args.repeat):
             print(f"| {n:,} x {d} | {shards} | {label} | {t:.2f} | {ratio} |", flush=True)
+    if args.memory != "none":
+        shape, _, s = args.memory.partition(":")
+        n, d = (int(v) for v in shape.split("x"))
+        what = f"IVF1024,PQ{max(1, d // 4)} in {s or 4} shards on {args.memory_workers} workers"
+        print(f"\n# memory planner: {what} (MiB)")
+        head = "held before | lists | transient | input mapped | predicted peak RSS | measured peak RSS | RSS built"
+        print(f"| size | shards | {head} | measured / predicted |")
+        print("| --- " * 10 + "|")
+        for row in memory(n, d, int(s or 4), args.memory_workers):
+            print(row, flush=True)
     return 0
 
 

@@ -33,7 +33,7 @@ from .errors import GpupqError
 from .executors import DaskExecutor, InProcess
 from .io import Dataset, ShardedArray, Split, is_collection, load_collection, load_vectors
 from .io.dataset import Origin
-from .placement import Placement, ShardMemory, place, quantizer_bytes, shard_memory
+from .placement import MAPPED_FORMATS, Placement, ShardMemory, place, quantizer_bytes, shard_memory
 
 if TYPE_CHECKING:
     from .ivf import IVFPQIndex
@@ -206,6 +206,19 @@ def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIn
     return index
 
 
+def _mapped_row_bytes(data: Source | Dataset) -> int:
+    """Bytes of a row in the input file when it is read through a memory map, else 0."""
+    from .io.inputs import detect_format
+
+    origin = data.origin
+    if origin is None:
+        return 0
+    first = data.files[0][0] if isinstance(data, Source) else getattr(data.array, "paths", [origin.path])[0]
+    if detect_format(first, origin.fmt) not in MAPPED_FORMATS:
+        return 0
+    return data.d * np.dtype(data.dtype).itemsize
+
+
 def _held_out(query_ids: np.ndarray, a: int, b: int) -> int:
     """How many of the sorted ``query_ids`` lie in rows [a, b)."""
     return int(np.searchsorted(query_ids, b) - np.searchsorted(query_ids, a))
@@ -265,7 +278,8 @@ class ShardedIndex:
         t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
         # the memory planner: every shard placed, or a refusal with the numbers, before any work
-        needs = [shard_memory(b - a - _held_out(query_ids, a, b), template) for a, b in plan]
+        row_bytes = _mapped_row_bytes(data)
+        needs = [shard_memory(b - a - _held_out(query_ids, a, b), template, row_bytes) for a, b in plan]
         what = f"IVF{template.nlist},PQ{template.pq.m}x{template.pq.nbits}" + (",OPQ" if template.opq else "")
         placement = place(needs, executor.workers(), quantizer_bytes(template), what)
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build

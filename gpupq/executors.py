@@ -184,7 +184,9 @@ class DaskExecutor:
         """Each worker with its memory limit (the host's memory where it has none), and what it
         holds: its process at the first placement, and the lists of the builds alive on it."""
         info = self.client.scheduler_info().get("workers", {})
-        now = self.client.run(_worker_memory)
+        # as a task, on the thread tasks run on: BLAS keeps a buffer for each thread that calls it
+        futures = {a: self.client.submit(_worker_memory, workers=[a], pure=False) for a in info}
+        now = dict(zip(futures, self.client.gather(list(futures.values())), strict=True))
         out = []
         for addr, w in sorted(info.items()):
             rss, available = now.get(addr, (0, 0))
@@ -303,8 +305,14 @@ class DaskExecutor:
 
 
 def _worker_memory() -> tuple[int, int]:
-    """This process's resident bytes and the host's available bytes (psutil: Dask's dependency)."""
+    """This process's resident bytes and the host's available bytes (psutil: Dask's dependency),
+    once what every task loads is loaded: gpupq's modules and BLAS's buffers (a first product)."""
     import psutil
+
+    from . import ivf, knn  # noqa: F401  (their imports: numpy's and gpupq's compiled kernels)
+
+    a = np.ones((64, 64), dtype=np.float32)
+    a @ a
 
     return int(psutil.Process().memory_info().rss), int(psutil.virtual_memory().available)
 

@@ -63,6 +63,10 @@ class ShardMemory:
     rows: int
     resident: int
     peak: int
+    #: bytes of the shard's rows in a memory-mapped input file: the pages a task reads stay
+    #: mapped while the input is open, counted in the process's RSS (Dask's memory monitor counts
+    #: them) though the kernel can drop them (clean page cache): reported, not refused on
+    mapped: int = 0
 
     @property
     def transient(self) -> int:
@@ -77,10 +81,14 @@ def quantizer_bytes(template: IVFPQIndex) -> int:
     return out
 
 
-def shard_memory(rows: int, template: IVFPQIndex) -> ShardMemory:
+#: inputs read through np.memmap (their pages stay mapped: ShardMemory.mapped)
+MAPPED_FORMATS = frozenset({"npy", "fvecs", "ivecs", "bvecs", "fbin", "u8bin", "i8bin", "ibin"})
+
+
+def shard_memory(rows: int, template: IVFPQIndex, row_bytes: int = 0) -> ShardMemory:
     """The bill of a shard of ``rows`` vectors encoded with ``template``'s quantizers: the peak
     is the larger of adding its last chunk (everything added before it is pending, 16 + m bytes
-    a row) and building its lists."""
+    a row) and building its lists. row_bytes: a row's bytes in a memory-mapped input, else 0."""
     m, nlist, d = template.pq.m, template.nlist, template.d
     per_row = m + 8 + (4 if template.metric == "l2" else 0)
     lists = (nlist + 1) * 8 + nlist * 8
@@ -93,7 +101,7 @@ def shard_memory(rows: int, template: IVFPQIndex) -> ShardMemory:
         full * chunk * (16 + m) + add_chunk_bytes(last, d, m) if last else 0,
     )
     building = rows * build_bytes_per_row(m) + lists
-    return ShardMemory(rows, resident, max(adding, building, resident))
+    return ShardMemory(rows, resident, max(adding, building, resident), rows * row_bytes)
 
 
 @dataclass
@@ -109,6 +117,7 @@ class Worker:
     shards: list[int] = field(default_factory=list)
     resident: int = 0
     transients: list[int] = field(default_factory=list)
+    mapped: int = 0  # input pages its shards read (ShardMemory.mapped)
 
     @property
     def transient(self) -> int:
@@ -122,6 +131,11 @@ class Worker:
     @property
     def peak(self) -> int:
         return self.held + self.resident + self.transient
+
+    @property
+    def peak_rss(self) -> int:
+        """The peak as the process's RSS shows it: with the input pages its shards mapped."""
+        return self.peak + self.mapped
 
 
 @dataclass
@@ -142,6 +156,8 @@ class Placement:
                 "held_bytes": w.held,  # its process, other builds, this build's quantizers
                 "resident_bytes": w.resident,
                 "predicted_peak_bytes": w.peak,
+                "input_mapped_bytes": w.mapped,
+                "predicted_peak_rss_bytes": w.peak_rss,
             }
             for w in self.workers
         ]
@@ -161,6 +177,7 @@ def place(shards: Sequence[ShardMemory], workers: Sequence[Worker], quantizers: 
         best.shards.append(i)
         best.resident += s.resident
         best.transients.append(s.transient)
+        best.mapped += s.mapped
         where[i] = best.name
     return Placement(where, pool, quantizers, what)
 

@@ -114,3 +114,25 @@ def test_dask_shards_live_where_the_planner_put_them(tmp_path):
         assert [w.held for w in ex.workers()] == [w.held for w in workers]
         spill = ex.client.run(lambda dask_worker: dask_worker.memory_manager.memory_spill_fraction)
         assert set(spill.values()) == {False}
+
+
+def test_memory_mapped_inputs_count_the_pages_their_shards_read(tmp_path):
+    """A shard read through np.memmap keeps its rows' pages mapped (RSS shows them): counted
+    apart from what is refused on; inputs read otherwise, and arrays in memory, map nothing."""
+    from gpupq.cluster import Source, _mapped_row_bytes
+    from gpupq.io import Dataset
+
+    x = clustered(2000, 24, seed=2)
+    np.save(tmp_path / "one.npy", x)
+    assert _mapped_row_bytes(load_vectors(tmp_path / "one.npy")) == 24 * 4
+    assert _mapped_row_bytes(Source.of(load_vectors(tmp_path / "one.npy"))) == 24 * 4
+    assert _mapped_row_bytes(Dataset(array=x, source="memory")) == 0
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"emb": list(x)}), tmp_path / "x.parquet")
+    assert _mapped_row_bytes(load_vectors(tmp_path / "x.parquet")) == 0
+    bill = shard_memory(500, _trained(x, 8, 4, "l2"), 96)
+    plan = place([bill, bill], [Worker("w", 1 << 30)], 0, "x")
+    assert bill.mapped == 500 * 96 and plan.workers[0].peak_rss == plan.workers[0].peak + 1000 * 96

@@ -67,6 +67,8 @@ def test_dask_benchmark_runs_and_agrees():
     asserts that their neighbours agree; no timing asserted)."""
     pytest.importorskip("distributed")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_dask.py"), "--sizes", "6000x16:3", "--queries", "50"]
-    cmd += ["--workers", "1", "--repeat", "1"]
+    cmd += ["--workers", "1", "--repeat", "1", "--memory", "40000x16:3", "--memory-workers", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "| 6,000 x 16 | 3 | one pass |" in out and "| shards here |" in out and "| dask 1 (start" in out
+    rows = [r for r in out.splitlines() if r.startswith("| 40,000 x 16 |")]  # a row a worker, 3 shards
+    assert len(rows) == 2 and sum(int(r.split("|")[2]) for r in rows) == 3

@@ -298,7 +298,10 @@ class ShardedIndex:
     def scan(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As :meth:`gpupq.ivf.IVFPQIndex.scan`: (nq, nprobe, k) scores and ids, and the probes."""
         qq, coarse_score, probes = self.template.probe(q, nprobe)
+        t0 = time.perf_counter()
         lent = [self.executor.lend(v) for v in (qq, coarse_score, probes)]
+        # sending the queries to the shards is transport too: outside the modelled time
+        self.executor.clock.overhead_s += time.perf_counter() - t0
         parts = self.executor.on(_scan_task, self.handles, *lent, k, stage="search")
         del lent  # each search's own: dropped here, not kept for the run's length
         nq, p = probes.shape

@@ -72,10 +72,10 @@ class InProcess:
         self.clock = ShardClock()
 
     def workers(self) -> list[Worker]:
-        """One place, this process: the memory free now (what it already holds is not free)."""
-        from .backends import NumpyBackend
+        """One place, this process: the memory available now (what it already holds is not)."""
+        from .placement import available_memory
 
-        return [Worker("here", NumpyBackend().free_memory(), slots=self.threads)]
+        return [Worker("here", available_memory(), slots=self.threads)]
 
     def hold(self, placement: Placement, shards: Sequence[ShardMemory], sign: int = 1) -> None:
         pass

@@ -25,6 +25,7 @@ past the workers' limits, is refused before any encoding starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,22 @@ def add_chunk_bytes(rows: int, d: int, m: int) -> int:
     residuals (4d), the coarse labels (8), the sub-quantizers' labels and best scores (12m) and
     their bytes (m), and the assignment's block of scores."""
     return rows * (8 * d + 13 * m + 8) + BLOCK_BYTES
+
+
+def available_memory() -> int:
+    """Bytes this host can give without swapping: MemAvailable (free pages plus the page cache the
+    kernel can drop, such as the input files just read), else the free pages alone."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
 
 
 def build_bytes_per_row(m: int) -> int:

@@ -50,6 +50,7 @@ from .cli_options import (
     _Scheduler,
     _Seed,
     _ShardRows,
+    _ShardTraining,
     _Synthetic,
     _Threads,
     _Workers,
@@ -165,11 +166,14 @@ def _cache(cache: str | None, *inputs: Path | None) -> str | None:
     return None if cache is None else str(check_cache_dir(cache, list(inputs)))
 
 
-def _cluster(workers: int | None, scheduler: str | None, shard_rows: int | None) -> ClusterConfig | None:
-    """--workers, --scheduler and --shard-rows: None when none is given (one pass here)."""
-    if workers is None and scheduler is None and shard_rows is None:
+def _cluster(
+    workers: int | None, scheduler: str | None, shard_rows: int | None, training: str = "global"
+) -> ClusterConfig | None:
+    """--workers, --scheduler, --shard-rows and --shard-training: None when none is given (one
+    pass here)."""
+    if workers is None and scheduler is None and shard_rows is None and training == "global":
         return None
-    cluster = ClusterConfig(workers, scheduler, shard_rows)
+    cluster = ClusterConfig(workers, scheduler, shard_rows, training)
     cluster.check()
     return cluster
 
@@ -258,6 +262,7 @@ def estimate_cmd(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
+    shard_training: _ShardTraining = "global",
     cache: _Cache = None,
     min_time: Annotated[
         float | None,
@@ -310,7 +315,7 @@ def estimate_cmd(
                 ground_truth_source=inputs.ground_truth_source,
                 n_total=total,
                 scale_curve=scale_curve,
-                cluster=_cluster(workers, scheduler, shard_rows),
+                cluster=_cluster(workers, scheduler, shard_rows, shard_training),
                 cache=_cache(cache, npy, data, queries_file),
             )
     for backend_name, why in result.skipped.items():
@@ -365,6 +370,7 @@ def sweep_cmd(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
+    shard_training: _ShardTraining = "global",
     cache: _Cache = None,
     min_time: _PointMinTime = POINT_MIN_TIME,
     no_timing: Annotated[bool, _opt("--no-timing", help="measure recall and scanned only (fastest)")] = False,
@@ -393,7 +399,8 @@ def sweep_cmd(
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         cfg = _run_config(
             inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total,
-            cluster=_cluster(workers, scheduler, shard_rows), cache=_cache(cache, npy, data, queries_file),
+            cluster=_cluster(workers, scheduler, shard_rows, shard_training),
+            cache=_cache(cache, npy, data, queries_file),
         )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(sweep_plan(session, grid, cfg), yes, quiet)
@@ -486,6 +493,7 @@ def recommend_cmd(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
+    shard_training: _ShardTraining = "global",
     cache: _Cache = None,
     min_time: _PointMinTime = POINT_MIN_TIME,
     n_total: _NTotal = None,
@@ -521,7 +529,7 @@ def recommend_cmd(
         held_out = default_queries(inputs.dataset.n)
         cfg = _run_config(
             inputs, k, queries, seed, batch_size, threads, min_time, True, total, held_out,
-            _cluster(workers, scheduler, shard_rows), _cache(cache, npy, data, queries_file),
+            _cluster(workers, scheduler, shard_rows, shard_training), _cache(cache, npy, data, queries_file),
         )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)

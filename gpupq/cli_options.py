@@ -107,6 +107,14 @@ _ShardRows = Annotated[
         "run in this process",
     ),
 ]
+_ShardTraining = Annotated[
+    str,
+    _opt(
+        "--shard-training",
+        help="global: one set of quantizers trained here for every shard (FAISS IndexShardsIVF); per-shard: each "
+        "shard trains its own and searches with its own coarse search (per-segment indexes, cuVS sharded)",
+    ),
+]
 _Cache = Annotated[
     str | None,
     _opt(

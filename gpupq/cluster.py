@@ -186,24 +186,64 @@ def sharded_ground_truth(
     return finish_scores(be, queries, best_d, metric), best_i
 
 
-def _lists_task(rows: tuple[int, int], data: Source | Dataset, template: IVFPQIndex, query_ids: np.ndarray) -> Any:
+def _lists_task(
+    rows: tuple[int, int],
+    data: Source | Dataset,
+    template: IVFPQIndex,
+    query_ids: np.ndarray,
+    train_seed: int | None = None,
+) -> Any:
     """One shard's inverted lists: its rows (less the held-out ones) encoded with the trained
     quantizers of ``template`` into an index of their own, single-threaded (see _gt_task);
-    the seconds it took kept with it (``add_s``)."""
+    the seconds it took kept with it (``add_s``, and ``train_s``). train_seed: train the shard's
+    own quantizers first, on a sample of its rows (``template`` untrained: only its parameters
+    are read), the shard's generator seeded by (train_seed, its first row)."""
     from .backends import NumpyBackend
+    from .ivf import IVFPQIndex
 
     t0 = time.perf_counter()
-    index = copy.copy(template)
-    index.be = NumpyBackend()
+    ds = _dataset(data)
+    if train_seed is None:
+        index = copy.copy(template)
+        index.be = NumpyBackend()
+        index.warnings = list(template.warnings)
+    else:
+        t = template
+        index = IVFPQIndex(NumpyBackend(), t.d, t.nlist, t.pq.m, t.pq.nbits, t.metric, t.opq is not None)
+        _train_shard(index, ds, rows, query_ids, train_seed, rows[0])
+    index.train_s = time.perf_counter() - t0
     index.be.allow_ids(rows[1] - 1)
-    index.warnings = list(template.warnings)
     index.reset()
     for ids, x in Split(_dataset(data), query_ids).iter_base(rows=rows):  # held-out rows dropped
         index.add(x, ids)
     del ids, x  # the last chunk: not held through the build (gpupq.placement counts it so)
     index.build()
-    index.add_s = time.perf_counter() - t0
+    index.add_s = time.perf_counter() - t0 - index.train_s
     return index
+
+
+def _train_shard(
+    index: IVFPQIndex, ds: Dataset, rows: tuple[int, int], query_ids: np.ndarray, seed: int, shard: int
+) -> None:
+    """Train ``index``'s quantizers on this shard's rows (held-out ones excluded), as gpupq trains
+    one index: FAISS's sample caps for the shard's size (:func:`gpupq.settings.train_sizes`),
+    nested samples (the coarse one a prefix of the PQ's or the other way round), drawn by a
+    generator of (seed, shard) so each shard's sample is its own and every run's the same."""
+    from .settings import Build, train_sizes
+
+    a, b = rows
+    held = query_ids[np.searchsorted(query_ids, a) : np.searchsorted(query_ids, b)]
+    candidates = np.setdiff1d(np.arange(a, b, dtype=np.int64), held, assume_unique=True)
+    if candidates.size < index.nlist:
+        raise GpupqError(
+            f"--shard-training per-shard: {candidates.size:,} rows to train {index.nlist:,} lists on; "
+            "use a larger --shard-rows or fewer lists"
+        )
+    build = Build(index.nlist, index.pq.m, index.pq.nbits, index.opq is not None)
+    n_coarse, n_pq, n_opq = train_sizes(int(candidates.size), build)
+    pick = candidates[np.random.default_rng([seed, shard]).permutation(candidates.size)[: max(n_coarse, n_pq, n_opq)]]
+    x = ds.rows(pick)  # (need, d) float32, in the sample's order
+    index.train(x[:n_coarse], x[:n_pq], np.random.default_rng(seed + 2), x[:n_opq] if n_opq else None)
 
 
 def _mapped_row_bytes(data: Source | Dataset) -> int:
@@ -224,10 +264,11 @@ def _held_out(query_ids: np.ndarray, a: int, b: int) -> int:
     return int(np.searchsorted(query_ids, b) - np.searchsorted(query_ids, a))
 
 
-def _list_sizes(index: Any) -> tuple[np.ndarray, float]:
-    """A shard's list sizes (nlist,) int64, and the seconds its lists took to encode."""
+def _list_sizes(index: Any) -> tuple[np.ndarray, float, float]:
+    """A shard's list sizes (nlist,) int64, and the seconds its lists took to encode and its
+    quantizers to train (0 when they were trained elsewhere)."""
     sizes = np.zeros(index.nlist, dtype=np.int64) if index.list_sizes is None else index.list_sizes
-    return sizes, index.add_s
+    return sizes, index.add_s, index.train_s
 
 
 def _scan_task(
@@ -239,6 +280,14 @@ def _scan_task(
     return index.scan_probed(q, coarse_score, probes, k)
 
 
+def _own_scan_task(index: Any, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A shard with its own quantizers: its own coarse search, then its scan. Returns its
+    candidates (nq, nprobe, k) and the vectors each probe rank scanned (nq, nprobe) int64."""
+    qq, coarse_score, probes = index.probe(q, nprobe)
+    d, i = _scan_task(index, qq, coarse_score, probes, k)
+    return d, i, _list_sizes(index)[0][probes]  # type: ignore[index]
+
+
 class ShardedIndex:
     """An IVF-PQ index whose inverted lists are held in shards, each where it was encoded (a
     Dask worker, or here), and searched as one: the coarse search is made once here and handed
@@ -247,23 +296,41 @@ class ShardedIndex:
     :meth:`gpupq.ivf.IVFPQIndex.scan` gives, so every nprobe is still read from one scan
     (:meth:`merge`, :meth:`merge_prefixes`).
 
-    template: the trained quantizers (an IVFPQIndex on the numpy backend, its lists empty).
+    With per-shard training (``own``), each shard trained its own quantizers on its own rows and
+    makes its own coarse search: its best k of each probe *rank* are merged with the other
+    shards' of the same rank, so a prefix of p ranks is every shard searched at nprobe p, merged.
+
+    template: the trained quantizers (an IVFPQIndex on the numpy backend, its lists empty); per
+    shard, its parameters only.
     """
 
     def __init__(
-        self, executor: InProcess | DaskExecutor, template: IVFPQIndex, handles: list[Any], t0: float | None = None
+        self,
+        executor: InProcess | DaskExecutor,
+        template: IVFPQIndex,
+        handles: list[Any],
+        t0: float | None = None,
+        own: bool = False,
     ) -> None:
-        """t0: when the shards' encoding started (perf_counter), to record the adding's times."""
+        """t0: when the shards' encoding started (perf_counter), to record the adding's times.
+        own: each shard trained its own quantizers (and makes its own coarse search)."""
         self.executor = executor
         self.template = template
         self.handles = handles
+        self.own = own
         self._lent: list[Any] = []
         self.placement: Placement | None = None  # where the planner put the shards (build sets it)
         self.needs: list[ShardMemory] = []
         parts = executor.on(_list_sizes, handles)
-        self.list_sizes = np.sum([s for s, _ in parts], axis=0).astype(np.int64)  # (nlist,)
+        # (nlist,): the lists' sizes; with shards' own quantizers, list j of each shard summed
+        self.list_sizes = np.sum([s for s, _, _ in parts], axis=0).astype(np.int64)
+        #: each shard's seconds to train its quantizers (0: trained elsewhere) and encode its rows
+        self.train_shard_s = np.array([t for _, _, t in parts], dtype=np.float64)
+        self.add_shard_s = np.array([t for _, t, _ in parts], dtype=np.float64)
         if t0 is not None:
-            executor.clock.record("adding", time.perf_counter() - t0, [t for _, t in parts])
+            if own:
+                executor.clock.record("training", 0.0, [t for _, _, t in parts])
+            executor.clock.record("adding", time.perf_counter() - t0, [t for _, t, _ in parts])
 
     @classmethod
     def build(
@@ -273,20 +340,26 @@ class ShardedIndex:
         plan: ShardPlan,
         template: IVFPQIndex,
         query_ids: np.ndarray,
+        train_seed: int | None = None,
     ) -> ShardedIndex:
-        """Encode each shard's rows (the dataset less ``query_ids``) where its task runs."""
+        """Encode each shard's rows (the dataset less ``query_ids``) where its task runs.
+        train_seed: each shard trains its own quantizers first (``--shard-training per-shard``;
+        ``template`` untrained, its parameters only), from a generator of (seed, first row)."""
         t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
+        own = train_seed is not None
         # the memory planner: every shard placed, or a refusal with the numbers, before any work
         row_bytes = _mapped_row_bytes(data)
-        needs = [shard_memory(b - a - _held_out(query_ids, a, b), template, row_bytes) for a, b in plan]
+        needs = [shard_memory(b - a - _held_out(query_ids, a, b), template, row_bytes, own) for a, b in plan]
         what = f"IVF{template.nlist},PQ{template.pq.m}x{template.pq.nbits}" + (",OPQ" if template.opq else "")
-        placement = place(needs, executor.workers(), quantizer_bytes(template), what)
+        placement = place(needs, executor.workers(), 0 if own else quantizer_bytes(template), what)
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
         quantizers = executor.lend(template)  # this build's: dropped with its lists
-        handles = executor.place(_lists_task, list(plan), shared[0], quantizers, shared[1], where=placement.where)
+        handles = executor.place(
+            _lists_task, list(plan), shared[0], quantizers, shared[1], train_seed, where=placement.where
+        )
         executor.hold(placement, needs)
-        out = cls(executor, template, handles, t0)
+        out = cls(executor, template, handles, t0, own)
         out._lent = [quantizers]  # kept while the lists live: a lost shard is encoded again from it
         out.placement, out.needs = placement, needs
         return out
@@ -296,17 +369,28 @@ class ShardedIndex:
         return int(self.list_sizes.sum())
 
     def scan(self, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """As :meth:`gpupq.ivf.IVFPQIndex.scan`: (nq, nprobe, k) scores and ids, and the probes."""
-        qq, coarse_score, probes = self.template.probe(q, nprobe)
+        """As :meth:`gpupq.ivf.IVFPQIndex.scan`: (nq, nprobe, k) scores and ids, and the probes
+        (with the shards' own quantizers: the vectors scanned at each probe rank, summed over the
+        shards, (nq, nprobe) int64, which :meth:`probed_sizes` gives back as they are)."""
         t0 = time.perf_counter()
-        lent = [self.executor.lend(v) for v in (qq, coarse_score, probes)]
+        if self.own:  # each shard its own coarse search: the queries alone are sent
+            lent = [self.executor.lend(np.ascontiguousarray(q, dtype=np.float32))]
+            args: tuple[Any, ...] = (k, min(nprobe, self.template.nlist))
+            task: Callable[..., Any] = _own_scan_task
+        else:
+            qq, coarse_score, probes = self.template.probe(q, nprobe)
+            t0 = time.perf_counter()
+            lent = [self.executor.lend(v) for v in (qq, coarse_score, probes)]
+            args, task = (k,), _scan_task
         # sending the queries to the shards is transport too: outside the modelled time
         self.executor.clock.overhead_s += time.perf_counter() - t0
-        parts = self.executor.on(_scan_task, self.handles, *lent, k, stage="search")
+        parts = self.executor.on(task, self.handles, *lent, *args, stage="search")
         del lent  # each search's own: dropped here, not kept for the run's length
+        if self.own:
+            probes = np.sum([s for _, _, s in parts], axis=0).astype(np.int64)
         nq, p = probes.shape
-        cand_d = np.concatenate([d for d, _ in parts], axis=2).reshape(nq * p, -1)
-        cand_i = np.concatenate([i for _, i in parts], axis=2).reshape(nq * p, -1)
+        cand_d = np.concatenate([part[0] for part in parts], axis=2).reshape(nq * p, -1)
+        cand_i = np.concatenate([part[1] for part in parts], axis=2).reshape(nq * p, -1)
         be = self.template.be
         be.allow_ids(int(cand_i.max(initial=-1)))
         best_d, best_i = be.topk_exact(cand_d, k, cand_i, sort=False)  # each slot: its best k by (score, id)
@@ -321,11 +405,18 @@ class ShardedIndex:
 
         out_d, out_i, probes = self.scan(q, k, nprobe)
         dist, found = self.template.merge(out_d, out_i, k)
-        return dist, found, SearchStats(scanned=self.list_sizes[probes].sum(axis=1))
+        return dist, found, SearchStats(scanned=self.probed_sizes(probes).sum(axis=1))
+
+    def probed_sizes(self, probes: np.ndarray) -> np.ndarray:
+        """Vectors scanned at each probe rank (nq, nprobe) int64, from :meth:`scan`'s probes."""
+        return probes if self.own else self.list_sizes[probes]
 
     def __getattr__(self, name: str) -> Any:
         # what was trained (coarse, pq, opq, nlist, metric, warnings, …) is the template's
-        if name in ("template", "executor", "handles", "list_sizes", "_lent", "placement", "needs"):
+        if name in (
+            "template", "executor", "handles", "list_sizes", "_lent", "placement", "needs", "own",
+            "train_shard_s", "add_shard_s",
+        ):  # fmt: skip
             raise AttributeError(name)
         return getattr(self.template, name)
 
@@ -343,6 +434,8 @@ class ShardedIndex:
         self._lent = []
 
 
+#: how the shards' quantizers are trained (ClusterConfig.training)
+SHARD_TRAINING = ("global", "per-shard")
 #: what the memory plan's figures are
 MEMORY_NOTE = (
     "predicted by gpupq.placement: each worker's lists (codes, ids, L2 terms, offsets) and quantizers, "
@@ -358,11 +451,15 @@ MODEL_NOTE = (
 @dataclass(frozen=True)
 class ClusterConfig:
     """Where sharded work runs: ``workers`` local Dask workers (processes), the Dask scheduler
-    at ``scheduler``, or (neither) this process; ``shard_rows`` as :func:`plan_shards` takes it."""
+    at ``scheduler``, or (neither) this process; ``shard_rows`` as :func:`plan_shards` takes it.
+    training: ``global`` (one set of quantizers, trained here: FAISS IndexShardsIVF, autofaiss)
+    or ``per-shard`` (each shard trains its own on its rows and makes its own coarse search: a
+    vector database's per-segment indexes, cuVS's sharded multi-GPU mode)."""
 
     workers: int | None = None
     scheduler: str | None = None
     shard_rows: int | None = None
+    training: str = "global"
 
     def check(self) -> None:
         if self.workers is not None and self.scheduler is not None:
@@ -371,15 +468,23 @@ class ClusterConfig:
             raise GpupqError(f"--workers must be at least 1, got {self.workers}")
         if self.shard_rows is not None and self.shard_rows < 1:
             raise GpupqError(f"--shard-rows must be at least 1, got {self.shard_rows}")
+        if self.training not in SHARD_TRAINING:
+            raise GpupqError(f"--shard-training must be one of {', '.join(SHARD_TRAINING)}, got {self.training!r}")
 
-    def start(self, dataset: Dataset, threads: int) -> ShardedRun:
-        """The executor and shard plan for ``dataset`` (opened under the run's metric)."""
+    @property
+    def per_shard(self) -> bool:
+        return self.training == "per-shard"
+
+    def start(self, dataset: Dataset, threads: int, seed: int = 0) -> ShardedRun:
+        """The executor and shard plan for ``dataset`` (opened under the run's metric); seed:
+        the run's, from which per-shard training seeds each shard's."""
         self.check()
         plan = plan_shards(dataset, self.shard_rows)
+        seed_or_none = seed if self.per_shard else None
         if self.workers is None and self.scheduler is None:
             # here the tasks read the dataset already open; workers open it from its source
-            return ShardedRun(InProcess(threads), plan, dataset)
-        return ShardedRun(DaskExecutor(self.workers, self.scheduler), plan, Source.of(dataset))
+            return ShardedRun(InProcess(threads), plan, dataset, train_seed=seed_or_none)
+        return ShardedRun(DaskExecutor(self.workers, self.scheduler), plan, Source.of(dataset), train_seed=seed_or_none)
 
 
 @dataclass
@@ -389,6 +494,8 @@ class ShardedRun:
     executor: InProcess | DaskExecutor
     plan: ShardPlan
     data: Source | Dataset
+    #: per-shard training: each shard's quantizers trained in its task, from this seed
+    train_seed: int | None = None
     #: the memory planner's placement of the build with the highest predicted peak so far
     memory_plan: dict[str, Any] | None = None
 
@@ -404,8 +511,9 @@ class ShardedRun:
         return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric, progress)[1]
 
     def lists(self, template: IVFPQIndex, query_ids: np.ndarray) -> ShardedIndex:
-        """The shards' inverted lists, encoded with the quantizers ``template`` trained."""
-        out = ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids)
+        """The shards' inverted lists, encoded with the quantizers ``template`` trained (or,
+        with per-shard training, each with the quantizers it trains itself)."""
+        out = ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids, self.train_seed)
         if out.placement is not None:
             peak = max(w.peak for w in out.placement.workers)
             if self.memory_plan is None or peak > self.memory_plan["predicted_peak_bytes"]:
@@ -419,8 +527,9 @@ class ShardedRun:
 
     def describe(self) -> dict[str, Any]:
         ex = self.executor
-        stages = ["ground truth", "adding", "search"]
+        stages = ["ground truth", *(["training"] if self.train_seed is not None else []), "adding", "search"]
         out: dict[str, Any] = {"executor": ex.name, "shards": len(self.plan), "stages": stages}
+        out["training"] = "per-shard" if self.train_seed is not None else "global"
         if isinstance(ex, DaskExecutor):
             out["workers"] = len(ex.client.scheduler_info().get("workers", {}))
             out["scheduler"] = ex.client.scheduler.address

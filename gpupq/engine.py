@@ -37,8 +37,9 @@ from .cluster import ShardedIndex
 from .io import Dataset, Split, chunk_rows
 from .ivf import IVFPQIndex
 from .knn import exact_knn
-from .memory import MemoryBill, memory_bill
+from .memory import memory_bill
 from .metrics import GroundTruth, Recall
+from .points import Curve, PointResult
 from .pq import PQ_NITER
 from .refine import DeviceRows, RerankStore, Rows, best_of, rerank, shared_candidate_scores
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
@@ -82,68 +83,6 @@ class Built:
 
 
 @dataclass
-class Curve:
-    """One scan of a build at its largest nprobe, read at every nprobe asked.
-
-    ranked[p]: (nq, depth) int64 ids on the backend, the PQ ranking at nprobe p (best first,
-    -1 past the candidates); scanned[p]: (nq,) int64 codes scanned per query at nprobe p.
-    """
-
-    depth: int
-    ranked: dict[int, Any]
-    scanned: dict[int, np.ndarray]
-
-
-@dataclass
-class PointResult:
-    """One operating point, measured."""
-
-    build: Build
-    setting: Setting
-    recall: Recall  # of what the point returns (re-ranked when it re-ranks)
-    recall_raw: Recall  # the PQ ranking alone at this nprobe
-    memory: MemoryBill
-    scanned_per_query: float
-    scanned_fraction: float
-    queries_per_s: float | None = None  # None: not timed
-    runs: Runs | None = None
-
-    @property
-    def memory_bytes(self) -> int:
-        """What the point needs in memory: the index, plus the re-rank store when it re-ranks."""
-        return self.memory.with_rerank if self.setting.rerank else self.memory.index_in_memory
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "build": self.build.label,
-            "nlist": self.build.nlist,
-            "m": self.build.m,
-            "nbits": self.build.nbits,
-            "opq": self.build.opq,
-            "nprobe": self.setting.nprobe,
-            "rerank": self.setting.rerank,
-            "rerank_store": self.setting.store or None,
-            "recall": self.recall.to_dict(),
-            "recall_raw": self.recall_raw.to_dict(),
-            "memory_bytes": self.memory_bytes,
-            "memory": self.memory.to_dict(),
-            "vectors_scanned_per_query": self.scanned_per_query,
-            "vectors_scanned_fraction": self.scanned_fraction,
-            "queries_per_s": self.queries_per_s,
-            "timed_runs": self.runs.to_dict() if self.runs else None,
-            **({"modelled_queries_per_s": self.modelled_queries_per_s} if self.modelled_queries_per_s else {}),
-        }
-
-    @property
-    def modelled_queries_per_s(self) -> float | None:
-        """In shards: queries/s as deployed with one machine per shard (:mod:`gpupq.timing`)."""
-        t = self.runs.modelled_median if self.runs is not None else None
-        if t is None or self.queries_per_s is None:
-            return None
-        return self.queries_per_s * self.runs.median / t if t > 0 else float("inf")
-
-
-@dataclass
 class Workbench:
     """The stages of one backend over one split, each built once per key (see the module doc).
 
@@ -174,6 +113,10 @@ class Workbench:
     #: with shards: the executor's seconds beyond each call's slowest shard, a running total, so
     #: timed runs also give their modelled seconds (one machine per shard; :mod:`gpupq.timing`)
     overhead: Callable[[], float] | None = None
+    #: ``--shard-training per-shard``: each shard's task trains its own quantizers, so nothing is
+    #: trained here (a build's index is its parameters only) and each of the ``shards`` keeps a
+    #: copy of the quantizers in the memory bill; 0 for one set of quantizers
+    train_in_shards: int = 0
     #: ``--cache``: the ground truth is read from it when there, and written to it when computed
     gt_cache: StageCache | None = None
     #: the cache entry the ground truth was read from, or None
@@ -327,6 +270,10 @@ class Workbench:
 
         return be.retrying(attempt, "coarse training")
 
+    def _untrained(self, build: Build) -> IVFPQIndex:
+        """``build``'s parameters as an index, nothing trained (per-shard training's template)."""
+        return IVFPQIndex(self.be, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, build.opq)
+
     def _train_pq(self, build: Build, coarse: IVFPQIndex, rng: np.random.Generator, draft: bool = False) -> IVFPQIndex:
         """The second half: a new index of ``build`` sharing ``coarse``, its PQ trained from ``rng``
         (as FAISS trains it, or on a draft's smaller budget: :data:`DRAFT_POINTS_PER_CENTROID`)."""
@@ -350,6 +297,8 @@ class Workbench:
 
     def train_index(self, build: Build) -> IVFPQIndex:
         """``build`` trained from scratch, nothing cached or shared: what ``estimate`` times."""
+        if self.train_in_shards:
+            return self._untrained(build)
         coarse, rng = self._train_coarse(build)
         return self._train_pq(build, coarse, rng)
 
@@ -393,6 +342,11 @@ class Workbench:
         PQ trained on a draft's budget instead (:meth:`draft_pays`), kept apart from the build."""
         cache = self._drafts if draft else self._built
         if build in cache:
+            return cache[build]
+        if self.train_in_shards:  # each shard trains its own, in its task: no draft, nothing shared
+            t0 = time.perf_counter()
+            filled = self.fill(self._untrained(build), build.label, build)
+            cache[build] = Built(build, filled, 0.0, 0.0, time.perf_counter() - t0, False)
             return cache[build]
         be = self.be
         coarse, shared = self.coarse(build)
@@ -454,7 +408,7 @@ class Workbench:
         scanned: dict[int, list[np.ndarray]] = {p: [] for p in ps}
         for s in range(0, nq, step):
             out_d, out_i, probes = be.retrying(lambda s=s: index.scan(q[s : s + step], depth, top), "search")
-            sizes = np.cumsum(index.list_sizes[probes], axis=1)  # (b, top)
+            sizes = np.cumsum(index.probed_sizes(probes), axis=1)  # (b, top)
             for p, ids in zip(ps, index.merge_prefixes(out_d, out_i, ps, depth), strict=True):
                 ranked[p].append(ids)
                 scanned[p].append(sizes[:, p - 1])
@@ -543,8 +497,9 @@ class Workbench:
         """A measured point with its memory bill (the store's when it re-ranks)."""
         store_bytes = self.store(setting.store).nbytes(nb, self.dataset.d) if setting.rerank else 0
         bill = memory_bill(
-            nb, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, store_bytes, build.opq
-        )
+            nb, self.dataset.d, build.nlist, build.m, build.nbits, self.index_metric, store_bytes, build.opq,
+            copies=max(1, self.train_in_shards),
+        )  # fmt: skip
         return PointResult(build, setting, rec, raw, bill, scanned, scanned / nb if nb else 0.0)
 
     def search_fn(self, build: Build, setting: Setting, k: int) -> Callable[[], Any]:

@@ -264,6 +264,8 @@ def estimate(
         import_faiss()  # fail before the long part, not after it
     config = config or EstimateConfig()
     config.check()
+    if cluster is not None and cluster.per_shard:
+        _check_per_shard(verify, n_total, scale_curve)
     run = replace(config.run_config(n_total), cluster=cluster, cache=cache)
     session = open_session(
         dataset, run, backends, progress, queries, ground_truth, ground_truth_source, several=True,
@@ -272,6 +274,17 @@ def estimate(
         return _estimate(session, config, progress, verify, n_total, scale_curve)
     finally:
         session.close()
+
+
+def _check_per_shard(verify: str | None, n_total: int | None, scale_curve: bool) -> None:
+    """What per-shard training cannot be combined with, yet: each is of one global index."""
+    what = (
+        "--verify faiss (FAISS builds one global index)" if verify else
+        "--n-total (the bill at N of per-shard indexes depends on the shards at N)" if n_total else
+        "--scale-curve (its subsamples are not sharded)" if scale_curve else None
+    )  # fmt: skip
+    if what is not None:
+        raise GpupqError(f"--shard-training per-shard does not combine with {what} yet")
 
 
 def _estimate(
@@ -326,9 +339,9 @@ def _estimate(
     warning = tie_warning(truth, by_id)
     if warning:
         warnings.append(warning)
-    hint = session.metric_hint()
-    if hint:
-        warnings.append(hint)
+    for hint in (session.metric_hint(), session.shard_note()):
+        if hint:
+            warnings.append(hint)
     desc = session.describe()
     return EstimateResult(
         source=desc["source"],
@@ -407,6 +420,10 @@ def _run_backend(bench: Workbench, sizes: tuple[int, int, int], config: Estimate
         filled.append(bench.fill(index))  # every run adds the whole base to empty lists
 
     runs.update(repeat({"add": add_all}, min_time, be.synchronize, bench.overhead)[1])
+    if bench.train_in_shards:  # trained in each shard's task, before its adding: its own clock
+        shard_s = filled[-1].train_shard_s
+        runs["train"] = Runs([float(shard_s.max())], [float(shard_s.max())])
+        sizes = train_sizes(max(s.rows for s in filled[-1].needs), build)  # the largest shard's
     bench.adopt(build, filled[-1], runs["train"].median, runs["add"].median)
     index = filled[-1]  # the lists searched: this index, or the shards'
 

@@ -114,7 +114,10 @@ class InProcess:
         lock = threading.Lock()
 
         def run(i: int) -> Any:
-            out = _timed(fn, items[i], *args)
+            try:
+                out = _timed(fn, items[i], *args)
+            except GpupqError as exc:  # a refusal: which shard (a bug keeps its traceback)
+                raise _task_error(i, items, exc) from None
             if done is not None:
                 with lock:
                     done(i)

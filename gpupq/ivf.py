@@ -292,6 +292,10 @@ class IVFPQIndex:
         out_d, out_i = self._scan_lists(q, coarse_score, probes_h, k)
         return out_d, out_i, probes_h
 
+    def probed_sizes(self, probes: np.ndarray) -> np.ndarray:
+        """Vectors scanned at each probe rank: probes (nq, nprobe) int64 -> (nq, nprobe) int64."""
+        return self.list_sizes[probes]
+
     def probe(self, q: Array, nprobe: int) -> tuple[Array, Array, np.ndarray]:
         """The coarse search of :meth:`scan`: q (nq, d) float32 -> (q as the lists are scanned
         with it (rotated under OPQ), coarse scores (nq, nprobe) float32, probes (nq, nprobe)

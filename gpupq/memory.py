@@ -42,19 +42,21 @@ def store_bytes(kind: str, n: int, d: int) -> int:
 
 
 def index_memory_terms(
-    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, opq: bool = False
+    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, opq: bool = False, copies: int = 1
 ) -> dict[str, int]:
-    """Bytes of each part of an IVF-PQ index with a flat coarse quantizer."""
+    """Bytes of each part of an IVF-PQ index with a flat coarse quantizer. copies: indexes the n
+    vectors are split over, each with its own quantizers (``--shard-training per-shard``): every
+    term but the codes and ids is each one's."""
     ksub = 1 << nbits
     table = nlist * m * ksub * 4
     return {
         "codes": n * packed_code_size(m, nbits),
         "ids": n * 8,
-        "coarse_centroids": nlist * d * 4,
-        "pq_codebooks": ksub * d * 4,
-        "list_sizes": nlist * 8,
-        "opq_matrix": d * d * 4 if opq else 0,
-        "precomputed_table": table if metric == "l2" and table <= PRECOMPUTED_TABLE_MAX_BYTES else 0,
+        "coarse_centroids": copies * nlist * d * 4,
+        "pq_codebooks": copies * ksub * d * 4,
+        "list_sizes": copies * nlist * 8,
+        "opq_matrix": copies * d * d * 4 if opq else 0,
+        "precomputed_table": copies * table if metric == "l2" and table <= PRECOMPUTED_TABLE_MAX_BYTES else 0,
     }
 
 
@@ -81,6 +83,8 @@ class MemoryBill:
     precomputed_table: int
     rerank_store: int
     code_size: int
+    #: indexes the vectors are split over, each with its own quantizers (per-shard training)
+    quantizer_copies: int = 1
 
     @property
     def index_serialized(self) -> int:
@@ -96,6 +100,8 @@ class MemoryBill:
 
     def to_dict(self) -> dict[str, float | int]:
         out: dict[str, float | int] = asdict(self)
+        if self.quantizer_copies == 1:
+            del out["quantizer_copies"]
         out.update(
             index_serialized=self.index_serialized,
             index_in_memory=self.index_in_memory,
@@ -108,16 +114,26 @@ class MemoryBill:
 
 
 def memory_bill(
-    n: int, d: int, nlist: int, m: int, nbits: int, metric: str, rerank_store: int = 0, opq: bool = False
+    n: int,
+    d: int,
+    nlist: int,
+    m: int,
+    nbits: int,
+    metric: str,
+    rerank_store: int = 0,
+    opq: bool = False,
+    copies: int = 1,
 ) -> MemoryBill:
-    """The bill for n vectors; rerank_store: bytes of the re-ranking vectors (0 without re-ranking)."""
-    terms = index_memory_terms(n, d, nlist, m, nbits, metric, opq)
+    """The bill for n vectors; rerank_store: bytes of the re-ranking vectors (0 without re-ranking);
+    copies: per-shard indexes with their own quantizers (:func:`index_memory_terms`)."""
+    terms = index_memory_terms(n, d, nlist, m, nbits, metric, opq, copies)
     return MemoryBill(
         n=n,
         d=d,
         vectors_fp32=n * d * 4,
         rerank_store=rerank_store,
         code_size=packed_code_size(m, nbits),
+        quantizer_copies=copies,
         **terms,
     )
 

@@ -91,21 +91,22 @@ class ShardMemory:
 
 
 def quantizer_bytes(template: IVFPQIndex) -> int:
-    """The trained quantizers a worker keeps for a build: centroids, codebooks, OPQ rotation."""
-    out = int(template.coarse.nbytes) + int(template.pq.codebooks.nbytes)
-    if template.opq is not None:
-        out += int(template.opq.rotation.nbytes)
-    return out
+    """The trained quantizers a worker keeps for a build: centroids nlist·d·4, codebooks
+    2^nbits·d·4, an OPQ rotation d·d·4 (from the parameters: ``template`` may be untrained)."""
+    d = template.d
+    return 4 * d * (template.nlist + template.pq.ksub + (d if template.opq is not None else 0))
 
 
 #: inputs read through np.memmap (their pages stay mapped: ShardMemory.mapped)
 MAPPED_FORMATS = frozenset({"npy", "fvecs", "ivecs", "bvecs", "fbin", "u8bin", "i8bin", "ibin"})
 
 
-def shard_memory(rows: int, template: IVFPQIndex, row_bytes: int = 0) -> ShardMemory:
+def shard_memory(rows: int, template: IVFPQIndex, row_bytes: int = 0, own: bool = False) -> ShardMemory:
     """The bill of a shard of ``rows`` vectors encoded with ``template``'s quantizers: the peak
     is the larger of adding its last chunk (everything added before it is pending, 16 + m bytes
-    a row) and building its lists. row_bytes: a row's bytes in a memory-mapped input, else 0."""
+    a row) and building its lists. row_bytes: a row's bytes in a memory-mapped input, else 0.
+    own: the shard trains its own quantizers (kept with its lists; training holds its sample,
+    d·4 bytes a point, and the assignment's block of scores)."""
     m, nlist, d = template.pq.m, template.nlist, template.d
     per_row = m + 8 + (4 if template.metric == "l2" else 0)
     lists = (nlist + 1) * 8 + nlist * 8
@@ -118,6 +119,15 @@ def shard_memory(rows: int, template: IVFPQIndex, row_bytes: int = 0) -> ShardMe
         full * chunk * (16 + m) + add_chunk_bytes(last, d, m) if last else 0,
     )
     building = rows * build_bytes_per_row(m) + lists
+    if own:
+        from .settings import Build, train_sizes
+
+        build = Build(nlist, m, template.pq.nbits, template.opq is not None)
+        sample = max(train_sizes(rows, build)) * d * 4
+        quantizers = quantizer_bytes(template)
+        resident += quantizers
+        adding = max(adding, sample + BLOCK_BYTES) + quantizers
+        building += quantizers
     return ShardMemory(rows, resident, max(adding, building, resident), rows * row_bytes)
 
 

@@ -291,11 +291,18 @@ def candidate_grid(session: Session, target: Target, config: RunConfig, grid: Gr
     return grid
 
 
+def _no_per_shard(config: RunConfig) -> None:
+    # its drafts and shared coarse quantizers are of one set of quantizers; per-shard: a sweep
+    if config.cluster is not None and config.cluster.per_shard:
+        raise GpupqError("--shard-training per-shard runs with estimate and sweep for now, not recommend")
+
+
 def recommend_plan(session: Session, target: Target, config: RunConfig, grid: Grid | None = None) -> Plan:
     """What :func:`recommend` is about to do, roughly: the search bisects each family row over m,
     so about ⌈log2(values of m + 1)⌉ builds of each (nlist, nbits, OPQ) row (:mod:`gpupq.frontier`);
     pruning across rows usually makes it fewer."""
     target.check()
+    _no_per_shard(config)
     grid = candidate_grid(session, target, config, grid)
     builds, _ = space_builds(grid, session.dataset.d, target.engine)
     rows: dict[tuple[int, int, bool], list[Build]] = {}
@@ -329,6 +336,7 @@ def recommend(
     backend. See the module docstring for the search. ``scale_curve``: also measure the
     recommendation's recall on nested subsamples and extend it to ``config.n_total``."""
     target.check()
+    _no_per_shard(config)
     bench, be = session.bench, session.backend
     k, nb, d = config.k, session.split.n_base, session.dataset.d
     grid = candidate_grid(session, target, config, grid)

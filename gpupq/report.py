@@ -117,14 +117,15 @@ def render(result: EstimateResult) -> Group:
         memory.add_row(f"{result.dtype} vectors (as stored)", human_bytes(stored), _ratio(full, stored), "1.0x")
     row(f"PQ codes ({mem.code_size} B/vector)", mem.codes, ratio=True)
     row("ids (int64)", mem.ids)
-    row("coarse centroids", mem.coarse_centroids)
-    row("PQ codebooks", mem.pq_codebooks)
-    row("inverted-list sizes", mem.list_sizes)
+    each = f" ({mem.quantizer_copies} shards' own)" if mem.quantizer_copies > 1 else ""
+    row(f"coarse centroids{each}", mem.coarse_centroids)
+    row(f"PQ codebooks{each}", mem.pq_codebooks)
+    row(f"inverted-list sizes{each}", mem.list_sizes)
     if mem.opq_matrix:
-        row("OPQ rotation", mem.opq_matrix)
+        row(f"OPQ rotation{each}", mem.opq_matrix)
     row("[bold]index, serialized[/bold]", mem.index_serialized, ratio=True)
     if mem.precomputed_table:
-        row("precomputed L2 table (search)", mem.precomputed_table)
+        row(f"precomputed L2 table (search){each}", mem.precomputed_table)
     row("[bold]index in memory[/bold]", mem.index_in_memory, ratio=True)
     if mem.rerank_store:
         row(f"re-rank store ({cfg.rerank_store} vectors)", mem.rerank_store)
@@ -148,11 +149,19 @@ def render(result: EstimateResult) -> Group:
             for r in backends
         ],
     )
+    execution = result.dataset.get("execution", {})
+    per_shard = execution.get("training") == "per-shard"
+    points = f"{backends[0].train_points_coarse:,} + {backends[0].train_points_pq:,} pts"
     speed.add_row(
-        f"train ({backends[0].train_points_coarse:,} + {backends[0].train_points_pq:,} pts)",
+        f"train, in each of {execution.get('shards')} shards: the slowest ({points} at most)"
+        if per_shard
+        else f"train ({points})",
         *[_seconds_cell(r.timings, "train", r.timings.train_s) for r in backends],
     )
-    speed.add_row("add", *[_seconds_cell(r.timings, "add", r.timings.add_s) for r in backends])
+    speed.add_row(
+        "add (each shard trains first)" if per_shard else "add",
+        *[_seconds_cell(r.timings, "add", r.timings.add_s) for r in backends],
+    )
     speed.add_row(
         "add rate",
         *[_rate_cell(r.timings, "add", r.timings.add_vectors_per_s, result.n_base, "vec/s") for r in backends],

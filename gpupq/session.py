@@ -198,6 +198,17 @@ class Session:
         """See :func:`metric_hint`."""
         return metric_hint(self.dataset, self.split, self.config.seed)
 
+    def shard_note(self) -> str | None:
+        """With per-shard training, what the figures are of (a word in every report)."""
+        if self.sharded is None or self.sharded.train_seed is None:
+            return None
+        s = len(self.sharded.plan)
+        return (
+            f"--shard-training per-shard: these are {s} indexes, one a shard, each trained on a sample of its own "
+            "rows and searched with its own coarse search at the nprobe given, their results merged; deploy one "
+            f"index a shard (the memory bill counts {s} sets of quantizers)"
+        )
+
     def ground_truth_said(self) -> str:
         """Where the ground truth came from: stored in the input, the cache, or computed."""
         cached = self.benches[0].ground_truth_cached if self.benches else None
@@ -305,13 +316,15 @@ def open_session(
         )
     gt_cache = StageCache(check_cache_dir(config.cache, [])) if config.cache is not None else None
     # the shards: the ground truth (unless the input stores it), every build's lists and searches
-    sharded = config.cluster.start(dataset, threads) if config.cluster is not None else None
+    sharded = config.cluster.start(dataset, threads, config.seed) if config.cluster is not None else None
     gt_fn = sharded.ground_truth if sharded is not None and gt is None else None
     lists_fn = sharded.lists if sharded is not None else None
     benches = [
         Workbench(
             be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, shard_lists=lists_fn,
-            gt_cache=gt_cache, overhead=sharded.overhead if sharded is not None else None, **common,
+            gt_cache=gt_cache, overhead=sharded.overhead if sharded is not None else None,
+            train_in_shards=len(sharded.plan) if sharded is not None and sharded.train_seed is not None else 0,
+            **common,
         )
         for be in backends
     ]  # fmt: skip

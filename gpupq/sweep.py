@@ -236,7 +236,7 @@ def sweep(
     except KeyboardInterrupt:
         result.interrupted = True  # the builds measured so far are whole; one half-timed was not kept
     result.wall_s = time.perf_counter() - t_start
-    for warning in (tie_warning(truth) if truth is not None else None, session.metric_hint()):
+    for warning in (tie_warning(truth) if truth is not None else None, session.metric_hint(), session.shard_note()):
         if warning:
             result.warnings.append(warning)
     result.mark_frontiers()

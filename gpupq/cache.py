@@ -1,6 +1,8 @@
 """``--cache DIR``: results of long stages kept on disk by what they depend on, so an interrupted
 or repeated run over a large collection resumes instead of starting again (FAISS's bench_fw
-keeps such a cache). The first stage kept is the exact ground truth.
+keeps such a cache). Kept: the exact ground truth, and each build of a sweep or recommend (its
+trained quantizers and its inverted lists; in shards, each shard's lists, written by the task
+that encoded them). ``estimate`` times its training and adding, so it trains and adds afresh.
 
 A result is found by a key: a hash of everything it depends on. For the data, that is each
 file's path, size and modification time (a file rewritten in place is a new key), with the
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -107,8 +110,35 @@ class StageCache:
             }
         )
 
-    def path(self, stage: str, key: str) -> Path:
-        return self.folder / f"{stage}-{key}.npy"
+    def build_key(self, dataset: Dataset, query_ids: np.ndarray, parts: dict[str, Any]) -> str | None:
+        """The key of a build trained and filled on ``dataset`` less the held-out ``query_ids``:
+        parts are the rest it depends on (the build, metric, seed, backend, shard plan, …), and
+        gpupq's version (training code that changes makes other bits)."""
+        from . import __version__
+
+        data = data_identity(dataset)
+        if data is None:
+            return None
+        ids = _digest(np.asarray(query_ids, dtype=np.int64))
+        return self.key({"stage": "build", "data": data, "query_ids": ids, "version": __version__, **parts})
+
+    def path(self, stage: str, key: str, suffix: str = ".npy") -> Path:
+        return self.folder / f"{stage}-{key}{suffix}"
+
+    def load_arrays(self, stage: str, key: str, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+        """An entry of several arrays (``.npz``) with at least ``names``, or None (none, or one
+        that cannot be read: computed again)."""
+        try:
+            with np.load(self.path(stage, key, ".npz"), allow_pickle=False) as f:
+                if not set(names) <= set(f.files):
+                    return None
+                return {name: f[name] for name in f.files}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+
+    def save_arrays(self, stage: str, key: str, arrays: dict[str, np.ndarray], about: dict[str, Any]) -> None:
+        """As :meth:`save`, several arrays in one ``.npz`` entry."""
+        self._write(self.path(stage, key, ".npz"), lambda f: np.savez(f, allow_pickle=False, **arrays), about)
 
     def load(self, stage: str, key: str) -> np.ndarray | None:
         """The entry, or None when there is none (or it cannot be read: it is then recomputed)."""
@@ -120,11 +150,13 @@ class StageCache:
 
     def save(self, stage: str, key: str, array: np.ndarray, about: dict[str, Any]) -> None:
         """Write an entry whole, then rename it into place (and its description beside it)."""
-        path = self.path(stage, key)
+        self._write(self.path(stage, key), lambda f: np.save(f, array, allow_pickle=False), about)
+
+    def _write(self, path: Path, write: Any, about: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
+                write(f)
             os.replace(tmp, path)
         except OSError as exc:
             if os.path.exists(tmp):

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -192,17 +193,21 @@ def _lists_task(
     template: IVFPQIndex,
     query_ids: np.ndarray,
     train_seed: int | None = None,
+    kept: tuple[str, str] | None = None,
 ) -> Any:
     """One shard's inverted lists: its rows (less the held-out ones) encoded with the trained
     quantizers of ``template`` into an index of their own, single-threaded (see _gt_task);
     the seconds it took kept with it (``add_s``, and ``train_s``). train_seed: train the shard's
     own quantizers first, on a sample of its rows (``template`` untrained: only its parameters
-    are read), the shard's generator seeded by (train_seed, its first row)."""
+    are read), the shard's generator seeded by (train_seed, its first row). kept: (--cache
+    folder, key): the shard's lists (and own quantizers) read from there, or kept there."""
     from .backends import NumpyBackend
     from .ivf import IVFPQIndex
 
     t0 = time.perf_counter()
     ds = _dataset(data)
+    if kept is not None and (hit := _kept_shard(kept, rows, template, train_seed is not None)) is not None:
+        return hit
     if train_seed is None:
         index = copy.copy(template)
         index.be = NumpyBackend()
@@ -219,6 +224,45 @@ def _lists_task(
     del ids, x  # the last chunk: not held through the build (gpupq.placement counts it so)
     index.build()
     index.add_s = time.perf_counter() - t0 - index.train_s
+    index.kept = False
+    if kept is not None:
+        from .cache import StageCache
+
+        state = index.state(lists=True) if train_seed is not None else _lists_only(index.state())
+        about = {"stage": "shard lists", "rows": list(rows), "own quantizers": train_seed is not None}
+        StageCache(Path(kept[0])).save_arrays("lists", f"{kept[1]}-{rows[0]}-{rows[1]}", state, about)
+    return index
+
+
+def _lists_only(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: state[k] for k in ("codes", "ids", "list_sizes")}
+
+
+def _kept_shard(kept: tuple[str, str], rows: tuple[int, int], template: IVFPQIndex, own: bool) -> Any:
+    """A shard's index read from --cache (its lists, and its own quantizers when it trains
+    them; else ``template``'s, shared), or None when not kept (or unreadable: encoded again)."""
+    from .backends import NumpyBackend
+    from .cache import StageCache
+    from .ivf import IVFPQIndex
+
+    names = ("codes", "ids", "list_sizes") + (("coarse", "codebooks") if own else ())
+    state = StageCache(Path(kept[0])).load_arrays("lists", f"{kept[1]}-{rows[0]}-{rows[1]}", names)
+    if state is None:
+        return None
+    t = template
+    if own:
+        index = IVFPQIndex(NumpyBackend(), t.d, t.nlist, t.pq.m, t.pq.nbits, t.metric, t.opq is not None)
+    else:
+        index = copy.copy(template)
+        index.be, index.warnings = NumpyBackend(), list(template.warnings)
+        state = {**template.state(lists=False), **_lists_only(state)}
+    index.be.allow_ids(rows[1] - 1)
+    try:
+        index.restore(state)
+    except (ValueError, KeyError):
+        return None
+    index.train_s = index.add_s = 0.0
+    index.kept = True
     return index
 
 
@@ -264,11 +308,12 @@ def _held_out(query_ids: np.ndarray, a: int, b: int) -> int:
     return int(np.searchsorted(query_ids, b) - np.searchsorted(query_ids, a))
 
 
-def _list_sizes(index: Any) -> tuple[np.ndarray, float, float]:
+def _list_sizes(index: Any) -> tuple[np.ndarray, float, float, bool]:
     """A shard's list sizes (nlist,) int64, and the seconds its lists took to encode and its
-    quantizers to train (0 when they were trained elsewhere)."""
+    quantizers to train (0 when they were trained elsewhere), and whether they were read from
+    --cache instead."""
     sizes = np.zeros(index.nlist, dtype=np.int64) if index.list_sizes is None else index.list_sizes
-    return sizes, index.add_s, index.train_s
+    return sizes, index.add_s, index.train_s, index.kept
 
 
 def _scan_task(
@@ -323,14 +368,15 @@ class ShardedIndex:
         self.needs: list[ShardMemory] = []
         parts = executor.on(_list_sizes, handles)
         # (nlist,): the lists' sizes; with shards' own quantizers, list j of each shard summed
-        self.list_sizes = np.sum([s for s, _, _ in parts], axis=0).astype(np.int64)
+        self.list_sizes = np.sum([p[0] for p in parts], axis=0).astype(np.int64)
         #: each shard's seconds to train its quantizers (0: trained elsewhere) and encode its rows
-        self.train_shard_s = np.array([t for _, _, t in parts], dtype=np.float64)
-        self.add_shard_s = np.array([t for _, t, _ in parts], dtype=np.float64)
+        self.train_shard_s = np.array([p[2] for p in parts], dtype=np.float64)
+        self.add_shard_s = np.array([p[1] for p in parts], dtype=np.float64)
+        self.kept_shards = sum(bool(p[3]) for p in parts)  # read from --cache, not encoded
         if t0 is not None:
             if own:
-                executor.clock.record("training", 0.0, [t for _, _, t in parts])
-            executor.clock.record("adding", time.perf_counter() - t0, [t for _, t, _ in parts])
+                executor.clock.record("training", 0.0, self.train_shard_s)
+            executor.clock.record("adding", time.perf_counter() - t0, self.add_shard_s)
 
     @classmethod
     def build(
@@ -341,10 +387,13 @@ class ShardedIndex:
         template: IVFPQIndex,
         query_ids: np.ndarray,
         train_seed: int | None = None,
+        kept: tuple[str, str] | None = None,
     ) -> ShardedIndex:
         """Encode each shard's rows (the dataset less ``query_ids``) where its task runs.
         train_seed: each shard trains its own quantizers first (``--shard-training per-shard``;
-        ``template`` untrained, its parameters only), from a generator of (seed, first row)."""
+        ``template`` untrained, its parameters only), from a generator of (seed, first row).
+        kept: (--cache folder, the build's key): each task reads its shard's lists from there
+        when they were kept, else keeps them there once encoded."""
         t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
         own = train_seed is not None
@@ -356,7 +405,7 @@ class ShardedIndex:
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
         quantizers = executor.lend(template)  # this build's: dropped with its lists
         handles = executor.place(
-            _lists_task, list(plan), shared[0], quantizers, shared[1], train_seed, where=placement.where
+            _lists_task, list(plan), shared[0], quantizers, shared[1], train_seed, kept, where=placement.where
         )
         executor.hold(placement, needs)
         out = cls(executor, template, handles, t0, own)
@@ -415,7 +464,7 @@ class ShardedIndex:
         # what was trained (coarse, pq, opq, nlist, metric, warnings, …) is the template's
         if name in (
             "template", "executor", "handles", "list_sizes", "_lent", "placement", "needs", "own",
-            "train_shard_s", "add_shard_s",
+            "train_shard_s", "add_shard_s", "kept_shards",
         ):  # fmt: skip
             raise AttributeError(name)
         return getattr(self.template, name)
@@ -510,10 +559,11 @@ class ShardedRun:
         """Ids (nq, k) int64 of the queries' exact neighbours (see :func:`sharded_ground_truth`)."""
         return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric, progress)[1]
 
-    def lists(self, template: IVFPQIndex, query_ids: np.ndarray) -> ShardedIndex:
+    def lists(self, template: IVFPQIndex, query_ids: np.ndarray, kept: tuple[str, str] | None = None) -> ShardedIndex:
         """The shards' inverted lists, encoded with the quantizers ``template`` trained (or,
-        with per-shard training, each with the quantizers it trains itself)."""
-        out = ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids, self.train_seed)
+        with per-shard training, each with the quantizers it trains itself); kept: (--cache
+        folder, the build's key) where each shard's task reads its lists, or keeps them."""
+        out = ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids, self.train_seed, kept)
         if out.placement is not None:
             peak = max(w.peak for w in out.placement.workers)
             if self.memory_plan is None or peak > self.memory_plan["predicted_peak_bytes"]:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
+from .buildcache import KeptBuilds, kept_shards
 from .cache import StageCache
 from .cluster import ShardedIndex
 from .io import Dataset, Split, chunk_rows
@@ -39,7 +40,7 @@ from .ivf import IVFPQIndex
 from .knn import exact_knn
 from .memory import memory_bill
 from .metrics import GroundTruth, Recall
-from .points import Curve, PointResult
+from .points import Built, Curve, PointResult
 from .pq import PQ_NITER
 from .refine import DeviceRows, RerankStore, Rows, best_of, rerank, shared_candidate_scores
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
@@ -71,19 +72,7 @@ class Coarse:
 
 
 @dataclass
-class Built:
-    """A trained, filled index and what it cost."""
-
-    build: Build
-    index: IVFPQIndex | ShardedIndex  # sharded: its lists held by the shards' tasks
-    coarse_s: float  # the coarse stage's training time (shared by every build of its nlist)
-    train_s: float  # PQ (and table) training of this build alone
-    add_s: float
-    shared_coarse: bool  # the coarse stage was trained for an earlier build
-
-
-@dataclass
-class Workbench:
+class Workbench(KeptBuilds):
     """The stages of one backend over one split, each built once per key (see the module doc).
 
     dataset: rows read by id (the ground truth's tie check, re-rank fetches, the sample);
@@ -117,6 +106,8 @@ class Workbench:
     #: trained here (a build's index is its parameters only) and each of the ``shards`` keeps a
     #: copy of the quantizers in the memory bill; 0 for one set of quantizers
     train_in_shards: int = 0
+    #: with shards: the plan's row ranges, part of a build's --cache key
+    shard_plan: list[list[int]] | None = None
     #: ``--cache``: the ground truth is read from it when there, and written to it when computed
     gt_cache: StageCache | None = None
     #: the cache entry the ground truth was read from, or None
@@ -302,14 +293,18 @@ class Workbench:
         coarse, rng = self._train_coarse(build)
         return self._train_pq(build, coarse, rng)
 
-    def fill(self, index: IVFPQIndex, label: str = "", build: Build | None = None) -> IVFPQIndex | ShardedIndex:
+    def fill(
+        self, index: IVFPQIndex, label: str = "", build: Build | None = None, key: str | None = None
+    ) -> IVFPQIndex | ShardedIndex:
         """Empty ``index``'s lists and add the whole base, chunk by chunk, then build the lists.
         build: the build ``index`` is, whose lists are shared with the other builds of its coarse
         quantizer when :attr:`share_lists` is on. Returns the index to search: ``index``, or
-        with :attr:`shard_lists` the shards' lists encoded with its quantizers."""
+        with :attr:`shard_lists` the shards' lists encoded with its quantizers. key: the build's
+        --cache key, under which each shard's task reads or keeps its lists."""
         if self.shard_lists is not None:
             self.report(f"add {label} (shards)".replace("  ", " "), 0, 1)
-            out = self.shard_lists(index, self.split.query_ids)
+            kept = (str(self.gt_cache.folder), key) if key is not None and self.gt_cache is not None else None
+            out = self.shard_lists(index, self.split.query_ids, kept)
             self.report(f"add {label} (shards)".replace("  ", " "), 1, 1)
             return out
         shared = self._base_lists.setdefault(_coarse_key(build), []) if self.share_lists and build else None
@@ -343,24 +338,39 @@ class Workbench:
         cache = self._drafts if draft else self._built
         if build in cache:
             return cache[build]
+        key = None if draft else self.build_key(build)  # --cache: drafts are not kept
+        if key is not None and self.shard_lists is None and (hit := self.kept_build(build, key)) is not None:
+            cache[build] = hit
+            return hit
         if self.train_in_shards:  # each shard trains its own, in its task: no draft, nothing shared
             t0 = time.perf_counter()
-            filled = self.fill(self._untrained(build), build.label, build)
-            cache[build] = Built(build, filled, 0.0, 0.0, time.perf_counter() - t0, False)
-            return cache[build]
+            filled = self.fill(self._untrained(build), build.label, build, key)
+            out = Built(build, filled, 0.0, 0.0, time.perf_counter() - t0, False, kept_shards(filled) or None)
+            cache[build] = out
+            return out
         be = self.be
-        coarse, shared = self.coarse(build)
         label = build.label + (" (draft)" if draft else "")
-        self.report(f"train {label}", 0, 1)
-        t0 = time.perf_counter()
-        # a copy of the generator: every build of this coarse stage starts its PQ from the same state
-        index = self._train_pq(build, coarse.index, copy.deepcopy(coarse.rng), draft)
+        kept = self.kept_quantizers(build, key) if key is not None else None
+        t0 = t1 = time.perf_counter()
+        if kept is not None:
+            index, coarse_s, shared = kept, 0.0, False
+        else:
+            coarse, shared = self.coarse(build)
+            self.report(f"train {label}", 0, 1)
+            t0 = time.perf_counter()
+            # a copy of the generator: every build of this coarse stage starts its PQ from the same state
+            index = self._train_pq(build, coarse.index, copy.deepcopy(coarse.rng), draft)
+            be.synchronize()
+            t1, coarse_s = time.perf_counter(), coarse.train_s
+            self.report(f"train {label}", 1, 1)
+            if key is not None and self.shard_lists is not None:  # the lists: kept by the shards
+                self.keep("quantizers", key, index.state(lists=False), index, build)
+        filled = self.fill(index, label, build, key)
         be.synchronize()
-        t1 = time.perf_counter()
-        self.report(f"train {label}", 1, 1)
-        filled = self.fill(index, label, build)
-        be.synchronize()
-        out = Built(build, filled, coarse.train_s, t1 - t0, time.perf_counter() - t1, shared)
+        cached = "; ".join(s for s in ("quantizers cached" if kept is not None else "", kept_shards(filled)) if s)
+        out = Built(build, filled, coarse_s, t1 - t0, time.perf_counter() - t1, shared, cached or None)
+        if key is not None and self.shard_lists is None:
+            self.keep("build", key, index.state(), index, build)
         cache[build] = out
         return out
 

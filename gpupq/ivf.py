@@ -157,6 +157,46 @@ class IVFPQIndex:
             self.term2 = self._list_terms(be.xp.arange(self.nlist))
         return self
 
+    # ------------------------------------------------------------------ kept (--cache)
+    def state(self, lists: bool = True) -> dict[str, np.ndarray]:
+        """What training (and, with ``lists``, adding) made, on the host: coarse (nlist, d)
+        float32, codebooks (m, ksub, dsub) float32, rotation (d, d) float32 under OPQ; codes
+        (N, m) uint8, ids (N,) int64 and list_sizes (nlist,) int64 (the lists, built)."""
+        be, host = self.be, self.be.host
+        out = {"coarse": be.to_numpy(self.coarse), "codebooks": be.to_numpy(self.pq.codebooks)}
+        if self.opq is not None:
+            out["rotation"] = be.to_numpy(self.opq.rotation)
+        if lists:
+            self.build()
+            empty = self.ids is None
+            out["codes"] = host.zeros((0, self.pq.m), host.uint8) if empty else be.to_numpy(self.codes)
+            out["ids"] = host.zeros(0, host.int64) if empty else be.to_numpy(self.ids)
+            out["list_sizes"] = host.zeros(self.nlist, host.int64) if empty else self.list_sizes
+        return out
+
+    def restore(self, state: dict[str, np.ndarray]) -> IVFPQIndex:
+        """Take :meth:`state`'s arrays as this index's (its parameters must match); what follows
+        from them (the precomputed table, the lists' offsets and L2 terms) is computed as
+        training and building compute it, so the index is the one that was kept, bit for bit."""
+        be, xp, host = self.be, self.be.xp, self.be.host
+        self.coarse = be.asarray(state["coarse"])
+        self.pq.codebooks = be.asarray(state["codebooks"])
+        if self.opq is not None:
+            self.opq.rotation = be.asarray(state["rotation"])
+        if (self.coarse.shape, self.pq.codebooks.shape[0]) != ((self.nlist, self.d), self.pq.m):
+            raise ValueError("a kept index of other parameters")
+        if self.uses_precomputed_table:
+            self.term2 = self._list_terms(xp.arange(self.nlist))
+        self.reset()
+        if "codes" in state and state["ids"].shape[0]:
+            sizes = host.asarray(state["list_sizes"], dtype=host.int64)
+            self.codes, self.ids = be.asarray(state["codes"]), be.asarray(state["ids"])
+            self.offsets = be.asarray(host.concatenate([[0], host.cumsum(sizes)]).astype(host.int64))
+            self.list_sizes, self._offsets_host = sizes, be.to_numpy(self.offsets)
+            if self.metric == "l2":
+                self._base_terms(be.asarray(host.repeat(host.arange(self.nlist, dtype=host.int64), sizes)))
+        return self
+
     def coarse_assign(self, x: Array) -> Array:
         """x: (n, d) float32 -> list numbers (n,) int64."""
         labels, _ = assign(self.be, x[None], self.coarse[None], self.metric, with_score=False)

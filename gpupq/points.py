@@ -1,10 +1,11 @@
-"""What the engine measures: a build's PQ ranking at every nprobe (:class:`Curve`) and one
-operating point with its recall, memory bill and speed (:class:`PointResult`)."""
+"""What the engine makes and measures: a build trained and filled (:class:`Built`), its PQ ranking
+at every nprobe (:class:`Curve`), and one operating point with its recall, memory bill and
+speed (:class:`PointResult`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +13,23 @@ from .memory import MemoryBill
 from .metrics import Recall
 from .settings import Build, Setting
 from .timing import Runs
+
+if TYPE_CHECKING:
+    from .cluster import ShardedIndex
+    from .ivf import IVFPQIndex
+
+
+@dataclass
+class Built:
+    """A trained, filled index and what it cost."""
+
+    build: Build
+    index: IVFPQIndex | ShardedIndex  # sharded: its lists held by the shards' tasks
+    coarse_s: float  # the coarse stage's training time (shared by every build of its nlist)
+    train_s: float  # PQ (and table) training of this build alone
+    add_s: float
+    shared_coarse: bool  # the coarse stage was trained for an earlier build
+    cached: str | None = None  # what was read from --cache instead of computed (times then 0)
 
 
 @dataclass

@@ -463,11 +463,15 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
     for col in ("index", "coarse train", "PQ train", "add"):
         builds.add_column(col, justify="left" if col == "index" else "right")
     for b in result.builds:
+        said = b.cached or ""
+        whole = said.startswith("build cached")  # one pass: all of it read back
+        quantizers = whole or "quantizers cached" in said
+        shards = next((s for s in said.split("; ") if "shards' lists" in s), "")
         builds.add_row(
             escape(b.build.label),
-            "shared" if b.coarse_shared else f"{b.coarse_train_s:.2f} s",
-            f"{b.pq_train_s:.2f} s",
-            f"{b.add_s:.2f} s",
+            "cached" if quantizers else "shared" if b.coarse_shared else f"{b.coarse_train_s:.2f} s",
+            "cached" if quantizers else f"{b.pq_train_s:.2f} s",
+            "cached" if whole else f"{b.add_s:.2f} s" + (f" ({shards})" if shards else ""),
         )
     raw = human_bytes(result.points[0].memory.vectors_fp32 / 4 * itemsize) if result.points else "-"
     notes = [

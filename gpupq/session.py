@@ -324,6 +324,7 @@ def open_session(
             be, dataset, split, progress=progress, stored_gt=gt, ground_truth_fn=gt_fn, shard_lists=lists_fn,
             gt_cache=gt_cache, overhead=sharded.overhead if sharded is not None else None,
             train_in_shards=len(sharded.plan) if sharded is not None and sharded.train_seed is not None else 0,
+            shard_plan=sharded.plan.ranges.tolist() if sharded is not None else None,
             **common,
         )
         for be in backends

@@ -42,6 +42,7 @@ class BuildCost:
     coarse_shared: bool
     pq_train_s: float
     add_s: float
+    cached: str | None = None  # what --cache gave instead of training or adding (their times: 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class BuildCost:
             "coarse_shared": self.coarse_shared,
             "pq_train_s": self.pq_train_s,
             "add_s": self.add_s,
+            **({"cached": self.cached} if self.cached else {}),
         }
 
 
@@ -221,7 +223,8 @@ def sweep(
                     progress("sweep: builds", i, len(builds))
                 pts = _sweep_build(bench, build, grid, reranks, depth, k, truth)
                 built = bench.built(build)
-                result.builds.append(BuildCost(build, built.coarse_s, built.shared_coarse, built.train_s, built.add_s))
+                cost = (built.coarse_s, built.shared_coarse, built.train_s, built.add_s, built.cached)
+                result.builds.append(BuildCost(build, *cost))
                 if config.timing:  # the build's points together, runs interleaved
                     if progress is not None:
                         progress(f"time {len(pts)} points of {build.label}", 0, 1)

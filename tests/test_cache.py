@@ -117,3 +117,74 @@ def test_cache_folder_refusals(tmp_path, npy):
     refused(check_cache_dir, shards, [str(shards)], match="is an input")
     refused(check_cache_dir, shards, [str(shards / "*.npy")], match="holds input files")
     assert check_cache_dir(tmp_path / "new", [str(shards)]).is_dir()  # created
+
+
+# ---------------------------------------------------------------------------------- builds
+def _sweep(args: list[str]) -> dict:
+    import json
+
+    from gpupq.cli import app
+
+    from .helpers import cli_runner
+
+    res = cli_runner().invoke(app, ["sweep", *args, "--json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def _same_points(a: dict, b: dict) -> None:
+    for key in ("recall", "recall_raw", "vectors_scanned_per_query", "memory_bytes"):
+        assert [p[key] for p in a["points"]] == [p[key] for p in b["points"]], key
+
+
+def test_a_repeated_sweep_reads_its_builds_and_finds_the_same(tmp_path, monkeypatch):
+    """One pass: each build (trained quantizers and lists) is kept whole and read back instead
+    of trained and filled; the points are the same, bit for bit; a damaged entry is built again."""
+    x = clustered(3000, 16, seed=8)
+    np.save(tmp_path / "x.npy", x)
+    args = ["--npy", str(tmp_path / "x.npy"), "--nlist", "16,32", "--m", "4,8", "--opq", "off,on", "--nprobe", "2,8"]
+    args += ["--rerank", "0,20", "--cache", str(tmp_path / "c"), "--no-timing"]
+    first = _sweep(args)
+    assert all("cached" not in b for b in first["builds"])
+    entries = sorted((tmp_path / "c").glob("build-*.npz"))
+    assert len(entries) == 8
+    trained = []
+    monkeypatch.setattr(engine_mod.Workbench, "_train_pq", lambda *a, **k: trained.append(a) or 1 / 0)
+    second = _sweep(args)  # training would fail: nothing is trained
+    assert not trained and all(b["cached"].startswith("build cached: ") for b in second["builds"])
+    _same_points(first, second)
+    monkeypatch.undo()
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # damaged: built again, the same
+    third = _sweep(args)
+    assert sum("cached" not in b for b in third["builds"]) == 1
+    _same_points(first, third)
+    other = _sweep([*args, "--seed", "1"])  # another seed: other quantizers, other entries
+    assert all("cached" not in b for b in other["builds"]) and len(list((tmp_path / "c").glob("build-*.npz"))) == 16
+
+
+@pytest.mark.parametrize(("training", "workers"), [("global", []), ("per-shard", []), ("global", ["--workers", "2"])])
+def test_an_interrupted_sharded_sweep_resumes_from_the_shards_kept(tmp_path, training, workers):
+    """In shards, each task keeps its shard's lists (and, per shard, its own quantizers) and
+    the quantizers trained here are kept too; a shard whose entry is missing (a run stopped
+    part-way) is encoded again and the rest read back: the same points."""
+    if workers:
+        pytest.importorskip("distributed")
+    folder = tmp_path / "s"
+    folder.mkdir()
+    x = clustered(4000, 16, seed=9)
+    for i, (a, b) in enumerate(((0, 1000), (1000, 2500), (2500, 4000))):
+        np.save(folder / f"p{i}.npy", x[a:b])
+    args = ["--data", str(folder), "--nlist", "16", "--m", "4,8", "--nprobe", "2,8", "--no-timing"]
+    args += ["--cache", str(tmp_path / "c"), "--shard-training", training, "--shard-rows", "1500", *workers]
+    first = _sweep(args)
+    lists = sorted((tmp_path / "c").glob("lists-*.npz"))
+    assert len(lists) == 2 * 3 and all("cached" not in b for b in first["builds"])
+    assert len(list((tmp_path / "c").glob("quantizers-*.npz"))) == (2 if training == "global" else 0)
+    lists[0].unlink()  # one shard of one build was never kept
+    second = _sweep(args)
+    said = sorted(b["cached"] for b in second["builds"])
+    quantizers = "quantizers cached; " if training == "global" else ""
+    assert said == sorted([f"{quantizers}2 of 3 shards' lists cached", f"{quantizers}3 of 3 shards' lists cached"])
+    _same_points(first, second)
+    one = _sweep([a for a in args if a not in ("--cache", str(tmp_path / "c"))])  # the same without a cache
+    _same_points(first, one)

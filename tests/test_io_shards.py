@@ -157,3 +157,57 @@ def test_estimate_over_shards_is_the_estimate_over_one_file(tmp_path, x, metric)
     for ra, rb in zip(a["results"], b["results"], strict=True):
         for key in ("recall", "recall_rerank", "memory"):
             assert ra[key] == rb[key], key
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_parquet_files_of_a_collection_are_read_by_row_group(tmp_path, x, fixed, monkeypatch):
+    """No temporary copy: each read decodes the row groups its rows are in (128 rows each
+    here), a pass in chunks decodes each group once, and rows read by id equal the ndarray's."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpupq.io.arrow import RowGroupArray
+    from gpupq.io.lazy import LazyArray
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for i, (a, b) in enumerate(itertools.pairwise(CUTS)):
+        write_arrow(folder / f"part-{i}.parquet", x[a:b], "parquet", fixed=fixed)
+    monkeypatch.setattr(LazyArray, "_materialise", lambda self: pytest.fail("a temporary copy was made"))
+    reads = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, **k: reads.append(g) or real(self, g, **k))
+    ds = load_vectors(folder)
+    assert all(isinstance(ds.array._file(i), RowGroupArray) for i in range(len(ds.array.paths)))
+    np.testing.assert_array_equal(read_everything(ds, step=100), x)
+    ds = load_vectors(folder)  # afresh: no group kept from those reads
+    reads.clear()
+    np.testing.assert_array_equal(np.concatenate([ds.chunk(s, min(ds.n, s + 100)) for s in range(0, ds.n, 100)]), x)
+    groups = sum(-(-(b - a) // 128) for a, b in itertools.pairwise(CUTS) if b > a)
+    assert len(reads) == groups  # each group once, though 100-row chunks cross their edges
+    ids = np.random.default_rng(0).permutation(len(x))[:300]
+    np.testing.assert_array_equal(ds.rows(ids), x[ids])
+    np.testing.assert_array_equal(ds.array[np.array([-1, 0])], x[[-1, 0]])
+
+
+def test_a_damaged_parquet_row_group_is_one_line_naming_the_file(tmp_path, x, monkeypatch):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    write_arrow(folder / "a.parquet", x[:1000], "parquet")
+    write_arrow(folder / "b.parquet", x[1000:], "parquet")
+    ds = load_vectors(folder)
+    real = pq.ParquetFile.read_row_group
+
+    def short(self, g, **k):  # a writer that lied in its metadata: fewer rows than declared
+        t = real(self, g, **k)
+        return t.slice(0, 5) if g == 3 else t
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", short)
+    text = refused(ds.chunk, 0, 1000)
+    assert "a.parquet:emb: row group 3 holds 5 rows, its metadata declares 128" in text
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda *a, **k: (_ for _ in ()).throw(pa.ArrowInvalid("bad")))
+    assert "b.parquet:emb: damaged data" in refused(ds.chunk, 1500, 1600)

@@ -59,11 +59,13 @@ def _arrow_batches(pa: Any, path: str, fmt: str, kind: str, index: int, name: st
 
 
 def _arrow_column(
-    path: str, fmt: str, column: str | None, limit: int | None, query: bool = False
-) -> tuple[LazyArray, str]:
+    path: str, fmt: str, column: str | None, limit: int | None, query: bool = False, row_groups: bool = False
+) -> tuple[LazyArray | RowGroupArray, str]:
     """An embedding column as a :class:`LazyArray` of shape (rows in the metadata, width of
     the list type or of the first row), converted batch by batch on the first read. ``query``:
-    a query file, where ``column`` (the data's ``--column``) is used only when the file has it."""
+    a query file, where ``column`` (the data's ``--column``) is used only when the file has it.
+    ``row_groups``: a Parquet file read row group by row group on each read instead, with no
+    temporary copy (:class:`RowGroupArray`: a collection's files)."""
     pa = _pyarrow()
     errors = _arrow_errors(pa)
     kind = "parquet"
@@ -132,6 +134,8 @@ def _arrow_column(
     if d <= 0:
         raise GpupqError(f"{path}: column {column!r} is empty (its lists hold {d} values)")
     n = declared_rows
+    if row_groups and fmt == "parquet":
+        return RowGroupArray(path, column, (n, d), dtype, fixed), column
 
     def fill(write: Callable[[Any], None]) -> None:
         step = max(1, _COPY_BYTES // (d * dtype.itemsize))
@@ -148,6 +152,85 @@ def _arrow_column(
             raise GpupqError(f"{where}: truncated: its metadata declares {n} rows, the column holds {row}")
 
     return LazyArray((n, d), dtype, where, fill, _ARROW_ALTERNATIVE, limit), column
+
+
+class RowGroupArray:
+    """An (n, d) Parquet column read where it is asked for: each read decodes only the row
+    groups its rows are in (the last one kept, so a pass in chunks decodes each group once), and
+    nothing is copied to disk. Rows as an ndarray's: ``[start:stop]``, ``[int array]``.
+
+    A group that holds other than the rows its metadata declares, or damaged values, is one
+    :class:`GpupqError` naming the file, raised by the read that meets it."""
+
+    def __init__(self, path: str, column: str, shape: tuple[int, int], dtype: np.dtype, fixed: bool) -> None:
+        pa = _pyarrow()
+        self.path, self.column, self.fixed = path, column, fixed
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        self.ndim = 2
+        meta = pa.parquet.ParquetFile(path).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])  # (groups + 1,)
+        self._file: Any = None
+        self._last: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.shape[1] * self.dtype.itemsize
+
+    def _group(self, g: int) -> np.ndarray:
+        """Row group g's values: (rows, d)."""
+        if self._last is not None and self._last[0] == g:
+            return self._last[1]
+        pa = _pyarrow()
+        where = f"{self.path}:{self.column}"
+        with _failing(f"{where}: damaged data", _arrow_errors(pa)):
+            if self._file is None:
+                self._file = pa.parquet.ParquetFile(self.path)
+            col = self._file.read_row_group(g, columns=[self.column]).column(0).combine_chunks()
+            col.validate(full=True)
+            want = int(self.starts[g + 1] - self.starts[g])
+            if len(col) != want:
+                raise GpupqError(f"{where}: row group {g} holds {len(col)} rows, its metadata declares {want}")
+            first = int(self.starts[g])
+            values = _list_values(col, self.shape[1], self.dtype, first, self.path, self.column, self.fixed)
+        self._last = (g, values)
+        return values
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                return self[np.arange(start, stop, step, dtype=np.int64)]
+            return self._range(start, max(start, stop))
+        ids = np.asarray(key)
+        if ids.dtype.kind not in "iu" or ids.ndim != 1:
+            raise TypeError(f"a Parquet column is read by a slice or a 1-D int array, not {type(key).__name__}")
+        ids = np.where(ids < 0, ids + n, ids).astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise IndexError(f"row ids must lie in [-{n}, {n})")
+        out = np.empty((ids.size, self.shape[1]), dtype=self.dtype)
+        groups = np.searchsorted(self.starts, ids, side="right") - 1
+        for g in np.unique(groups):  # each group decoded once
+            mine = np.flatnonzero(groups == g)
+            out[mine] = self._group(int(g))[ids[mine] - self.starts[g]]
+        return out
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        pieces = []
+        g = int(np.searchsorted(self.starts, start, side="right")) - 1
+        while start < stop:
+            lo, hi = int(self.starts[g]), int(self.starts[g + 1])
+            take_to = min(stop, hi)
+            pieces.append(self._group(g)[start - lo : take_to - lo])
+            start, g = take_to, g + 1
+        if not pieces:
+            return np.empty((0, self.shape[1]), dtype=self.dtype)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
 def _list_values(col: Any, d: int, dtype: np.dtype, row: int, path: str, column: str, fixed: bool) -> np.ndarray:

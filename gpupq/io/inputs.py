@@ -62,6 +62,7 @@ def load_vectors(
     column: str | None = None,
     *,
     inflate_limit: int | None = None,
+    row_groups: bool = False,
 ) -> Dataset:
     """Open ``path`` as an (n, d) dataset, by extension or ``fmt``; ``name`` picks an .npz array
     or an HDF5 dataset, ``column`` a Parquet/Arrow column. ``inflate_limit``: the most bytes a
@@ -69,18 +70,25 @@ def load_vectors(
     first read (None: ``$GPUPQ_INFLATE_LIMIT``, else 16 GB; see :func:`resolve_inflate_limit`).
 
     A directory or a glob pattern opens a collection of files, in sorted order, as one dataset
-    (:mod:`gpupq.io.shards`): each file read as a single one would be, with the same options."""
+    (:mod:`gpupq.io.shards`): each file read as a single one would be, with the same options,
+    but a Parquet file row group by row group, never copied to disk (``row_groups``)."""
     path = os.fspath(path)
     if is_collection(path):
         ds = load_collection(path, fmt, name, metric, column, inflate_limit=inflate_limit)
     else:
-        ds = _load_file(path, fmt, name, metric, column, inflate_limit)
+        ds = _load_file(path, fmt, name, metric, column, inflate_limit, row_groups)
     ds.origin = Origin(os.path.abspath(path), fmt, name, column, inflate_limit)  # a worker may run elsewhere
     return ds
 
 
 def _load_file(
-    path: str, fmt: str | None, name: str | None, metric: str, column: str | None, inflate_limit: int | None
+    path: str,
+    fmt: str | None,
+    name: str | None,
+    metric: str,
+    column: str | None,
+    inflate_limit: int | None,
+    row_groups: bool = False,
 ) -> Dataset:
     """One file as a dataset (see :func:`load_vectors`)."""
     _check_readable(path)
@@ -94,7 +102,7 @@ def _load_file(
         source = _printable(f"{path}:{name or 'train'}")
         return Dataset(array=_h5_dataset(path, name or "train"), source=source, metric=metric)
     if fmt in ("parquet", "arrow"):
-        array, col = _arrow_column(path, fmt, column, inflate_limit)
+        array, col = _arrow_column(path, fmt, column, inflate_limit, row_groups=row_groups)
         return Dataset(array=array, source=_printable(f"{path}:{col}"), metric=metric)
     if fmt == "npy":
         return load_npy(path, metric)
@@ -128,7 +136,7 @@ def load_collection(
         )
 
     def opener(path: str) -> Any:
-        return load_vectors(path, fmt, name, metric, column, inflate_limit=inflate_limit).array
+        return load_vectors(path, fmt, name, metric, column, inflate_limit=inflate_limit, row_groups=True).array
 
     files = "file" if len(paths) == 1 else "files"
     source = _printable(f"{spec} ({len(paths):,} {files})")

@@ -388,12 +388,14 @@ class ShardedIndex:
         query_ids: np.ndarray,
         train_seed: int | None = None,
         kept: tuple[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> ShardedIndex:
         """Encode each shard's rows (the dataset less ``query_ids``) where its task runs.
         train_seed: each shard trains its own quantizers first (``--shard-training per-shard``;
         ``template`` untrained, its parameters only), from a generator of (seed, first row).
         kept: (--cache folder, the build's key): each task reads its shard's lists from there
-        when they were kept, else keeps them there once encoded."""
+        when they were kept, else keeps them there once encoded. progress(rows): called with a
+        shard's rows as each shard's lists are made."""
         t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
         own = train_seed is not None
@@ -404,8 +406,10 @@ class ShardedIndex:
         placement = place(needs, executor.workers(), 0 if own else quantizer_bytes(template), what)
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
         quantizers = executor.lend(template)  # this build's: dropped with its lists
+        ranges = list(plan)
+        done = None if progress is None else (lambda i: progress(ranges[i][1] - ranges[i][0]))
         handles = executor.place(
-            _lists_task, list(plan), shared[0], quantizers, shared[1], train_seed, kept, where=placement.where
+            _lists_task, ranges, shared[0], quantizers, shared[1], train_seed, kept, where=placement.where, done=done
         )
         executor.hold(placement, needs)
         out = cls(executor, template, handles, t0, own)
@@ -559,11 +563,20 @@ class ShardedRun:
         """Ids (nq, k) int64 of the queries' exact neighbours (see :func:`sharded_ground_truth`)."""
         return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric, progress)[1]
 
-    def lists(self, template: IVFPQIndex, query_ids: np.ndarray, kept: tuple[str, str] | None = None) -> ShardedIndex:
+    def lists(
+        self,
+        template: IVFPQIndex,
+        query_ids: np.ndarray,
+        kept: tuple[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ShardedIndex:
         """The shards' inverted lists, encoded with the quantizers ``template`` trained (or,
         with per-shard training, each with the quantizers it trains itself); kept: (--cache
-        folder, the build's key) where each shard's task reads its lists, or keeps them."""
-        out = ShardedIndex.build(self.executor, self.data, self.plan, template, query_ids, self.train_seed, kept)
+        folder, the build's key) where each shard's task reads its lists, or keeps them;
+        progress(rows) as each shard's are made."""
+        out = ShardedIndex.build(
+            self.executor, self.data, self.plan, template, query_ids, self.train_seed, kept, progress
+        )
         if out.placement is not None:
             peak = max(w.peak for w in out.placement.workers)
             if self.memory_plan is None or peak > self.memory_plan["predicted_peak_bytes"]:

@@ -97,8 +97,9 @@ class Workbench(KeptBuilds):
     #: (nq,) int64, k, metric, progress(rows)) -> ids (nq, k) int64
     ground_truth_fn: Callable[..., np.ndarray] | None = None
     #: when set, every build's lists are encoded and searched in shards instead of here
-    #: (:class:`gpupq.cluster.ShardedRun`): (trained index, held-out row ids) -> ShardedIndex
-    shard_lists: Callable[[IVFPQIndex, np.ndarray], ShardedIndex] | None = None
+    #: (:class:`gpupq.cluster.ShardedRun.lists`): (trained index, held-out row ids, (cache
+    #: folder, key) or None, progress(rows)) -> ShardedIndex
+    shard_lists: Callable[..., ShardedIndex] | None = None
     #: with shards: the executor's seconds beyond each call's slowest shard, a running total, so
     #: timed runs also give their modelled seconds (one machine per shard; :mod:`gpupq.timing`)
     overhead: Callable[[], float] | None = None
@@ -302,11 +303,15 @@ class Workbench(KeptBuilds):
         with :attr:`shard_lists` the shards' lists encoded with its quantizers. key: the build's
         --cache key, under which each shard's task reads or keeps its lists."""
         if self.shard_lists is not None:
-            self.report(f"add {label} (shards)".replace("  ", " "), 0, 1)
+            what, total, seen = f"add {label} (shards)".replace("  ", " "), self.dataset.n, [0]
+            self.report(what, 0, total)
+
+            def shard_done(rows: int) -> None:  # a shard's rows, held-out ones too: the bar ends at n
+                seen[0] += rows
+                self.report(what, seen[0], total)
+
             kept = (str(self.gt_cache.folder), key) if key is not None and self.gt_cache is not None else None
-            out = self.shard_lists(index, self.split.query_ids, kept)
-            self.report(f"add {label} (shards)".replace("  ", " "), 1, 1)
-            return out
+            return self.shard_lists(index, self.split.query_ids, kept, shard_done)
         shared = self._base_lists.setdefault(_coarse_key(build), []) if self.share_lists and build else None
 
         def attempt() -> None:

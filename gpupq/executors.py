@@ -87,10 +87,16 @@ class InProcess:
         return value
 
     def place(
-        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, where: Sequence[str] | None = None
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *args: Any,
+        where: Sequence[str] | None = None,
+        done: Callable[[int], None] | None = None,
     ) -> list[Any]:
-        """[fn(item, *args) for item in items], kept where they were made (here: the results)."""
-        return self.map(fn, items, *args)
+        """[fn(item, *args) for item in items], kept where they were made (here: the results);
+        ``done(i)`` as each finishes."""
+        return self.map(fn, items, *args, done=done)
 
     def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any, stage: str | None = None) -> list[Any]:
         """[fn(value, *args) for each placed value], each run where its value is."""
@@ -233,10 +239,16 @@ class DaskExecutor:
         raise AssertionError("unreachable")
 
     def place(
-        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, where: Sequence[str] | None = None
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *args: Any,
+        where: Sequence[str] | None = None,
+        done: Callable[[int], None] | None = None,
     ) -> list[Any]:
         """fn(item, *args) for each item, run and kept on the workers: their futures, held.
-        where: the worker for each item (the planner's); another takes it if that one is gone."""
+        where: the worker for each item (the planner's); another takes it if that one is gone.
+        ``done(i)`` as each finishes."""
         futures = [
             self.client.submit(
                 fn, item, *args, pure=False,
@@ -244,8 +256,21 @@ class DaskExecutor:
             )
             for i, item in enumerate(items)
         ]  # fmt: skip
+        self._as_done(futures, done)
         self._wait(futures, items)
         return futures
+
+    @staticmethod
+    def _as_done(futures: list[Any], done: Callable[[int], None] | None) -> None:
+        """``done(i)`` for each future that finishes, as it does (errors are _wait's)."""
+        if done is None:
+            return
+        from dask.distributed import as_completed
+
+        where = {f.key: i for i, f in enumerate(futures)}
+        for f in as_completed(futures):
+            if f.status == "finished":
+                done(where[f.key])
 
     def on(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any, stage: str | None = None) -> list[Any]:
         """fn(value, *args) for each placed value, on the worker holding it; the results here,
@@ -282,15 +307,11 @@ class DaskExecutor:
         """[fn(item, *args) for item in items] on the workers; ``done(i)`` as each finishes. A
         task that fails (after the scheduler's allowed retries, for a worker that died) is one
         GpupqError naming its shard. Each task's seconds recorded under ``stage`` when given."""
-        from dask.distributed import as_completed
 
         t0 = time.perf_counter()
         # pure=False: a task is not skipped for one of the same key computed earlier
         futures = [self.client.submit(_timed, fn, item, *args, pure=False) for item in items]
-        where = {f.key: i for i, f in enumerate(futures)}
-        for f in as_completed(futures):
-            if done is not None and f.status == "finished":
-                done(where[f.key])
+        self._as_done(futures, done)
         self._wait(futures, items)
         return self._unpack(self.client.gather(futures), stage, t0)
 

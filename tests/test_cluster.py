@@ -356,3 +356,21 @@ def test_shard_clock_overhead_is_the_wall_beyond_the_slowest_shard():
     np.testing.assert_allclose(c.stages["search"], [0.4, 0.8, 0.4])
     assert c.overhead() == pytest.approx(0.3 + 0.2)
     assert c.describe()["adding"]["slowest_shard"] == 1
+
+
+@pytest.mark.parametrize("where", ["here", "dask"])
+def test_adding_in_shards_reports_each_shard_as_it_is_done(tmp_path, where, request):
+    from gpupq.cluster import ShardedIndex
+    from gpupq.ivf import IVFPQIndex
+
+    x = clustered(3000, 16, seed=6)
+    np.save(tmp_path / "x.npy", x)
+    ds = load_vectors(tmp_path / "x.npy")
+    template = IVFPQIndex(NumpyBackend(), 16, 16, 4, 8, "l2")
+    template.train(x, x, np.random.default_rng(0))
+    ex = InProcess() if where == "here" else request.getfixturevalue("threads_cluster")
+    seen: list[int] = []
+    data = ds if where == "here" else Source.of(ds)
+    index = ShardedIndex.build(ex, data, plan_shards(ds, 700), template, np.array([5]), progress=seen.append)
+    assert sorted(seen) == [200, 700, 700, 700, 700] and index.ntotal == 2999  # rows of each shard
+    index.release()

@@ -219,7 +219,8 @@ def _lists_task(
     index.train_s = time.perf_counter() - t0
     index.be.allow_ids(rows[1] - 1)
     index.reset()
-    for ids, x in Split(_dataset(data), query_ids).iter_base(rows=rows):  # held-out rows dropped
+    ids = x = None
+    for ids, x in Split(ds, query_ids).iter_base(rows=rows):  # held-out rows dropped
         index.add(x, ids)
     del ids, x  # the last chunk: not held through the build (gpupq.placement counts it so)
     index.build()

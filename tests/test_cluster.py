@@ -374,3 +374,21 @@ def test_adding_in_shards_reports_each_shard_as_it_is_done(tmp_path, where, requ
     index = ShardedIndex.build(ex, data, plan_shards(ds, 700), template, np.array([5]), progress=seen.append)
     assert sorted(seen) == [200, 700, 700, 700, 700] and index.ntotal == 2999  # rows of each shard
     index.release()
+
+
+def test_a_shard_of_held_out_rows_only_holds_empty_lists(tmp_path):
+    """Every row of a shard held out as a query: its task encodes nothing, and searches give
+    the other shards' neighbours."""
+    from gpupq.cluster import ShardedIndex
+    from gpupq.ivf import IVFPQIndex
+
+    x = clustered(2000, 16, seed=7)
+    np.save(tmp_path / "x.npy", x)
+    ds = load_vectors(tmp_path / "x.npy")
+    template = IVFPQIndex(NumpyBackend(), 16, 8, 4, 8, "l2")
+    template.train(x, x, np.random.default_rng(0))
+    qids = np.arange(500, 1000)  # the second shard, whole
+    index = ShardedIndex.build(InProcess(), ds, plan_shards(ds, 500), template, qids)
+    assert index.ntotal == 1500 and index.handles[1].ntotal == 0
+    _, found, _ = index.search(x[qids[:5]], 10, 8)
+    assert ((found < 500) | (found >= 1000)).all()

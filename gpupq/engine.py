@@ -350,7 +350,8 @@ class Workbench(KeptBuilds):
         if self.train_in_shards:  # each shard trains its own, in its task: no draft, nothing shared
             t0 = time.perf_counter()
             filled = self.fill(self._untrained(build), build.label, build, key)
-            out = Built(build, filled, 0.0, 0.0, time.perf_counter() - t0, False, kept_shards(filled) or None)
+            train_s = float(filled.train_shard_s.max(initial=0.0))  # the slowest shard's, inside the add
+            out = Built(build, filled, 0.0, train_s, time.perf_counter() - t0, False, kept_shards(filled) or None)
             cache[build] = out
             return out
         be = self.be

@@ -459,8 +459,14 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
     shown = len(rows)
     title = "Operating points" + (" on a Pareto frontier" if frontier_only else "")
     table, dropped = fitted_table(title, columns, rows, width)
-    builds = Table(title="Builds (coarse quantizer trained once per nlist, shared)", title_justify="left")
-    for col in ("index", "coarse train", "PQ train", "add"):
+    per_shard = ds.get("execution", {}).get("training") == "per-shard"
+    title = (
+        "Builds (each shard trains its own quantizers as it adds: train is the slowest shard's)"
+        if per_shard
+        else "Builds (coarse quantizer trained once per nlist, shared)"
+    )
+    builds = Table(title=title, title_justify="left")
+    for col in ("index", "coarse train", "PQ train" if not per_shard else "train", "add"):
         builds.add_column(col, justify="left" if col == "index" else "right")
     for b in result.builds:
         said = b.cached or ""
@@ -469,7 +475,13 @@ def render_sweep(result: SweepResult, frontier_only: bool = False, width: int = 
         shards = next((s for s in said.split("; ") if "shards' lists" in s), "")
         builds.add_row(
             escape(b.build.label),
-            "cached" if quantizers else "shared" if b.coarse_shared else f"{b.coarse_train_s:.2f} s",
+            "cached"
+            if quantizers
+            else "in shards"
+            if per_shard
+            else "shared"
+            if b.coarse_shared
+            else f"{b.coarse_train_s:.2f} s",
             "cached" if quantizers else f"{b.pq_train_s:.2f} s",
             "cached" if whole else f"{b.add_s:.2f} s" + (f" ({shards})" if shards else ""),
         )

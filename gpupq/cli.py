@@ -20,7 +20,6 @@ from rich.table import Table
 
 from . import __version__
 from .backends import CupyBackend, NumpyBackend, cupy_status
-from .cache import check_cache_dir
 from .cli_options import (
     _D,
     _K,
@@ -31,9 +30,12 @@ from .cli_options import (
     _Backend,
     _Batch,
     _Cache,
+    _cache,
+    _cluster,
     _Column,
     _Data,
     _Fmt,
+    _GpuWorkers,
     _Inflate,
     _Json,
     _Lists,
@@ -161,23 +163,6 @@ def _run_config(
     )  # fmt: skip
 
 
-def _cache(cache: str | None, *inputs: Path | None) -> str | None:
-    """--cache, checked against the inputs (and created) before any work."""
-    return None if cache is None else str(check_cache_dir(cache, list(inputs)))
-
-
-def _cluster(
-    workers: int | None, scheduler: str | None, shard_rows: int | None, training: str = "global"
-) -> ClusterConfig | None:
-    """--workers, --scheduler, --shard-rows and --shard-training: None when none is given (one
-    pass here)."""
-    if workers is None and scheduler is None and shard_rows is None and training == "global":
-        return None
-    cluster = ClusterConfig(workers, scheduler, shard_rows, training)
-    cluster.check()
-    return cluster
-
-
 def _count(text: str | None, option: str) -> int | None:
     """A count such as 50000000, 50M or 1.5B, or None when not given."""
     return None if text is None else parse_count(text, option)
@@ -260,6 +245,7 @@ def estimate_cmd(
     batch_size: _Batch = 1024,
     threads: _Threads = None,
     workers: _Workers = None,
+    gpu_workers: _GpuWorkers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
     shard_training: _ShardTraining = "global",
@@ -315,7 +301,7 @@ def estimate_cmd(
                 ground_truth_source=inputs.ground_truth_source,
                 n_total=total,
                 scale_curve=scale_curve,
-                cluster=_cluster(workers, scheduler, shard_rows, shard_training),
+                cluster=_cluster(workers, scheduler, shard_rows, shard_training, gpu_workers),
                 cache=_cache(cache, npy, data, queries_file),
             )
     for backend_name, why in result.skipped.items():
@@ -368,6 +354,7 @@ def sweep_cmd(
     batch_size: _Batch = 1024,
     threads: _Threads = None,
     workers: _Workers = None,
+    gpu_workers: _GpuWorkers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
     shard_training: _ShardTraining = "global",
@@ -399,7 +386,7 @@ def sweep_cmd(
         inputs = _open_inputs(npy, data, fmt, name, column, inflate_limit, synthetic, n, d, seed, metric, queries_file)
         cfg = _run_config(
             inputs, k, queries, seed, batch_size, threads, min_time, not no_timing, total,
-            cluster=_cluster(workers, scheduler, shard_rows, shard_training),
+            cluster=_cluster(workers, scheduler, shard_rows, shard_training, gpu_workers),
             cache=_cache(cache, npy, data, queries_file),
         )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
@@ -491,6 +478,7 @@ def recommend_cmd(
     batch_size: _Batch = 1024,
     threads: _Threads = None,
     workers: _Workers = None,
+    gpu_workers: _GpuWorkers = None,
     scheduler: _Scheduler = None,
     shard_rows: _ShardRows = None,
     shard_training: _ShardTraining = "global",
@@ -529,7 +517,8 @@ def recommend_cmd(
         held_out = default_queries(inputs.dataset.n)
         cfg = _run_config(
             inputs, k, queries, seed, batch_size, threads, min_time, True, total, held_out,
-            _cluster(workers, scheduler, shard_rows, shard_training), _cache(cache, npy, data, queries_file),
+            _cluster(workers, scheduler, shard_rows, shard_training, gpu_workers),
+            _cache(cache, npy, data, queries_file),
         )  # fmt: skip
         with progress_reporter(not quiet, eta=True) as progress, _session(inputs, cfg, backend, progress) as session:
             _plan(recommend_plan(session, target, cfg, grid), yes, quiet)

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .cache import check_cache_dir
+from .cluster import ClusterConfig
 from .io import FORMATS, INFLATE_LIMIT_ENV
 from .params import PARAMS, help_for
 from .plan import MAX_BUILDS
@@ -91,9 +93,13 @@ _Workers = Annotated[
     int | None,
     _opt(
         "--workers",
-        help="run in shards on N local Dask workers (needs gpupq[distributed], numpy backend): the exact ground "
-        "truth, and each build's lists, encoded and searched where they are; training stays here",
+        help="run in shards on N local Dask workers (needs gpupq[distributed]): the exact ground truth, and each "
+        "build's lists, encoded and searched where they are; training stays here",
     ),
+]
+_GpuWorkers = Annotated[
+    int | None,
+    _opt("--gpu-workers", help="as --workers, one worker a GPU (dask-cuda, --backend cupy): N of this machine's GPUs"),
 ]
 _Scheduler = Annotated[
     str | None,
@@ -140,3 +146,24 @@ _PointMinTime = Annotated[
         help=f"seconds of runs each timed point covers, the median reported (default {POINT_MIN_TIME:g}; 0: one run)",
     ),
 ]
+
+
+def _cache(cache: str | None, *inputs: Path | None) -> str | None:
+    """--cache, checked against the inputs (and created) before any work."""
+    return None if cache is None else str(check_cache_dir(cache, list(inputs)))
+
+
+def _cluster(
+    workers: int | None,
+    scheduler: str | None,
+    shard_rows: int | None,
+    training: str = "global",
+    gpu_workers: int | None = None,
+) -> ClusterConfig | None:
+    """--workers, --gpu-workers, --scheduler, --shard-rows and --shard-training: None when none
+    is given (one pass here)."""
+    if workers is None and scheduler is None and shard_rows is None and training == "global" and gpu_workers is None:
+        return None
+    cluster = ClusterConfig(workers, scheduler, shard_rows, training, gpu_workers)
+    cluster.check()
+    return cluster

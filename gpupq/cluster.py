@@ -134,6 +134,29 @@ def plan_shards(dataset: Dataset, shard_rows: int | None = None) -> ShardPlan:
     return ShardPlan(np.asarray([r for r in ranges if r[1] > r[0]], dtype=np.int64).reshape(-1, 2))
 
 
+def _task_backend(name: str) -> Any:
+    """The backend a task computes on: the session's kind (``numpy``, or ``cupy`` on a GPU
+    worker), with its default budget (one thread on a CPU): the same products, and so the same
+    bits, wherever the task runs."""
+    from .backends import CupyBackend, NumpyBackend
+
+    return CupyBackend() if name == "cupy" else NumpyBackend()
+
+
+def _on_host(template: IVFPQIndex) -> IVFPQIndex:
+    """``template`` as sent to the tasks: its parameters and quantizers on the numpy backend (a
+    device array, or a backend holding its array module, does not travel)."""
+    from .backends import NumpyBackend
+    from .ivf import IVFPQIndex
+
+    if template.be.name == "numpy":
+        return template
+    t = template
+    out = IVFPQIndex(NumpyBackend(), t.d, t.nlist, t.pq.m, t.pq.nbits, t.metric, t.opq is not None)
+    out.warnings = list(t.warnings)
+    return out.restore(t.state(lists=False)) if t.coarse is not None else out
+
+
 def _gt_task(
     rows: tuple[int, int],
     data: Source | Dataset,
@@ -141,18 +164,19 @@ def _gt_task(
     query_ids: np.ndarray,
     k: int,
     metric: str,
+    backend: str = "numpy",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One shard's exact top-k on raw scores: (nq, k) float32, (nq, k) int64 (ids global).
-    Held-out rows (query_ids, sorted) are skipped. Single-threaded wherever it runs, so its
-    products have the same shapes, and its scores the same bits, here and on any worker."""
-    from .backends import NumpyBackend
+    """One shard's exact top-k on raw scores: (nq, k) float32, (nq, k) int64 (ids global), on
+    the host. Held-out rows (query_ids, sorted) are skipped. Single-threaded wherever it runs
+    (on a CPU), so its products have the same shapes, and its scores the same bits, here and on
+    any worker."""
     from .knn import exact_knn
 
-    be = NumpyBackend()  # its default budget: one thread
+    be = _task_backend(backend)
     be.allow_ids(rows[1] - 1)
     chunks = Split(_dataset(data), query_ids).iter_base(mark_queries=True, rows=rows)
-
-    return exact_knn(be, queries, chunks, k, metric, raw=True)
+    d, i = exact_knn(be, be.asarray(queries), chunks, k, metric, raw=True)
+    return be.to_numpy(d), be.to_numpy(i)
 
 
 def sharded_ground_truth(
@@ -164,6 +188,7 @@ def sharded_ground_truth(
     k: int,
     metric: str,
     progress: Callable[[int], None] | None = None,
+    backend: str = "numpy",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact neighbours of ``queries`` (nq, d) float32 over the base (the dataset less the
     held-out rows ``query_ids``), shard by shard: each shard's top-k by raw score, merged by
@@ -177,7 +202,7 @@ def sharded_ground_truth(
     shared = [executor.share(v) for v in (data, queries, query_ids)]
     ranges = list(plan)
     done = None if progress is None else (lambda i: progress(ranges[i][1] - ranges[i][0]))
-    parts = executor.map(_gt_task, ranges, *shared, k, metric, done=done, stage="ground truth")
+    parts = executor.map(_gt_task, ranges, *shared, k, metric, backend, done=done, stage="ground truth")
     be = NumpyBackend()
     raw = np.concatenate([p[0] for p in parts], axis=1)
     ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -194,34 +219,28 @@ def _lists_task(
     query_ids: np.ndarray,
     train_seed: int | None = None,
     kept: tuple[str, str] | None = None,
+    backend: str = "numpy",
 ) -> Any:
     """One shard's inverted lists: its rows (less the held-out ones) encoded with the trained
     quantizers of ``template`` into an index of their own, single-threaded (see _gt_task);
     the seconds it took kept with it (``add_s``, and ``train_s``). train_seed: train the shard's
     own quantizers first, on a sample of its rows (``template`` untrained: only its parameters
     are read), the shard's generator seeded by (train_seed, its first row). kept: (--cache
-    folder, key): the shard's lists (and own quantizers) read from there, or kept there."""
-    from .backends import NumpyBackend
-    from .ivf import IVFPQIndex
-
+    folder, key): the shard's lists (and own quantizers) read from there, or kept there.
+    backend: what the shard computes on and holds its lists in (``template`` is on the host)."""
     t0 = time.perf_counter()
     ds = _dataset(data)
-    if kept is not None and (hit := _kept_shard(kept, rows, template, train_seed is not None)) is not None:
+    if kept is not None and (hit := _kept_shard(kept, rows, template, train_seed is not None, backend)) is not None:
         return hit
-    if train_seed is None:
-        index = copy.copy(template)
-        index.be = NumpyBackend()
-        index.warnings = list(template.warnings)
-    else:
-        t = template
-        index = IVFPQIndex(NumpyBackend(), t.d, t.nlist, t.pq.m, t.pq.nbits, t.metric, t.opq is not None)
+    index = _shard_index(template, backend, trained=train_seed is None)
+    if train_seed is not None:
         _train_shard(index, ds, rows, query_ids, train_seed, rows[0])
     index.train_s = time.perf_counter() - t0
     index.be.allow_ids(rows[1] - 1)
     index.reset()
     ids = x = None
     for ids, x in Split(ds, query_ids).iter_base(rows=rows):  # held-out rows dropped
-        index.add(x, ids)
+        index.add(index.be.asarray(x), index.be.asarray(ids))
     del ids, x  # the last chunk: not held through the build (gpupq.placement counts it so)
     index.build()
     index.add_s = time.perf_counter() - t0 - index.train_s
@@ -239,23 +258,35 @@ def _lists_only(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: state[k] for k in ("codes", "ids", "list_sizes")}
 
 
-def _kept_shard(kept: tuple[str, str], rows: tuple[int, int], template: IVFPQIndex, own: bool) -> Any:
+def _shard_index(template: IVFPQIndex, backend: str, trained: bool = True) -> IVFPQIndex:
+    """An empty index of ``template``'s parameters on the task's backend, with its quantizers
+    (trained: shared on the host, copied to a device) or none (per-shard training)."""
+    from .ivf import IVFPQIndex
+
+    t, be = template, _task_backend(backend)
+    if trained and be.name == "numpy":
+        index = copy.copy(template)  # the quantizers shared, not copied
+        index.be, index.warnings = be, list(template.warnings)
+        index.reset()
+        return index
+    index = IVFPQIndex(be, t.d, t.nlist, t.pq.m, t.pq.nbits, t.metric, t.opq is not None)
+    if trained:
+        index.restore(template.state(lists=False))
+        index.warnings = list(template.warnings)
+    return index
+
+
+def _kept_shard(kept: tuple[str, str], rows: tuple[int, int], template: IVFPQIndex, own: bool, backend: str) -> Any:
     """A shard's index read from --cache (its lists, and its own quantizers when it trains
     them; else ``template``'s, shared), or None when not kept (or unreadable: encoded again)."""
-    from .backends import NumpyBackend
     from .cache import StageCache
-    from .ivf import IVFPQIndex
 
     names = ("codes", "ids", "list_sizes") + (("coarse", "codebooks") if own else ())
     state = StageCache(Path(kept[0])).load_arrays("lists", f"{kept[1]}-{rows[0]}-{rows[1]}", names)
     if state is None:
         return None
-    t = template
-    if own:
-        index = IVFPQIndex(NumpyBackend(), t.d, t.nlist, t.pq.m, t.pq.nbits, t.metric, t.opq is not None)
-    else:
-        index = copy.copy(template)
-        index.be, index.warnings = NumpyBackend(), list(template.warnings)
+    index = _shard_index(template, backend, trained=not own)
+    if not own:
         state = {**template.state(lists=False), **_lists_only(state)}
     index.be.allow_ids(rows[1] - 1)
     try:
@@ -287,7 +318,7 @@ def _train_shard(
     build = Build(index.nlist, index.pq.m, index.pq.nbits, index.opq is not None)
     n_coarse, n_pq, n_opq = train_sizes(int(candidates.size), build)
     pick = candidates[np.random.default_rng([seed, shard]).permutation(candidates.size)[: max(n_coarse, n_pq, n_opq)]]
-    x = ds.rows(pick)  # (need, d) float32, in the sample's order
+    x = index.be.asarray(ds.rows(pick))  # (need, d) float32, in the sample's order, on the task's backend
     index.train(x[:n_coarse], x[:n_pq], np.random.default_rng(seed + 2), x[:n_opq] if n_opq else None)
 
 
@@ -320,16 +351,19 @@ def _list_sizes(index: Any) -> tuple[np.ndarray, float, float, bool]:
 def _scan_task(
     index: Any, q: np.ndarray, coarse_score: np.ndarray, probes: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's best k of each (query, probed list): (nq, nprobe, k) scores and ids, host."""
     if index.ntotal == 0:  # a shard of held-out rows only
         nq, nprobe = probes.shape
         return np.full((nq, nprobe, k), np.inf, dtype=np.float32), np.full((nq, nprobe, k), -1, dtype=np.int64)
-    return index.scan_probed(q, coarse_score, probes, k)
+    be = index.be
+    d, i = index.scan_probed(be.asarray(q), be.asarray(coarse_score), probes, k)
+    return be.to_numpy(d), be.to_numpy(i)
 
 
 def _own_scan_task(index: Any, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A shard with its own quantizers: its own coarse search, then its scan. Returns its
     candidates (nq, nprobe, k) and the vectors each probe rank scanned (nq, nprobe) int64."""
-    qq, coarse_score, probes = index.probe(q, nprobe)
+    qq, coarse_score, probes = index.probe(index.be.asarray(q), nprobe)
     d, i = _scan_task(index, qq, coarse_score, probes, k)
     return d, i, _list_sizes(index)[0][probes]  # type: ignore[index]
 
@@ -396,21 +430,32 @@ class ShardedIndex:
         ``template`` untrained, its parameters only), from a generator of (seed, first row).
         kept: (--cache folder, the build's key): each task reads its shard's lists from there
         when they were kept, else keeps them there once encoded. progress(rows): called with a
-        shard's rows as each shard's lists are made."""
+        shard's rows as each shard's lists are made. The shards compute on, and hold their lists
+        in, ``template``'s kind of backend (a GPU worker's memory under CuPy)."""
         t0 = time.perf_counter()
         query_ids = np.sort(np.asarray(query_ids, dtype=np.int64))
         own = train_seed is not None
+        backend = template.be.name
         # the memory planner: every shard placed, or a refusal with the numbers, before any work
         row_bytes = _mapped_row_bytes(data)
         needs = [shard_memory(b - a - _held_out(query_ids, a, b), template, row_bytes, own) for a, b in plan]
         what = f"IVF{template.nlist},PQ{template.pq.m}x{template.pq.nbits}" + (",OPQ" if template.opq else "")
-        placement = place(needs, executor.workers(), 0 if own else quantizer_bytes(template), what)
+        placement = place(needs, executor.workers(backend), 0 if own else quantizer_bytes(template), what)
         shared = [executor.share(v) for v in (data, query_ids)]  # the run's: the same for every build
-        quantizers = executor.lend(template)  # this build's: dropped with its lists
+        quantizers = executor.lend(_on_host(template))  # this build's: dropped with its lists
         ranges = list(plan)
         done = None if progress is None else (lambda i: progress(ranges[i][1] - ranges[i][0]))
         handles = executor.place(
-            _lists_task, ranges, shared[0], quantizers, shared[1], train_seed, kept, where=placement.where, done=done
+            _lists_task,
+            ranges,
+            shared[0],
+            quantizers,
+            shared[1],
+            train_seed,
+            kept,
+            backend,
+            where=placement.where,
+            done=done,
         )
         executor.hold(placement, needs)
         out = cls(executor, template, handles, t0, own)
@@ -427,14 +472,15 @@ class ShardedIndex:
         (with the shards' own quantizers: the vectors scanned at each probe rank, summed over the
         shards, (nq, nprobe) int64, which :meth:`probed_sizes` gives back as they are)."""
         t0 = time.perf_counter()
+        be = self.template.be
         if self.own:  # each shard its own coarse search: the queries alone are sent
-            lent = [self.executor.lend(np.ascontiguousarray(q, dtype=np.float32))]
+            lent = [self.executor.lend(np.ascontiguousarray(be.to_numpy(q), dtype=np.float32))]
             args: tuple[Any, ...] = (k, min(nprobe, self.template.nlist))
             task: Callable[..., Any] = _own_scan_task
         else:
             qq, coarse_score, probes = self.template.probe(q, nprobe)
             t0 = time.perf_counter()
-            lent = [self.executor.lend(v) for v in (qq, coarse_score, probes)]
+            lent = [self.executor.lend(v) for v in (be.to_numpy(qq), be.to_numpy(coarse_score), probes)]
             args, task = (k,), _scan_task
         # sending the queries to the shards is transport too: outside the modelled time
         self.executor.clock.overhead_s += time.perf_counter() - t0
@@ -445,10 +491,10 @@ class ShardedIndex:
         nq, p = probes.shape
         cand_d = np.concatenate([part[0] for part in parts], axis=2).reshape(nq * p, -1)
         cand_i = np.concatenate([part[1] for part in parts], axis=2).reshape(nq * p, -1)
-        be = self.template.be
         be.allow_ids(int(cand_i.max(initial=-1)))
-        best_d, best_i = be.topk_exact(cand_d, k, cand_i, sort=False)  # each slot: its best k by (score, id)
-        best_i = np.where(np.isfinite(best_d), best_i, -1)
+        # each slot: its best k by (score, id), on the session's backend as an unsharded scan's
+        best_d, best_i = be.topk_exact(be.asarray(cand_d), k, be.asarray(cand_i), sort=False)
+        best_i = be.xp.where(be.xp.isfinite(best_d), best_i, -1)
         kk = best_d.shape[1]
         return best_d.reshape(nq, p, kk), best_i.reshape(nq, p, kk), probes
 
@@ -514,12 +560,16 @@ class ClusterConfig:
     scheduler: str | None = None
     shard_rows: int | None = None
     training: str = "global"
+    gpu_workers: int | None = None  # a dask-cuda LocalCUDACluster: one worker a GPU
 
     def check(self) -> None:
-        if self.workers is not None and self.scheduler is not None:
-            raise GpupqError("give --workers (a cluster started here) or --scheduler (one running), not both")
-        if self.workers is not None and self.workers < 1:
-            raise GpupqError(f"--workers must be at least 1, got {self.workers}")
+        given = [o for o, v in (("--workers", self.workers), ("--gpu-workers", self.gpu_workers),
+                                ("--scheduler", self.scheduler)) if v is not None]  # fmt: skip
+        if len(given) > 1:
+            raise GpupqError(f"give one of {' or '.join(given)} (a cluster started here, or one running), not both")
+        for option, count in (("--workers", self.workers), ("--gpu-workers", self.gpu_workers)):
+            if count is not None and count < 1:
+                raise GpupqError(f"{option} must be at least 1, got {count}")
         if self.shard_rows is not None and self.shard_rows < 1:
             raise GpupqError(f"--shard-rows must be at least 1, got {self.shard_rows}")
         if self.training not in SHARD_TRAINING:
@@ -529,16 +579,21 @@ class ClusterConfig:
     def per_shard(self) -> bool:
         return self.training == "per-shard"
 
-    def start(self, dataset: Dataset, threads: int, seed: int = 0) -> ShardedRun:
+    def start(self, dataset: Dataset, threads: int, seed: int = 0, backend: str = "numpy") -> ShardedRun:
         """The executor and shard plan for ``dataset`` (opened under the run's metric); seed:
-        the run's, from which per-shard training seeds each shard's."""
+        the run's, from which per-shard training seeds each shard's; backend: the session's,
+        which the tasks compute on (``cupy``: each worker's GPU)."""
         self.check()
+        if self.gpu_workers is not None and backend != "cupy":
+            raise GpupqError("--gpu-workers runs the CuPy backend on each GPU; add --backend cupy")
         plan = plan_shards(dataset, self.shard_rows)
-        seed_or_none = seed if self.per_shard else None
-        if self.workers is None and self.scheduler is None:
+        opts = {"train_seed": seed if self.per_shard else None, "backend": backend}
+        if self.workers is None and self.scheduler is None and self.gpu_workers is None:
             # here the tasks read the dataset already open; workers open it from its source
-            return ShardedRun(InProcess(threads), plan, dataset, train_seed=seed_or_none)
-        return ShardedRun(DaskExecutor(self.workers, self.scheduler), plan, Source.of(dataset), train_seed=seed_or_none)
+            return ShardedRun(InProcess(threads), plan, dataset, **opts)
+        workers = self.gpu_workers if self.gpu_workers is not None else self.workers
+        executor = DaskExecutor(workers, self.scheduler, cuda=self.gpu_workers is not None)
+        return ShardedRun(executor, plan, Source.of(dataset), **opts)
 
 
 @dataclass
@@ -550,6 +605,8 @@ class ShardedRun:
     data: Source | Dataset
     #: per-shard training: each shard's quantizers trained in its task, from this seed
     train_seed: int | None = None
+    #: what the tasks compute on: ``numpy``, or ``cupy`` (a GPU worker's, the session's backend)
+    backend: str = "numpy"
     #: the memory planner's placement of the build with the highest predicted peak so far
     memory_plan: dict[str, Any] | None = None
 
@@ -562,7 +619,9 @@ class ShardedRun:
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Ids (nq, k) int64 of the queries' exact neighbours (see :func:`sharded_ground_truth`)."""
-        return sharded_ground_truth(self.executor, self.data, self.plan, queries, query_ids, k, metric, progress)[1]
+        return sharded_ground_truth(
+            self.executor, self.data, self.plan, queries, query_ids, k, metric, progress, self.backend
+        )[1]
 
     def lists(
         self,

@@ -71,10 +71,13 @@ class InProcess:
         self.threads = threads
         self.clock = ShardClock()
 
-    def workers(self) -> list[Worker]:
-        """One place, this process: the memory available now (what it already holds is not)."""
+    def workers(self, backend: str = "numpy") -> list[Worker]:
+        """One place, this process: the memory available now (what it already holds is not);
+        backend ``cupy``: the GPU's free memory."""
         from .placement import available_memory
 
+        if backend == "cupy":
+            return [Worker("here", _device_free())]
         return [Worker("here", available_memory(), slots=self.threads)]
 
     def hold(self, placement: Placement, shards: Sequence[ShardMemory], sign: int = 1) -> None:
@@ -160,9 +163,10 @@ class DaskExecutor:
         address: str | None = None,
         processes: bool = True,
         threads_per_worker: int = 1,
+        cuda: bool = False,
     ) -> None:
         try:
-            from dask.distributed import Client, LocalCluster
+            from dask.distributed import Client
         except ImportError:
             raise GpupqError("Dask is not installed; pip install 'gpupq[distributed]'") from None
         self._cluster = None
@@ -177,22 +181,22 @@ class DaskExecutor:
             # lists held for searches stay in memory: spilling them to disk would time the disk
             # (the planner refuses what does not fit instead); pausing and the nanny's limit stay
             with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False}):
-                self._cluster = LocalCluster(
-                    n_workers=workers or 1,
-                    threads_per_worker=threads_per_worker,
-                    processes=processes,
-                    dashboard_address=":0",  # a free port: never the default 8787 another cluster holds
-                )
+                self._cluster = _local_cluster(workers or 1, threads_per_worker, processes, cuda)
             self.client = Client(self._cluster)
         self._held: list[Any] = []
         self.clock = ShardClock()
         self._baseline: dict[str, int] = {}  # each worker's RSS when the first lists were placed
         self._lists: dict[str, int] = {}  # bytes of the lists held on each worker (live builds)
 
-    def workers(self) -> list[Worker]:
+    def workers(self, backend: str = "numpy") -> list[Worker]:
         """Each worker with its memory limit (the host's memory where it has none), and what it
-        holds: its process at the first placement, and the lists of the builds alive on it."""
+        holds: its process at the first placement, and the lists of the builds alive on it.
+        backend ``cupy``: the lists live in each worker's GPU: its free device memory instead."""
         info = self.client.scheduler_info().get("workers", {})
+        if backend == "cupy":
+            free = {a: self.client.submit(_device_free, workers=[a], pure=False) for a in info}
+            got = dict(zip(free, self.client.gather(list(free.values())), strict=True))
+            return [Worker(a, got[a] + self._lists.get(a, 0), self._lists.get(a, 0)) for a in sorted(info)]
         # as a task, on the thread tasks run on: BLAS keeps a buffer for each thread that calls it
         futures = {a: self.client.submit(_worker_memory, workers=[a], pure=False) for a in info}
         now = dict(zip(futures, self.client.gather(list(futures.values())), strict=True))
@@ -326,6 +330,28 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _local_cluster(workers: int, threads: int, processes: bool, cuda: bool) -> Any:
+    """A LocalCluster, or with ``cuda`` a dask-cuda LocalCUDACluster: one worker a GPU (each
+    sees its own as device 0), ``workers`` of them."""
+    if not cuda:
+        from dask.distributed import LocalCluster
+
+        # dashboard on a free port: never the default 8787 another cluster holds
+        return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=processes, dashboard_address=":0")
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        raise GpupqError("--gpu-workers needs dask-cuda: pip install dask-cuda (one Dask worker a GPU)") from None
+    return LocalCUDACluster(n_workers=workers, threads_per_worker=threads, dashboard_address=":0")
+
+
+def _device_free() -> int:
+    """Free bytes of this process's GPU (CuPy's pool counted free): where its lists would go."""
+    from .backends import CupyBackend
+
+    return CupyBackend().free_memory()
 
 
 def _worker_memory() -> tuple[int, int]:

@@ -310,13 +310,14 @@ def open_session(
         be.budget = budget
         be.allow_ids(dataset.n - 1)  # ids are row numbers
     common = {"seed": config.seed, "batch_size": config.batch_size, "min_time": config.min_time}
-    if config.cluster is not None and any(be.name != "numpy" for be in backends):
-        raise GpupqError(
-            "--workers, --scheduler and --shard-rows run on the numpy backend for now; add --backend numpy"
-        )
+    if config.cluster is not None and len(backends) > 1:
+        raise GpupqError("work in shards runs on one backend at a time; give --backend numpy or --backend cupy")
     gt_cache = StageCache(check_cache_dir(config.cache, [])) if config.cache is not None else None
-    # the shards: the ground truth (unless the input stores it), every build's lists and searches
-    sharded = config.cluster.start(dataset, threads, config.seed) if config.cluster is not None else None
+    # the shards: the ground truth (unless the input stores it), every build's lists and searches,
+    # computed on the session's backend (a GPU worker's under CuPy)
+    sharded = (
+        config.cluster.start(dataset, threads, config.seed, backends[0].name) if config.cluster is not None else None
+    )
     gt_fn = sharded.ground_truth if sharded is not None and gt is None else None
     lists_fn = sharded.lists if sharded is not None else None
     benches = [

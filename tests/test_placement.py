@@ -83,7 +83,7 @@ def test_a_build_that_does_not_fit_is_refused_before_any_shard_is_encoded(tmp_pa
     np.save(tmp_path / "x.npy", x)
     ds = load_vectors(tmp_path / "x.npy")
     ex = InProcess()
-    ex.workers = lambda: [Worker("here", 1 * MiB)]  # a machine with 1 MiB free
+    ex.workers = lambda backend="numpy": [Worker("here", 1 * MiB)]  # a machine with 1 MiB free
     ran = []
     ex.place = lambda *a, **k: ran.append(a)  # type: ignore[method-assign]
     text = refused(ShardedIndex.build, ex, ds, plan_shards(ds, 1000), _trained(x, 16, 4, "l2"), np.array([0]))

@@ -13,6 +13,7 @@ from ..errors import EmptyInput, GpupqError
 from .lazy import LazyArray
 from .limits import _COPY_BYTES
 from .safety import _failing
+from .shards import PiecewiseRows
 
 _ARROW_ALTERNATIVE = "save the column as .npy"
 
@@ -154,10 +155,10 @@ def _arrow_column(
     return LazyArray((n, d), dtype, where, fill, _ARROW_ALTERNATIVE, limit), column
 
 
-class RowGroupArray:
+class RowGroupArray(PiecewiseRows):
     """An (n, d) Parquet column read where it is asked for: each read decodes only the row
     groups its rows are in (the last one kept, so a pass in chunks decodes each group once), and
-    nothing is copied to disk. Rows as an ndarray's: ``[start:stop]``, ``[int array]``.
+    nothing is copied to disk. Rows as an ndarray's (:class:`~gpupq.io.shards.PiecewiseRows`).
 
     A group that holds other than the rows its metadata declares, or damaged values, is one
     :class:`GpupqError` naming the file, raised by the read that meets it."""
@@ -170,18 +171,15 @@ class RowGroupArray:
         self.ndim = 2
         meta = pa.parquet.ParquetFile(path).metadata
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])  # (groups + 1,)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])  # (groups + 1,) where each begins
         self._file: Any = None
         self._last: tuple[int, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     @property
     def nbytes(self) -> int:
         return self.shape[0] * self.shape[1] * self.dtype.itemsize
 
-    def _group(self, g: int) -> np.ndarray:
+    def _piece(self, g: int) -> np.ndarray:
         """Row group g's values: (rows, d)."""
         if self._last is not None and self._last[0] == g:
             return self._last[1]
@@ -192,45 +190,13 @@ class RowGroupArray:
                 self._file = pa.parquet.ParquetFile(self.path)
             col = self._file.read_row_group(g, columns=[self.column]).column(0).combine_chunks()
             col.validate(full=True)
-            want = int(self.starts[g + 1] - self.starts[g])
+            want = int(self.offsets[g + 1] - self.offsets[g])
             if len(col) != want:
                 raise GpupqError(f"{where}: row group {g} holds {len(col)} rows, its metadata declares {want}")
-            first = int(self.starts[g])
+            first = int(self.offsets[g])
             values = _list_values(col, self.shape[1], self.dtype, first, self.path, self.column, self.fixed)
         self._last = (g, values)
         return values
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        n = self.shape[0]
-        if isinstance(key, slice):
-            start, stop, step = key.indices(n)
-            if step != 1:
-                return self[np.arange(start, stop, step, dtype=np.int64)]
-            return self._range(start, max(start, stop))
-        ids = np.asarray(key)
-        if ids.dtype.kind not in "iu" or ids.ndim != 1:
-            raise TypeError(f"a Parquet column is read by a slice or a 1-D int array, not {type(key).__name__}")
-        ids = np.where(ids < 0, ids + n, ids).astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= n):
-            raise IndexError(f"row ids must lie in [-{n}, {n})")
-        out = np.empty((ids.size, self.shape[1]), dtype=self.dtype)
-        groups = np.searchsorted(self.starts, ids, side="right") - 1
-        for g in np.unique(groups):  # each group decoded once
-            mine = np.flatnonzero(groups == g)
-            out[mine] = self._group(int(g))[ids[mine] - self.starts[g]]
-        return out
-
-    def _range(self, start: int, stop: int) -> np.ndarray:
-        pieces = []
-        g = int(np.searchsorted(self.starts, start, side="right")) - 1
-        while start < stop:
-            lo, hi = int(self.starts[g]), int(self.starts[g + 1])
-            take_to = min(stop, hi)
-            pieces.append(self._group(g)[start - lo : take_to - lo])
-            start, g = take_to, g + 1
-        if not pieces:
-            return np.empty((0, self.shape[1]), dtype=self.dtype)
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
 def _list_values(col: Any, d: int, dtype: np.dtype, row: int, path: str, column: str, fixed: bool) -> np.ndarray:

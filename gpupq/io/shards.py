@@ -65,7 +65,75 @@ def every_file(spec: str) -> list[str]:
     return [f for f in glob.glob(spec, recursive=True) if os.path.isfile(f)]
 
 
-class ShardedArray:
+class PiecewiseRows:
+    """An (n, d) array-like stored in consecutive pieces (a collection's files, a Parquet file's
+    row groups): ``offsets`` (pieces + 1,) int64 where each begins, and :meth:`_piece` (i) the
+    piece's own (n_i, d) array-like. Reads are an ndarray's (``[start:stop]``, ``[int array]``,
+    ``[int]``), each reading a piece once, with its rows in ascending order."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+    offsets: np.ndarray
+
+    def _piece(self, i: int) -> Any:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                return self._take(np.arange(start, stop, step, dtype=np.int64))
+            return self._range(start, max(start, stop))
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + n if key < 0 else int(key)
+            if not 0 <= i < n:
+                raise IndexError(f"row {key} is out of range for {n} rows")
+            return self._range(i, i + 1)[0]
+        ids = np.asarray(key)
+        if ids.dtype.kind not in "iu" or ids.ndim != 1:
+            raise TypeError(
+                f"{type(self).__name__} reads rows by a slice, an int or a 1-D int array, not {type(key).__name__}"
+            )
+        return self._take(ids.astype(np.int64))
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop): (stop - start, d), one piece of it from each piece it spans."""
+        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        pieces = []
+        i = max(first, 0)
+        while start < stop and i < len(self.offsets) - 1:
+            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+            if hi > start:
+                take_to = min(stop, hi)
+                pieces.append(np.asarray(self._piece(i)[start - lo : take_to - lo]))
+                start = take_to
+            i += 1
+        if not pieces:
+            return np.empty((0, self.shape[1]), dtype=self.dtype)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def _take(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` in the order given: (b,) int64 -> (b, d), each piece read once with its
+        rows in ascending order."""
+        n = self.shape[0]
+        ids = np.where(ids < 0, ids + n, ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise IndexError(f"row ids must lie in [-{n}, {n})")
+        out = np.empty((ids.size, self.shape[1]), dtype=self.dtype)
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        cuts = np.searchsorted(sorted_ids, self.offsets)  # (pieces + 1,) where each piece's ids begin
+        for i in np.flatnonzero(cuts[1:] > cuts[:-1]):
+            a, b = int(cuts[i]), int(cuts[i + 1])
+            out[order[a:b]] = np.asarray(self._piece(int(i))[sorted_ids[a:b] - self.offsets[i]])
+        return out
+
+
+class ShardedArray(PiecewiseRows):
     """An (n, d) array-like over the files of a collection, in order: the reads a
     :class:`~gpupq.io.dataset.Dataset` makes (``[start:stop]``, ``[int array]``, ``[int]``)
     give exactly what the same reads of the files' rows stacked into one array would.
@@ -123,9 +191,6 @@ class ShardedArray:
         self.dtype = dtype
         self.ndim = 2
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __repr__(self) -> str:
         return f"ShardedArray({self.source}, {len(self.paths)} files, shape={self.shape}, dtype={self.dtype})"
 
@@ -143,6 +208,9 @@ class ShardedArray:
             self._open.popitem(last=False)
         return arr
 
+    def _piece(self, i: int) -> Any:
+        return self._file(i)
+
     def _file(self, i: int) -> Any:
         arr = self._open.get(i)
         if arr is None:
@@ -156,52 +224,3 @@ class ShardedArray:
             return self._keep(i, arr)
         self._open.move_to_end(i)
         return arr
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        n = self.shape[0]
-        if isinstance(key, slice):
-            start, stop, step = key.indices(n)
-            if step != 1:
-                return self._take(np.arange(start, stop, step, dtype=np.int64))
-            return self._range(start, max(start, stop))
-        if isinstance(key, (int, np.integer)):
-            i = int(key) + n if key < 0 else int(key)
-            if not 0 <= i < n:
-                raise IndexError(f"row {key} is out of range for {n} rows")
-            return self._range(i, i + 1)[0]
-        ids = np.asarray(key)
-        if ids.dtype.kind not in "iu" or ids.ndim != 1:
-            raise TypeError(f"ShardedArray reads rows by a slice, an int or a 1-D int array, not {type(key).__name__}")
-        return self._take(ids.astype(np.int64))
-
-    def _range(self, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop): (stop - start, d), one piece per file it spans."""
-        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
-        pieces = []
-        i = max(first, 0)
-        while start < stop and i < len(self.paths):
-            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-            if hi > start:
-                take_to = min(stop, hi)
-                pieces.append(np.asarray(self._file(i)[start - lo : take_to - lo]))
-                start = take_to
-            i += 1
-        if not pieces:
-            return np.empty((0, self.shape[1]), dtype=self.dtype)
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-
-    def _take(self, ids: np.ndarray) -> np.ndarray:
-        """Rows ``ids`` in the order given: (b,) int64 -> (b, d), each file read once with its
-        rows in ascending order."""
-        n = self.shape[0]
-        ids = np.where(ids < 0, ids + n, ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= n):
-            raise IndexError(f"row ids must lie in [-{n}, {n})")
-        out = np.empty((ids.size, self.shape[1]), dtype=self.dtype)
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        cuts = np.searchsorted(sorted_ids, self.offsets)  # (files + 1,) where each file's ids begin
-        for i in np.flatnonzero(cuts[1:] > cuts[:-1]):
-            a, b = int(cuts[i]), int(cuts[i + 1])
-            out[order[a:b]] = np.asarray(self._file(int(i))[sorted_ids[a:b] - self.offsets[i]])
-        return out

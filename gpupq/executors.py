@@ -6,6 +6,8 @@ the stages on them. Dask is imported only when a :class:`DaskExecutor` is made.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -180,8 +182,18 @@ class DaskExecutor:
 
             # lists held for searches stay in memory: spilling them to disk would time the disk
             # (the planner refuses what does not fit instead); pausing and the nanny's limit stay
-            with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False}):
-                self._cluster = _local_cluster(workers or 1, threads_per_worker, processes, cuda)
+            # and the workers' own log lines (a task cancelled by Ctrl-C, a worker restarted) stay
+            # out of the report: what matters reaches the user as one GpupqError line
+            # (a worker process sets up its logging from the environment as it starts)
+            quiet = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False}
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            env = os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+            try:
+                with dask.config.set(quiet):
+                    self._cluster = _local_cluster(workers or 1, threads_per_worker, processes, cuda)
+            finally:
+                if env == "error":
+                    os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
             self.client = Client(self._cluster)
         self._held: list[Any] = []
         self.clock = ShardClock()

@@ -106,20 +106,27 @@ class Backend:
     def retrying(self, fn: Any, what: str) -> Any:
         """fn(), run again with chunks 4x smaller (up to :attr:`OOM_RETRIES` times) when it runs
         out of memory; then a one-line :class:`GpupqError`. fn must start from scratch each
-        time (the phases pass a function that does)."""
-        for attempt in range(self.OOM_RETRIES + 1):
-            try:
-                return fn()
-            except self.out_of_memory_errors() as exc:
+        time (the phases pass a function that does). The smaller chunks are this phase's: the
+        shrink is back where it was when the call returns, so later phases start full size."""
+        entry = self.shrink
+        try:
+            for attempt in range(self.OOM_RETRIES + 1):
+                try:
+                    return fn()
+                except self.out_of_memory_errors() as exc:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                # Freed here, past the except: while the exception lives, its traceback holds
+                # the failed attempt's frames and their arrays, which the pool cannot give back.
                 self.release_memory()
                 if attempt == self.OOM_RETRIES:
-                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise GpupqError(
                         f"{what} ran out of memory on {self.name} even with work chunks 1/{self.shrink} "
                         f"of the usual size ({first}); free memory or use fewer queries, a smaller k or nprobe"
-                    ) from exc
+                    )
                 self.shrink *= 4
-        raise AssertionError("unreachable")
+            raise AssertionError("unreachable")
+        finally:
+            self.shrink = entry
 
     def free_memory(self) -> int:
         """Bytes of working memory this backend can reasonably use."""

@@ -77,22 +77,30 @@ def test_row_groups_cut_the_rows_once_each(threads, n):
     assert all(size == -(-n // threads) for size in sizes[:-1])  # the last takes what is left
 
 
-def test_out_of_memory_shrinks_every_budget_then_says_so_in_one_line():
+def test_out_of_memory_shrinks_every_budget_then_says_so_in_one_line(monkeypatch):
     """retrying runs fn again with each work size 4x smaller after each MemoryError, up to
-    OOM_RETRIES times; then one GpupqError naming the phase and the shrink reached."""
+    OOM_RETRIES times; then one GpupqError naming the phase and the shrink reached. The shrink
+    is the phase's: the next phase starts at full size. The pool is released once the failed
+    attempt's arrays are gone (not while the exception's traceback still holds them)."""
+    import weakref
+
     be = NumpyBackend()
     full = (be.work_bytes(), be.block_bytes(), be.scan_bytes())
-    seen = []
+    seen, held, alive_at_release = [], [], []
+    monkeypatch.setattr(be, "release_memory", lambda: alive_at_release.append(held[-1]() is not None))
 
     def fails_twice():
         seen.append((be.work_bytes(), be.block_bytes(), be.scan_bytes()))
+        scratch = np.empty(1000, dtype=np.float32)  # what a failed attempt had allocated
+        held.append(weakref.ref(scratch))
         if len(seen) < 3:
             raise MemoryError("out of memory")
         return "done"
 
     assert be.retrying(fails_twice, "the test phase") == "done"
-    assert be.shrink == 16
     assert seen == [tuple(s // f for s in full) for f in (1, 4, 16)]
+    assert alive_at_release == [False, False]
+    assert be.shrink == 1 and (be.work_bytes(), be.block_bytes(), be.scan_bytes()) == full
 
     def always():
         raise MemoryError("no room\nat all")

@@ -137,7 +137,7 @@ def test_out_of_memory_retries_with_smaller_chunks(backend, monkeypatch):
     monkeypatch.setattr(engine_mod, "exact_knn", flaky)
     got = Workbench(backend, ds, split).truth(10).ids
     np.testing.assert_array_equal(got, want)
-    assert len(calls) == 2 and calls[1] * 4 <= calls[0] and backend.shrink == 4
+    assert len(calls) == 2 and calls[1] * 4 <= calls[0] and backend.shrink == 1  # the next phase: full size
 
     def always(be, *a, **kw):
         raise oom("out of memory")

@@ -118,17 +118,34 @@ def chunks_within(queries: np.ndarray, lengths: np.ndarray, d: int, m: int, budg
     about G · (width·depth·24 + depth·(d·4 + m·8) + width·d·4) bytes (scores, selection keys
     and positions; residuals and code indices; queries). Returns [start, stop) pairs, each
     under ``budget`` unless one item alone exceeds it.
+
+    Greedy, as a loop over the items would cut them, but in array steps (a plan is made for
+    every query batch, ahead of the device's work): from each chunk's start, the cost of ending
+    at each later item (the running widest item, the length ascending) is computed over a window
+    that doubles until the budget is passed; the cost only grows along it, so the first item
+    past the budget ends the chunk.
     """
+    n = len(lengths)
+    queries = np.asarray(queries, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
     out: list[tuple[int, int]] = []
-    start, width = 0, 0
-    for i in range(len(lengths)):
-        w = max(width, int(queries[i]))
-        depth = int(lengths[i])
-        cost = (i + 1 - start) * (w * depth * 24 + depth * (4 * d + 8 * m) + w * d * 4)
-        if cost > budget and i > start:
-            out.append((start, i))
-            start, w = i, int(queries[i])
-        width = w
-    if len(lengths) > start:
-        out.append((start, len(lengths)))
+    start, window = 0, 64
+    while start < n:
+        stop = n
+        while True:
+            end = min(n, start + window)
+            w = np.maximum.accumulate(queries[start:end])
+            depth = lengths[start:end]
+            count = np.arange(1, end - start + 1, dtype=np.int64)
+            cost = count * (w * depth * 24 + depth * (4 * d + 8 * m) + w * d * 4)
+            over = np.flatnonzero(cost[1:] > budget)  # an item alone is a chunk, whatever it costs
+            if over.size:
+                stop = start + 1 + int(over[0])
+                break
+            if end == n:
+                break
+            window *= 2
+        out.append((start, stop))
+        window = max(64, 2 * (stop - start))
+        start = stop
     return out

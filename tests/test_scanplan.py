@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from gpupq.scanplan import SCAN_WIDTH, chunks_within, plan_scan
 
@@ -53,3 +54,28 @@ def test_plan_scans_every_probed_pair_once_over_its_own_list():
     expect = (sizes[probes.ravel()] > 0).astype(int)
     np.testing.assert_array_equal(seen, expect)
     assert len(plan.chunks) > 1
+
+
+def _chunks_by_loop(queries, lengths, d, m, budget):
+    """The greedy cut item by item: what chunks_within's array steps must give."""
+    out, start, width = [], 0, 0
+    for i in range(len(lengths)):
+        w = max(width, int(queries[i]))
+        depth = int(lengths[i])
+        if (i + 1 - start) * (w * depth * 24 + depth * (4 * d + 8 * m) + w * d * 4) > budget and i > start:
+            out.append((start, i))
+            start, w = i, int(queries[i])
+        width = w
+    if len(lengths) > start:
+        out.append((start, len(lengths)))
+    return out
+
+
+@pytest.mark.parametrize("budget", [1 << 10, 64 << 10, 2 << 20, 16 << 20, 2 << 30])
+def test_chunks_within_cuts_where_the_greedy_loop_cuts(budget):
+    """Chunks of one item each (a tiny budget), a few hundred, or one: the same as item by item."""
+    rng = np.random.default_rng(budget % 97)
+    for n in (1, 5, 63, 64, 65, 700, 4096):
+        width = rng.integers(1, 40, size=n)
+        depth = np.sort(rng.integers(1, 5000, size=n))
+        assert chunks_within(width, depth, 96, 12, budget) == _chunks_by_loop(width, depth, 96, 12, budget), n

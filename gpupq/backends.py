@@ -307,6 +307,10 @@ class Backend:
         self.map(column, range(values.shape[0]))  # columns are independent: the thread budget
         return np.ascontiguousarray(out.T)
 
+    def sq_norms(self, x: Array) -> Array:
+        """Squared L2 norms along the last axis: (..., d) float32 -> (...) float32."""
+        return self.xp.einsum("...d,...d->...", x, x)  # no (..., d) temporary
+
     def count_labels(self, labels: Array, nrows: int) -> Array:
         """How many of labels: (n,) int64 in [0, nrows) equal each value: (nrows,) int64."""
         return np.bincount(labels, minlength=nrows).astype(np.int64, copy=False)
@@ -446,6 +450,11 @@ class CupyBackend(Backend):
         # Atomics: the summation order, and so the last bits, vary run to run.
         cupyx.scatter_add(out, labels, values)
         return out
+
+    def sq_norms(self, x: Array) -> Array:
+        # CuPy's einsum makes '...d,...d->...' a batched product of 1×d by d×1 per row (millions
+        # of tiny products): an elementwise square and one reduction kernel instead
+        return self.xp.sum(x * x, axis=-1)
 
     def count_labels(self, labels: Array, nrows: int) -> Array:
         import cupyx

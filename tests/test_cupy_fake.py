@@ -270,3 +270,18 @@ def test_every_chunk_loop_runs_under_the_cupy_backend(fake_gpu, numpy_backend, m
     rot = be.to_numpy(a.rotation)
     np.testing.assert_allclose(rot @ rot.T, np.eye(8), atol=1e-4)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-2)  # k-means may drift in last bits
+
+
+def test_norms_on_cupy_are_a_reduction_not_einsum(monkeypatch):
+    """CuPy's einsum turns '...d,...d->...' into one 1×d×d×1 product per row: training, adding,
+    the ground truth and the search must take norms by a reduction instead (issue 18, item 7);
+    the numpy backend keeps einsum (no temporary), and both give the same norms."""
+    from gpupq.backends import NumpyBackend
+
+    be = install_fake_cupy(monkeypatch)
+    x = clustered(3000, 16, seed=4)
+    np.testing.assert_allclose(be.to_numpy(be.sq_norms(be.asarray(x))), NumpyBackend().sq_norms(x), rtol=1e-6)
+    monkeypatch.setattr(fake_cupy, "einsum", lambda *a, **k: pytest.fail("einsum on the device"))
+    cfg = gpupq.EstimateConfig(nlist=16, m=4, nprobe=4, rerank=0, queries=30, min_time=0.0)
+    out = gpupq.estimate(gpupq.Dataset(x, "x"), cfg, backends=[be]).results[0]
+    assert out.backend == "cupy" and 0 < out.recall.mean <= 1

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GpupqError
+from .kernelsizes import SELECT_K_MAX
 from .threads import ThreadBudget
 
 try:  # the numpy backend's compiled kernel (gpupq/_native.c); optional, built where a C compiler is
@@ -53,6 +54,9 @@ class Backend:
     #: ids may reach 2^32 - 1 (a base of that many rows, or more): :meth:`topk_exact` then ranks
     #: its tie-break ids first, since :meth:`order_key` packs 32 bits of them beside the score
     wide_ids: bool = False
+    #: row length (in float32s) the ground truth pads its product operands to: 1 on a CPU;
+    #: 32 (128 bytes) on a GPU, where 769 columns at d 768 misalign every row
+    product_align: int = 1
 
     def allow_ids(self, largest: int) -> None:
         """Make ids up to ``largest`` exact in every selection (:attr:`wide_ids` past 32 bits)."""
@@ -388,12 +392,22 @@ class CupyBackend(Backend):
 
     name = "cupy"
     resident_stores = True
+    product_align = 32
 
     def __init__(self) -> None:
         import cupy
 
+        from .gpukernels import gpu_kernels
+
         self.xp = cupy
         self._cupy = cupy
+        #: the custom kernels (gpupq/gpukernels.py), or None for the array forms
+        self.kernels = gpu_kernels(cupy)
+
+    def kernel_description(self) -> str:
+        if self.kernels is None:
+            return "array form (numba-cuda missing or GPUPQ_GPU_KERNELS=off)"
+        return "numba CUDA kernels" + ("" if self.kernels.mode == "cuda" else f" ({self.kernels.mode})")
 
     @property
     def threads(self) -> int:
@@ -408,7 +422,7 @@ class CupyBackend(Backend):
         props = cp.cuda.runtime.getDeviceProperties(dev.id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         total = props["totalGlobalMem"] / 2**30
-        return f"GPU {dev.id}: {name} ({total:.0f} GiB)"
+        return f"GPU {dev.id}: {name} ({total:.0f} GiB; {self.kernel_description()})"
 
     def asarray(self, a: Any, dtype: Any = None) -> Array:
         return self._cupy.asarray(a, dtype=dtype)
@@ -441,15 +455,31 @@ class CupyBackend(Backend):
         return self._work_budget()  # large: each kernel has work enough to fill the device
 
     def label_sum_layout(self, x: Array) -> Array:
-        return x  # scatter_add reads rows: no transposed copy of the training sample
+        return x  # both forms read rows: no transposed copy of the training sample
 
     def sum_rows_by_label(self, labels: Array, values: Array, nrows: int) -> Array:
+        if self.kernels is not None:
+            # rows in order, float32: the same bits every run, and numpy's bits
+            return self.kernels.segment_sums(values, labels, nrows)
         import cupyx
 
         out = self.xp.zeros((nrows, values.shape[1]), dtype=self.xp.float32)
         # Atomics: the summation order, and so the last bits, vary run to run.
         cupyx.scatter_add(out, labels, values)
         return out
+
+    def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
+        if self.kernels is not None and d.dtype == self.xp.float32 and min(k, d.shape[1]) <= SELECT_K_MAX:
+            return self.kernels.select_k(d, k)  # ties by column: one of the picks topk allows
+        return super().topk(d, k, sort)
+
+    def topk_exact(self, d: Array, k: int, tiebreak: Array | None = None, sort: bool = True) -> tuple[Array, Array]:
+        # One launch per call, sorted either way; wide ids (2^32 - 1 or more) and selections
+        # deeper than the kernel's shared-memory sort keep the array form.
+        wide = tiebreak is not None and self.wide_ids
+        if self.kernels is not None and not wide and min(k, d.shape[1]) <= SELECT_K_MAX:
+            return self.kernels.select_k(d, k, tiebreak)
+        return super().topk_exact(d, k, tiebreak, sort)
 
     def sq_norms(self, x: Array) -> Array:
         # CuPy's einsum makes '...d,...d->...' a batched product of 1×d by d×1 per row (millions

@@ -438,8 +438,17 @@ class IVFPQIndex:
         """
         be, xp = self.be, self.be.xp
         nq, nprobe = probes.shape
-        npairs = nq * nprobe
         m, ksub, d = self.pq.m, self.pq.ksub, self.d
+        kernels = getattr(be, "kernels", None) if m % 4 == 0 else None  # the table scan reads 4 codes a word
+        # the tables take m·ksub floats per query: query groups when they outgrow half the budget
+        step = max(1, be.work_bytes() // (2 * 4 * m * ksub))
+        if kernels is not None and nq > step:
+            parts = [
+                self._scan_lists(q[s : s + step], coarse_score[s : s + step], probes[s : s + step], k)
+                for s in range(0, nq, step)
+            ]
+            return xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
+        npairs = nq * nprobe
         out_d = xp.full((npairs, k), _INF, dtype=xp.float32)  # row = query·nprobe + rank
         out_i = xp.full((npairs, k), -1, dtype=xp.int64)
         # The plan (which lists, which queries, chunk shapes) is made on the host.
@@ -453,16 +462,30 @@ class IVFPQIndex:
         codebooks_flat = self.pq.codebooks.reshape(m * ksub, self.pq.dsub)
         sub_offset = xp.arange(m, dtype=xp.int64) * ksub
         base_terms = self._base_terms() if self.metric == "l2" else None
+        if kernels is not None:
+            # FAISS GPU's and cuVS's form: per query a table lut[j, c] = ⟨q_j, codebook_j[c]⟩
+            # (q scaled as above), and per code m lookups in it, reading 1 byte per lookup
+            # rather than the decoded residual's d floats. (nq + 1, m, ksub) float32.
+            dsub = self.pq.dsub
+            lut = xp.matmul(
+                xp.transpose(q_ext.reshape(nq + 1, m, dsub), (1, 0, 2)), xp.transpose(self.pq.codebooks, (0, 2, 1))
+            )
+            lut = xp.ascontiguousarray(xp.transpose(lut, (1, 0, 2)))
+            words = self.codes.view(xp.uint32)  # (N, m / 4): four codes a word
+            base = base_terms if base_terms is not None else xp.zeros(self.codes.shape[0], dtype=xp.float32)
 
         def scan_chunk(bounds: tuple[int, int]) -> None:
             part = plan.chunk(bounds)
             g, width, depth = part.shape
             pair, rows = be.asarray(part.pair), be.asarray(part.rows)
-            r = xp.take(codebooks_flat, xp.take(self.codes, rows, axis=0) + sub_offset, axis=0).reshape(g, depth, d)
-            acc = xp.matmul(xp.take(q_ext, pair // nprobe, axis=0), xp.transpose(r, (0, 2, 1)))  # (G, width, depth)
-            acc += xp.take(coarse_ext, pair)[:, :, None]
-            col_term = base_terms[rows] if base_terms is not None else xp.zeros(rows.shape, dtype=xp.float32)
-            acc += xp.where(be.asarray(part.valid), col_term, _INF)[:, None, :]  # padding columns never win
+            if kernels is not None:
+                acc = kernels.lut_scan(lut, words, base, coarse_ext, pair, rows, be.asarray(part.valid), nprobe)
+            else:
+                r = xp.take(codebooks_flat, xp.take(self.codes, rows, axis=0) + sub_offset, axis=0)
+                acc = xp.matmul(xp.take(q_ext, pair // nprobe, axis=0), xp.transpose(r.reshape(g, depth, d), (0, 2, 1)))
+                acc += xp.take(coarse_ext, pair)[:, :, None]  # (G, width, depth)
+                col_term = base_terms[rows] if base_terms is not None else xp.zeros(rows.shape, dtype=xp.float32)
+                acc += xp.where(be.asarray(part.valid), col_term, _INF)[:, None, :]  # padding columns never win
             # ties by position in the list (id order), so the pick is the same at any nprobe
             vals, pos = be.topk_exact(acc.reshape(g * width, depth), k, sort=False)  # sorted once, in the merge
             kk = vals.shape[1]

@@ -38,10 +38,18 @@ def exact_knn(
     best_d = xp.full((nq, k), float("inf"), dtype=xp.float32)
     best_i = xp.full((nq, k), -1, dtype=xp.int64)
     kernel = be.merge_kernel()
+    gpu = getattr(be, "kernels", None)  # the CuPy backend's select kernel merges in one launch
+    # Operands [−2x, ‖x‖²] padded with zero columns to the backend's alignment (on a GPU, 769
+    # columns at d 768 leave every row of the product misaligned).
+    width = -(-(queries.shape[1] + 1) // be.product_align) * be.product_align
     # With the compiled merge, the product reads each base chunk as it is and the merge adds
     # the chunk's ‖x‖² per column; the array form builds [−2x, ‖x‖²] per chunk instead, so one
     # product gives whole scores (that copy was a fifth of the ground truth at d 768).
-    q_aug = with_ones(be, queries) if kernel is None else queries * xp.float32(-2.0 if metric == "l2" else -1.0)
+    if kernel is None:
+        q_aug = xp.zeros((nq, width), dtype=xp.float32)
+        q_aug[:, : queries.shape[1] + 1] = with_ones(be, queries)
+    else:
+        q_aug = queries * xp.float32(-2.0 if metric == "l2" else -1.0)
     # Score blocks of about block_bytes: cache-sized on a CPU, so the merge reads what the GEMM
     # just wrote; queries are split too when there are very many.
     q_step = max(1, be.work_bytes() // (4 * 4096))
@@ -53,15 +61,16 @@ def exact_knn(
         x_d, ids_d = be.asarray(x), be.asarray(ids)
         b, d = x_d.shape
         if kernel is None:
-            operands = xp.empty((b, d + 1), dtype=xp.float32)
+            operands = xp.empty((b, width), dtype=xp.float32)
+            operands[:, d + 1 :] = 0.0
 
             def fill(rows: slice, x_d: Array = x_d, operands: Array = operands) -> None:
-                operands[rows] = score_operands(be, x_d[None, rows], metric)[0]
+                operands[rows, : x_d.shape[1] + 1] = score_operands(be, x_d[None, rows], metric)[0]
 
             be.map(fill, be.row_groups(b))  # a pass over the chunk: on the thread budget too
             # rows with id -1 (held-out queries left in the chunk) score inf: never picked over a row
             operands[:, d] = xp.where(ids_d < 0, xp.float32(float("inf")), operands[:, d])
-            targets, bias = operands.T, None  # (d + 1, b), a view BLAS takes as it is
+            targets, bias = operands.T, None  # (width, b), a view BLAS takes as it is
         else:
             ids_d = xp.ascontiguousarray(ids_d, dtype=xp.int64)  # the kernel's contract, no copy when so
             bias = xp.zeros(b, dtype=xp.float32)
@@ -85,7 +94,9 @@ def exact_knn(
                 full = cols.shape[1] == buf.shape[1]
                 # ‖x‖² − 2⟨q, x⟩, or −⟨q, x⟩ (less the bias, with the compiled merge)
                 score = xp.matmul(qs, cols, out=buf) if full else xp.matmul(qs, cols)
-                if kernel is None:
+                if gpu is not None:  # one launch, no reads back: nothing waits on the device
+                    gpu.merge_into(best_d[rows], best_i[rows], score, ids_d[c : c + col_step])
+                elif kernel is None:
                     _merge(be, best_d[rows], best_i[rows], score, ids_d[c : c + col_step], k)
                 else:  # the same merge, compiled: one compare per score, no passes over the block
                     kernel(score, ids_d[c : c + col_step], best_d[rows], best_i[rows], bias[c : c + col_step])

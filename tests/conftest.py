@@ -22,6 +22,7 @@ This file holds only fixtures and hooks; the helpers tests import (``clustered``
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,11 @@ from gpupq.backends import Backend, CupyBackend, NumpyBackend, cupy_status
 
 from . import fake_cupy
 from .helpers import ChunkedNumpyBackend, install_fake_cupy
+
+# Without a GPU, numba's CUDA target is its simulator: the custom kernels' own code runs on the
+# CPU (tests/test_gpukernels.py). It is chosen when numba.cuda is first imported, so here.
+if not cupy_status().usable:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 
 def _cupy_param() -> object:

@@ -104,6 +104,20 @@ class ndarray:  # CuPy's name
     def get(self) -> np.ndarray:
         return self._a.copy()
 
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        # CuPy publishes its device pointer here (numba launches kernels on it); the stand-in's
+        # "device" memory is host memory, which numba's CUDA simulator reads
+        # (gpupq.gpukernels._host_view).
+        a = self._a
+        return {
+            "shape": a.shape,
+            "typestr": a.dtype.str,
+            "data": (a.__array_interface__["data"][0], not a.flags.writeable),
+            "strides": None if a.flags.c_contiguous else a.strides,
+            "version": 3,
+        }
+
     def set(self, arr: np.ndarray) -> None:
         if not isinstance(arr, np.ndarray) or arr.shape != self._a.shape:
             raise ValueError("fake cupy: set() takes a host array of the same shape")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from gpupq.backends import CupyBackend, NumpyBackend, cupy_status
 from gpupq.errors import GpupqError
+from gpupq.gpukernels import KERNELS_ENV
 from gpupq.io import Dataset, make_synthetic
 from gpupq.session import RunConfig, open_session
 
@@ -38,10 +39,16 @@ class ChunkedNumpyBackend(NumpyBackend):
         self.kernel = None  # the array forms (in blocks): what plain numpy runs without the extension
 
 
-def install_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> CupyBackend:
+def install_fake_cupy(monkeypatch: pytest.MonkeyPatch, kernels: str = "reference") -> CupyBackend:
     """Make ``import cupy`` / ``import cupyx`` give the stand-in for this test; returns the CuPy
-    backend class running over it. Free device memory starts at the stand-in's 8 GiB."""
+    backend class running over it. Free device memory starts at the stand-in's 8 GiB.
+
+    kernels: how its custom kernels run (gpupq/gpukernels.py): ``reference`` (their array-form
+    twins, the default: the path a GPU with numba-cuda takes, at numpy's speed), ``simulator``
+    (numba's CUDA simulator: the kernels' own code, slow, for tiny inputs) or ``off`` (the
+    backend's array forms, as on a GPU without numba-cuda)."""
     cupy_status()  # cache the real answer first: the stand-in must not leak into later tests
+    monkeypatch.setenv(KERNELS_ENV, kernels)
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     monkeypatch.setitem(sys.modules, "cupyx", fake_cupy.cupyx)
     fake_cupy.set_free_memory(None)

@@ -183,12 +183,14 @@ def _spy(monkeypatch, owner, name, only=None):
     return calls
 
 
-def test_every_chunk_loop_runs_under_the_cupy_backend(fake_gpu, numpy_backend, monkeypatch):
+@pytest.mark.parametrize("kernels", ["reference", "off"])
+def test_every_chunk_loop_runs_under_the_cupy_backend(kernels, numpy_backend, monkeypatch):
     """With 1 MiB of free device memory (work chunks of 128 KiB, score blocks of 64 KiB) every
     chunk loop of the CuPy backend class runs several times, and the answers match numpy's
-    unchunked ones. Each loop's repeat count is checked, so this cannot pass by not chunking."""
+    unchunked ones. Each loop's repeat count is checked, so this cannot pass by not chunking.
+    With the custom kernels (as on a GPU with numba-cuda) and with the array forms."""
+    be = install_fake_cupy(monkeypatch, kernels=kernels)
     fake_cupy.set_free_memory(1 << 20)
-    be = fake_gpu
     x = clustered(3000, 16, seed=21)
     q = clustered(50, 16, seed=22)
     ids = np.arange(3000, dtype=np.int64) + 5
@@ -196,13 +198,16 @@ def test_every_chunk_loop_runs_under_the_cupy_backend(fake_gpu, numpy_backend, m
 
     # exact k-NN: blocks of 8 queries (work // 16 KiB); the merge's sparse path (the only
     # nonzero call) once the running top-k is tight
-    merges = _spy(monkeypatch, knn, "_merge", only=be)
+    if be.kernels is None:
+        merges, best = _spy(monkeypatch, knn, "_merge", only=be), 1
+    else:  # the kernel's merge: (best_d, best_i, score, ids), no reads back, no sparse path
+        merges, best = _spy(monkeypatch, be.kernels, "merge_into"), 0
     sparse = _spy(monkeypatch, fake_cupy, "nonzero")
     got = exact_knn(be, be.asarray(q), chunks, 10, "l2")
     want = exact_knn(numpy_backend, q, chunks, 10, "l2")
     same_neighbours(be.to_numpy(got[0]), be.to_numpy(got[1]), want[0], want[1])
-    assert len(merges) == 7 * len(chunks) and max(m[1].shape[0] for m in merges) == 8
-    assert len(sparse) > 0
+    assert len(merges) == 7 * len(chunks) and max(m[best].shape[0] for m in merges) == 8
+    assert (len(sparse) > 0) == (be.kernels is None)
 
     # training: k-means assignment in blocks of 64 KiB of scores
     blocks = _spy(monkeypatch, kmeans_mod, "with_ones", only=be)

@@ -38,7 +38,8 @@ def exact_knn(
     best_d = xp.full((nq, k), float("inf"), dtype=xp.float32)
     best_i = xp.full((nq, k), -1, dtype=xp.int64)
     kernel = be.merge_kernel()
-    gpu = getattr(be, "kernels", None)  # the CuPy backend's select kernel merges in one launch
+    # the CuPy backend's select kernel merges in one launch (ids packed in 32 bits: not wide ones)
+    gpu = None if be.wide_ids else getattr(be, "kernels", None)
     # Operands [−2x, ‖x‖²] padded with zero columns to the backend's alignment (on a GPU, 769
     # columns at d 768 leave every row of the product misaligned).
     width = -(-(queries.shape[1] + 1) // be.product_align) * be.product_align

@@ -46,6 +46,14 @@ device array. gpupq's rule is that device data goes through ``be.xp`` and only
 CuPy would quietly dispatch it. (Operators with numpy scalars, ``numpy.float32(2) * d``, still
 work: ``__array_ufunc__ = None`` makes numpy hand them to this class.)
 
+**What a GPU pays for is counted** inside :func:`counting` (a :class:`Tally`): kernel launches
+(every operation that writes a new or existing buffer; views, ``empty`` and host-side work are
+free; gpupq's custom kernels are counted by name, ``tests.helpers.install_fake_cupy``), host
+synchronisations (``get``/``asnumpy``/``item``/``tolist``/``int()``/``float()``/``bool()`` on
+device data, ``Device.synchronize``), bytes copied host to device (``asarray`` of host data, host
+index arrays, host values assigned) and back, and the largest buffer made. Budget tests hold each
+phase to them (tests/test_gpu_budgets.py), so a change that adds a sync in a loop fails CI.
+
 Not mimicked: asynchronous execution, streams and memory pools (``free_bytes`` is 0);
 the undefined result of assigning to duplicate indices (numpy's last-wins here); argpartition's
 full sort on short rows; float summation order (numpy's here, atomics and tree reductions on a
@@ -56,7 +64,10 @@ from __future__ import annotations
 
 import operator
 import types
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,6 +78,80 @@ _DEFAULT_FREE = 8 << 30
 _TOTAL = 16 << 30
 _free = _DEFAULT_FREE
 _PY_SCALARS = (bool, int, float, complex)
+
+
+@dataclass
+class Tally:
+    """What the code run inside :func:`counting` would cost a GPU (see the module docstring)."""
+
+    launches: int = 0
+    syncs: int = 0
+    h2d_bytes: int = 0
+    d2h_bytes: int = 0
+    largest: int = 0  # bytes of the largest buffer made
+    kernels: Counter = field(default_factory=Counter)  # gpupq's custom kernels, by name
+
+    def launch(self, result: Any = None, name: str | None = None) -> None:
+        self.launches += 1
+        if name is not None:
+            self.kernels[name] += 1
+        if isinstance(result, np.ndarray):
+            self.largest = max(self.largest, result.nbytes)
+
+
+_tally: Tally | None = None
+
+
+@contextmanager
+def counting() -> Iterator[Tally]:
+    """Count launches, syncs and transfers of the code run inside (nested: the inner one counts)."""
+    global _tally
+    outer, _tally = _tally, Tally()
+    try:
+        yield _tally
+    finally:
+        _tally = outer
+
+
+def _new(result: Any, inputs: Any) -> Any:
+    """Count one launch when result (numpy, before wrapping) is a new buffer, not a view of one
+    of ``inputs``; returns result."""
+    if _tally is not None and isinstance(result, np.ndarray):
+        arrays = [a for a in _flat(inputs) if isinstance(a, np.ndarray)]
+        if not any(np.may_share_memory(result, a) for a in arrays):
+            _tally.launch(result)
+    return result
+
+
+def _flat(x: Any) -> Iterator[Any]:
+    if isinstance(x, ndarray):
+        yield x._a
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _flat(v)
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _flat(v)
+    elif isinstance(x, np.ndarray):
+        yield x
+
+
+def _sync(nbytes: int = 0) -> None:
+    if _tally is not None:
+        _tally.syncs += 1
+        _tally.d2h_bytes += nbytes
+
+
+def _h2d(nbytes: int) -> None:
+    if _tally is not None:
+        _tally.h2d_bytes += nbytes
+        _tally.largest = max(_tally.largest, nbytes)
+
+
+def count_kernel(name: str) -> None:
+    """One launch of a custom kernel (gpupq.gpukernels), counted by name."""
+    if _tally is not None:
+        _tally.launch(name=name)
 
 
 def set_free_memory(nbytes: int | None) -> None:
@@ -102,6 +187,7 @@ class ndarray:  # CuPy's name
         )
 
     def get(self) -> np.ndarray:
+        _sync(self._a.nbytes)
         return self._a.copy()
 
     @property
@@ -162,9 +248,11 @@ class ndarray:  # CuPy's name
 
     # -- scalars and containers
     def item(self, *args: Any) -> Any:
+        _sync(self._a.itemsize)
         return self._a.item(*args)
 
     def tolist(self) -> Any:
+        _sync(self._a.nbytes)
         return self._a.tolist()
 
     def __len__(self) -> int:
@@ -178,12 +266,15 @@ class ndarray:  # CuPy's name
         return (self[i] for i in range(self._a.shape[0]))
 
     def __bool__(self) -> bool:
+        _sync(self._a.itemsize)
         return bool(self._a)
 
     def __int__(self) -> int:
+        _sync(self._a.itemsize)
         return int(self._a)
 
     def __float__(self) -> float:
+        _sync(self._a.itemsize)
         return float(self._a)
 
     def __complex__(self) -> complex:
@@ -201,7 +292,7 @@ class ndarray:  # CuPy's name
     # -- indexing
     def __getitem__(self, key: Any) -> ndarray:
         index, _ = _index(key, self._a.shape)
-        return _wrap(self._a[index])
+        return _wrap(_new(self._a[index], self))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         index, advanced = _index(key, self._a.shape)
@@ -212,6 +303,10 @@ class ndarray:  # CuPy's name
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
         elif not _is_scalar(value):
             raise TypeError(f"Unsupported type {type(value)}")
+        if isinstance(value, (np.ndarray, list, tuple)):
+            _h2d(np.asarray(value).nbytes)
+        if _tally is not None:
+            _tally.launch()
         self._a[index] = value
 
     def take(self, indices: Any, axis: int | None = None) -> ndarray:
@@ -232,7 +327,10 @@ class ndarray:  # CuPy's name
 def _method(name: str) -> Callable[..., Any]:
     def call(self: ndarray, *args: Any, **kwargs: Any) -> Any:
         _refuse_host(f"ndarray.{name}", (args, kwargs))
-        return _wrap(getattr(self._a, name)(*_unwrap(args), **_unwrap(kwargs)))
+        result = getattr(self._a, name)(*_unwrap(args), **_unwrap(kwargs))
+        if name == "fill" and _tally is not None:
+            _tally.launch()
+        return _wrap(_new(result, (self, args, kwargs)))
 
     call.__name__ = name
     return call
@@ -259,13 +357,15 @@ def _operand(x: Any, comparison: bool = False) -> Any:
 
 def _binary(op: Callable[[Any, Any], Any], comparison: bool = False) -> tuple[Callable, Callable, Callable]:
     def forward(self: ndarray, other: Any) -> Any:
-        return _wrap(op(self._a, _operand(other, comparison)))
+        return _wrap(_new(op(self._a, _operand(other, comparison)), ()))
 
     def reflected(self: ndarray, other: Any) -> Any:
-        return _wrap(op(_operand(other, comparison), self._a))
+        return _wrap(_new(op(_operand(other, comparison), self._a), ()))
 
     def inplace(self: ndarray, other: Any) -> ndarray:
         self._a = _inplace[op](self._a, _operand(other))
+        if _tally is not None:
+            _tally.launch()
         return self
 
     return forward, reflected, inplace
@@ -394,19 +494,24 @@ def _index(key: Any, shape: tuple[int, ...]) -> tuple[tuple[Any, ...], bool]:
 def asarray(a: Any, dtype: Any = None, order: Any = None) -> ndarray:
     """Host or device data -> device array (a copy from the host, as a transfer is)."""
     if isinstance(a, ndarray):
-        return a if dtype is None or a.dtype == dtype else _wrap(a._a.astype(dtype))
-    return _wrap(np.array(a, dtype=dtype, order=order or "K"))
+        return a if dtype is None or a.dtype == dtype else _wrap(_new(a._a.astype(dtype), ()))
+    out = np.array(a, dtype=dtype, order=order or "K")
+    _h2d(out.nbytes)
+    return _wrap(out)
 
 
 def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", ndmin: int = 0) -> ndarray:
     if isinstance(obj, ndarray):
-        return _wrap(np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
-    return _wrap(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
+        return _wrap(_new(np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin), obj))
+    out = np.array(obj, dtype=dtype, order=order, ndmin=ndmin)
+    _h2d(out.nbytes)
+    return _wrap(out)
 
 
 def asnumpy(a: Any, stream: Any = None, order: str = "C") -> np.ndarray:
     """Device -> host copy; anything else goes through numpy.asarray (host arrays pass)."""
     if isinstance(a, ndarray):
+        _sync(a._a.nbytes)
         return np.array(a._a, order=order)
     return np.asarray(a, order=order)
 
@@ -419,22 +524,24 @@ def _check_kind(kind: Any) -> None:
 def argsort(a: ndarray, axis: int | None = -1, kind: Any = None) -> ndarray:
     _check_kind(kind)
     _refuse_host("argsort", a)
-    return _wrap(np.argsort(_unwrap(a), axis=axis, kind="stable"))
+    return _wrap(_new(np.argsort(_unwrap(a), axis=axis, kind="stable"), ()))
 
 
 def sort(a: ndarray, axis: int | None = -1, kind: Any = None) -> ndarray:
     _check_kind(kind)
     _refuse_host("sort", a)
-    return _wrap(np.sort(_unwrap(a), axis=axis, kind="stable"))
+    return _wrap(_new(np.sort(_unwrap(a), axis=axis, kind="stable"), ()))
 
 
 def argpartition(a: ndarray, kth: Any, axis: int | None = -1) -> ndarray:
     _refuse_host("argpartition", a)
     kth = (kth,) if isinstance(kth, int) else tuple(kth)  # CuPy iterates a kth that is not int
-    return _wrap(np.argpartition(_unwrap(a), list(kth), axis=axis))
+    return _wrap(_new(np.argpartition(_unwrap(a), list(kth), axis=axis), ()))
 
 
 def _wrap_indices(indices: Any, length: int) -> np.ndarray:
+    if isinstance(indices, (list, np.ndarray)):
+        _h2d(np.asarray(indices).nbytes)  # CuPy copies host indices over
     idx = _index_array(indices)
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu":
@@ -451,20 +558,29 @@ def take(a: ndarray, indices: Any, axis: int | None = None, out: Any = None) -> 
     _refuse_host("take", a)
     arr = a._a
     if axis is None:
-        return _wrap(np.take(arr.reshape(-1), _wrap_indices(indices, arr.size)))
-    return _wrap(np.take(arr, _wrap_indices(indices, arr.shape[axis]), axis=axis))
+        return _wrap(_new(np.take(arr.reshape(-1), _wrap_indices(indices, arr.size)), ()))
+    return _wrap(_new(np.take(arr, _wrap_indices(indices, arr.shape[axis]), axis=axis), ()))
 
 
 def take_along_axis(a: ndarray, indices: Any, axis: int) -> ndarray:
     _refuse_host("take_along_axis", a)
     arr = a._a
-    return _wrap(np.take_along_axis(arr, _wrap_indices(indices, arr.shape[axis]), axis=axis))
+    return _wrap(_new(np.take_along_axis(arr, _wrap_indices(indices, arr.shape[axis]), axis=axis), ()))
+
+
+#: functions that allocate or make views: no kernel runs
+_FREE = frozenset({"empty", "empty_like"})
 
 
 def _function(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         _refuse_host(name, (args, kwargs))
-        return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
+        result = fn(*_unwrap(args), **_unwrap(kwargs))
+        if name in _FREE:  # an allocation or a view: no kernel
+            return _wrap(result)
+        if kwargs.get("out") is not None and _tally is not None:
+            _tally.launch()  # written in place
+        return _wrap(_new(result, (args, kwargs)))
 
     call.__name__ = name
     return call
@@ -489,7 +605,11 @@ class _Ufunc:
         out = kwargs.get("out")
         a, kw = self._args(args, kwargs)
         result = self._ufunc(*a, **kw)
-        return out if isinstance(out, ndarray) else _wrap(result)
+        if isinstance(out, ndarray):
+            if _tally is not None:
+                _tally.launch()
+            return out
+        return _wrap(_new(result, (args, kwargs)))
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._ufunc, name)
@@ -537,7 +657,7 @@ class _Device:
         self.id = device
 
     def synchronize(self) -> None:
-        pass
+        _sync()
 
     def __enter__(self) -> _Device:
         return self
@@ -587,6 +707,8 @@ def scatter_add(a: ndarray, slices: Any, value: Any) -> None:
         raise TypeError(f"fake cupy: scatter_add needs a device array, not {type(a)}")
     index, _ = _index(slices, a.shape)
     value = value._a if isinstance(value, ndarray) else value  # CuPy copies host values over
+    if _tally is not None:
+        _tally.launch()
     np.add.at(a._a, index, value)
 
 

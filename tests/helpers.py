@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +53,16 @@ def install_fake_cupy(monkeypatch: pytest.MonkeyPatch, kernels: str = "reference
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     monkeypatch.setitem(sys.modules, "cupyx", fake_cupy.cupyx)
     fake_cupy.set_free_memory(None)
-    return CupyBackend()
+    be = CupyBackend()
+    if be.kernels is not None:  # each custom kernel launch counts once, by name (fake_cupy.Tally)
+        launch = be.kernels._launch
+
+        def counted(name: str, *args: Any, **kwargs: Any) -> None:
+            fake_cupy.count_kernel(name)
+            launch(name, *args, **kwargs)
+
+        be.kernels._launch = counted
+    return be
 
 
 def clustered(n: int, d: int, seed: int = 0, centres: int = 20, scale: float = 5.0) -> np.ndarray:

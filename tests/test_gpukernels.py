@@ -149,7 +149,7 @@ def test_lut_scan_scores_a_chunk_as_the_decoded_product_does(kern, metric):
     qr, coarse, probes = index.probe(q, nprobe)
     plan = plan_scan(probes, index.list_sizes, index._offsets_host, 16, 8, 1 << 20)
     part = plan.chunk(plan.chunks[0])
-    m, ksub, dsub = index.pq.m, index.pq.ksub, index.pq.dsub
+    m, dsub = index.pq.m, index.pq.dsub
     q_ext = np.zeros((4, 16), dtype=np.float32)
     q_ext[:3] = qr * (-2.0 if metric == "l2" else -1.0)
     lut = np.ascontiguousarray(

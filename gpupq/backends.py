@@ -406,7 +406,9 @@ class CupyBackend(Backend):
 
     def kernel_description(self) -> str:
         if self.kernels is None:
-            return "array form (numba-cuda missing or GPUPQ_GPU_KERNELS=off)"
+            from .gpukernels import unavailable_reason
+
+            return f"array form ({unavailable_reason()})"
         return "numba CUDA kernels" + ("" if self.kernels.mode == "cuda" else f" ({self.kernels.mode})")
 
     @property

@@ -139,6 +139,25 @@ class GpuKernels:
             args = tuple(a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a for a in args)
         kernel[grid, self.threads](*args)
 
+    def warm(self) -> None:
+        """Compile every kernel for the argument types the backend passes, on tiny inputs: numba
+        compiles at a kernel's first launch, which would otherwise land in a timed phase."""
+        xp = self.xp
+        f32, i64 = xp.float32, xp.int64
+        self.segment_sums(xp.zeros((4, 2), dtype=f32), xp.zeros(4, dtype=i64), 2)
+        d = xp.zeros((2, 8), dtype=f32)
+        ids = xp.arange(8, dtype=i64)
+        self.select_k(d, 3)
+        self.select_k(d, 3, xp.broadcast_to(ids, d.shape))
+        self.select_k(d, 3, xp.ascontiguousarray(xp.broadcast_to(ids, d.shape)))
+        self.merge_into(xp.zeros((2, 3), dtype=f32), xp.zeros((2, 3), dtype=i64), d, ids)
+        for m in (4, 36):  # the shared-memory table (m·ksub <= LUT_SHARED_FLOATS) and the cached one
+            lut = xp.zeros((2, m, 256), dtype=f32)
+            words = xp.zeros((4, m // 4), dtype=xp.uint32)
+            rows = xp.zeros((1, 2), dtype=i64)
+            valid = xp.ones((1, 2), dtype=xp.bool_)
+            self.lut_scan(lut, words, xp.zeros(4, dtype=f32), xp.zeros(2, dtype=f32), rows[:, :1], rows, valid, 1)
+
     def segment_sums(self, x: Any, labels: Any, nrows: int) -> Any:
         """Rows of x: (n, d) float32 summed by labels: (n,) int64 in [0, nrows) ->
         (nrows, d) float32, each sum in row order in float32 (numpy's ``add.at``, bit for bit)."""
@@ -224,4 +243,19 @@ def gpu_kernels(xp: Any) -> GpuKernels | None:
             return None
     except Exception:
         return None
-    return GpuKernels("cuda", xp)
+    kernels = GpuKernels("cuda", xp)
+    try:
+        kernels.warm()
+    except Exception as exc:  # numba-cuda that cannot compile or launch here
+        global _failure
+        _failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
+    return kernels
+
+
+_failure: str | None = None
+
+
+def unavailable_reason() -> str:
+    """Why :func:`gpu_kernels` last gave None, for reports."""
+    return _failure or "numba-cuda missing or GPUPQ_GPU_KERNELS=off"

@@ -208,6 +208,19 @@ def test_the_backend_keeps_array_forms_past_the_kernels_reach(monkeypatch):
     assert calls == [1]
 
 
+def test_warm_compiles_every_kernel(kern, monkeypatch):
+    """The backend launches each kernel once on tiny inputs when it starts, so numba's compile
+    lands outside the timed phases: every kernel, both table-scan variants."""
+    launched = []
+    real = kern._launch
+    monkeypatch.setattr(
+        kern, "_launch", lambda name, *a, **kw: launched.append((name, kw.get("variant"))) or real(name, *a, **kw)
+    )
+    kern.warm()
+    assert {n for n, _ in launched} == {"segment_sums", "select_k", "lut_scan"}
+    assert {v for n, v in launched if n == "lut_scan"} == {0, 1}
+
+
 def test_no_kernels_when_turned_off_or_without_numba_cuda(monkeypatch):
     be = install_fake_cupy(monkeypatch, kernels="off")
     assert be.kernels is None and "array form" in be.kernel_description()

@@ -156,7 +156,8 @@ class GpuKernels:
             words = xp.zeros((4, m // 4), dtype=xp.uint32)
             rows = xp.zeros((1, 2), dtype=i64)
             valid = xp.ones((1, 2), dtype=xp.bool_)
-            self.lut_scan(lut, words, xp.zeros(4, dtype=f32), xp.zeros(2, dtype=f32), rows[:, :1], rows, valid, 1)
+            pair = xp.zeros((1, 1), dtype=i64)  # C-contiguous, as the scan plan's arrays are
+            self.lut_scan(lut, words, xp.zeros(4, dtype=f32), xp.zeros(2, dtype=f32), pair, rows, valid, 1)
 
     def segment_sums(self, x: Any, labels: Any, nrows: int) -> Any:
         """Rows of x: (n, d) float32 summed by labels: (n,) int64 in [0, nrows) ->
@@ -233,6 +234,10 @@ def gpu_kernels(xp: Any) -> GpuKernels | None:
         return None
     if want in ("reference", "simulator"):
         return GpuKernels(want, xp)
+    # numba would otherwise synchronise on the stream a CuPy array names in its
+    # __cuda_array_interface__ at every launch (a host sync per kernel); both launch on the
+    # default stream, in order, so nothing needs waiting for.
+    os.environ.setdefault("NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "0")
     try:
         from numba import cuda
     except ImportError:

@@ -301,10 +301,9 @@ class ndarray:  # CuPy's name
         elif isinstance(value, np.ndarray) or isinstance(value, (list, tuple)):
             if not advanced and np.ndim(value) != 0:
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
+            _h2d(np.asarray(value).nbytes)  # host values are copied over
         elif not _is_scalar(value):
             raise TypeError(f"Unsupported type {type(value)}")
-        if isinstance(value, (np.ndarray, list, tuple)):
-            _h2d(np.asarray(value).nbytes)
         if _tally is not None:
             _tally.launch()
         self._a[index] = value
@@ -452,6 +451,7 @@ def _index_array(s: Any) -> Any:
         return s._a
     if isinstance(s, (list, np.ndarray)):
         s = np.asarray(s)  # host index arrays are copied to the device by CuPy
+        _h2d(s.nbytes)
         return s.astype(np.intp) if s.size == 0 and s.dtype.kind == "f" else s
     if isinstance(s, (bool, np.bool_)):
         return np.asarray(s)
@@ -540,8 +540,6 @@ def argpartition(a: ndarray, kth: Any, axis: int | None = -1) -> ndarray:
 
 
 def _wrap_indices(indices: Any, length: int) -> np.ndarray:
-    if isinstance(indices, (list, np.ndarray)):
-        _h2d(np.asarray(indices).nbytes)  # CuPy copies host indices over
     idx = _index_array(indices)
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu":

@@ -10,12 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import gpupq
 from gpupq.ivf import COARSE_NITER, IVFPQIndex
 from gpupq.knn import exact_knn
 from gpupq.pq import PQ_NITER
+from gpupq.resident import ResidentBase
 
 from . import fake_cupy
 from .helpers import clustered, install_fake_cupy
+from .test_estimate import _without_timings
 
 
 @pytest.fixture
@@ -95,3 +98,21 @@ def test_adding_syncs_a_fixed_number_of_times_whatever_the_chunks(gpu, free):
         index.build()
     assert t.syncs <= 3
     assert index.ntotal == 6000
+
+
+def test_the_dataset_goes_to_the_gpu_once_for_ground_truth_adding_and_the_fp32_store(gpu, monkeypatch):
+    """With room on the device the base is copied once, outside the timed phases, and the ground
+    truth, the adding and the fp32 re-rank store read it there: the estimate moves at least two
+    copies of the dataset fewer to the device than reading the host each pass, and every figure
+    but the timings is the same."""
+    ds = gpupq.make_synthetic(6000, 32, seed=1)
+    cfg = gpupq.EstimateConfig(m=8, nlist=32, nprobe=4, k=10, rerank=40, rerank_store="fp32", queries=60)
+    with fake_cupy.counting() as resident:
+        kept = gpupq.estimate(ds, cfg, backends=[gpu]).to_dict()
+    monkeypatch.setattr(ResidentBase, "load", classmethod(lambda cls, be, split: None))
+    with fake_cupy.counting() as host:
+        read = gpupq.estimate(ds, cfg, backends=[gpu]).to_dict()
+    dataset_bytes = 6000 * 32 * 4
+    # the ground truth's and the store's copies (the adding's, less the held-out rows' index)
+    assert host.h2d_bytes - resident.h2d_bytes >= 1.9 * dataset_bytes
+    assert _without_timings(kept) == _without_timings(read)

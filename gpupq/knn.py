@@ -57,7 +57,11 @@ def exact_knn(
     # at least one group of queries per thread: each group's rows of the running top-k are its
     # own, so the groups run on the thread budget without sharing anything they write
     q_step = min(q_step, -(-nq // be.threads))
-    col_step = max(8 * _BLOCK, be.block_bytes() // (4 * min(nq, q_step)))
+    # Bytes a score costs: its own 4; with the array-form merge on a GPU, about 24 more while
+    # the first blocks are selected densely (keys, partition, index copies). On a CPU the block
+    # is cache-sized, and both kernels select in place.
+    per_score = 28 if gpu is None and kernel is None and be.resident_stores else 4
+    col_step = max(8 * _BLOCK, be.block_bytes() // (per_score * min(nq, q_step)))
     for ids, x in base_chunks:
         x_d, ids_d = be.asarray(x), be.asarray(ids)
         b, d = x_d.shape

@@ -94,6 +94,9 @@ else
     BIG=(--n 1010000 --d 768 --m 96 --nlist 4096 --nprobe 32 --queries 10000 --backend cupy)
 fi
 
+# 0. The kernels through the real compiler, types checked (seconds; needs no device).
+step compile 60 $PY benchmarks/compile_kernels.py
+
 # 1. The GPU cases of the test suite: every backend test on CuPy, every kernel compiled.
 step pytest_gpu 110 $PY -m pytest -m gpu -q -x -p no:cacheprovider tests
 

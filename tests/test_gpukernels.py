@@ -11,6 +11,11 @@ estimates) are held to the same outputs.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -219,6 +224,22 @@ def test_warm_compiles_every_kernel(kern, monkeypatch):
     kern.warm()
     assert {n for n, _ in launched} == {"segment_sums", "select_k", "lut_scan"}
     assert {v for n, v in launched if n == "lut_scan"} == {0, 1}
+
+
+def test_the_kernels_compile_with_the_real_cuda_compiler():
+    """numba-cuda's real pipeline (no device needed) compiles every kernel for the types the
+    backend passes, with no float64 arithmetic in the PTX: the simulator runs kernels as Python
+    and cannot see a float64 promotion or a type the compiler refuses."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "compile_kernels.py")], capture_output=True, text=True, env=env
+    )
+    if done.returncode == 3:
+        pytest.skip(done.stdout.strip())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("float64 instructions 0") == 4
 
 
 def test_no_kernels_when_turned_off_or_without_numba_cuda(monkeypatch):

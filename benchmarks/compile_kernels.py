@@ -6,7 +6,9 @@ numba's simulator (the tests' way to run the kernels on a CPU) runs them as Pyth
 see a typing mistake that only the real compiler makes: a float64 promotion in a float32 sum, an
 integer cast, an unsupported call. This compiles each kernel for the argument types the CuPy
 backend passes, with numba-cuda's real pipeline (NVVM), and checks the PTX holds no float64
-arithmetic. It needs the CUDA compiler libraries, not a device: on a GPU machine they are there;
+arithmetic. The argument types are those the backend passes when it starts (``GpuKernels.warm``
+launches each kernel for them), recorded rather than written out here, so they cannot drift.
+It needs the CUDA compiler libraries, not a device: on a GPU machine they are there;
 elsewhere ``pip install numba-cuda nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12``.
 """
 
@@ -20,7 +22,6 @@ os.environ.pop("NUMBA_ENABLE_CUDASIM", None)  # the real compiler, not the simul
 
 try:
     from numba import cuda
-    from numba import types as nt
 except ImportError as exc:  # pragma: no cover - depends on the machine
     print(f"numba missing: {exc}")
     sys.exit(3)
@@ -34,28 +35,33 @@ dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability
 from gpupq import _cuda_kernels as kernels  # noqa: E402
 
 
-def _arr(dtype: object, ndim: int) -> object:
-    return nt.Array(dtype, ndim, "C")
+def launches() -> list[tuple[str, object, tuple]]:
+    """What the CuPy backend launches when it starts (``GpuKernels.warm``: every kernel, for the
+    argument types the backend passes): (name, kernel, numba argument types) per launch, recorded
+    rather than run."""
+    import numba
+    import numpy as np
 
+    from gpupq.gpukernels import GpuKernels
 
-f32, i32, i64 = nt.float32, nt.int32, nt.int64
-#: lut, words, base, coarse, pair, rows, valid, nprobe, acc
-SCAN = (_arr(f32, 3), _arr(nt.uint32, 2), _arr(f32, 1), _arr(f32, 1), _arr(i64, 2), _arr(i64, 2))
-SCAN += (_arr(nt.boolean, 2), i64, _arr(f32, 3))
-SIGNATURES = {
-    "segment_sums": (kernels.segment_sums, (_arr(f32, 2), _arr(i64, 1), _arr(i64, 1), _arr(f32, 2))),
-    "select_k": (
-        kernels.select_k,
-        (_arr(i32, 2), _arr(i64, 2), i64, _arr(i32, 2), _arr(i64, 2), i64, _arr(i32, 2), _arr(i64, 2)),
-    ),
-    "lut_scan (table in L1)": (kernels.KERNELS["lut_scan"][0], SCAN),
-    "lut_scan (table in shared memory)": (kernels.KERNELS["lut_scan"][1], SCAN),
-}
+    seen: list[tuple[str, object, tuple]] = []
+
+    def record(name: str, grid: tuple, args: tuple, variant: int | None = None) -> None:
+        kernel = kernels.KERNELS[name] if variant is None else kernels.KERNELS[name][variant]
+        sig = tuple(numba.typeof(a) for a in args)
+        label = name if variant is None else f"{name} ({'table in shared memory' if variant else 'table in L1'})"
+        if all(label != s[0] or sig != s[2] for s in seen):
+            seen.append((label, kernel, sig))
+
+    gk = GpuKernels("reference", np)
+    gk._launch = record  # type: ignore[method-assign]
+    gk.warm()
+    return seen
 
 
 def main() -> int:
     failed = False
-    for name, (kernel, sig) in SIGNATURES.items():
+    for name, kernel, sig in launches():
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
         except Exception as exc:  # report every kernel, then the verdict

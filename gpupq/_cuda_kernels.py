@@ -31,10 +31,9 @@ def segment_sums(x, order, starts, out):  # pragma: no cover - runs on the devic
 
 
 @cuda.jit(device=True)
-def _key(bits, tb, mode, pbits, ptb, row, j):  # pragma: no cover
+def _key(bits, tb, mode, pbits, ptb, npre, row, j):  # pragma: no cover
     # (high, low) halves of Backend.order_key, each in [0, 2^32) as int64, of entry j of the
-    # row [pbits | bits]: a kept top-k (scores' bits and ids) ahead of new scores
-    npre = pbits.shape[1]
+    # row [pbits[:, :npre] | bits]: a kept top-k (scores' bits and ids) ahead of new scores
     if j < npre:
         b = i64(pbits[row, j])
         lo = i64(ptb[row, j]) & 0xFFFFFFFF
@@ -52,12 +51,12 @@ def _key(bits, tb, mode, pbits, ptb, row, j):  # pragma: no cover
 
 
 @cuda.jit
-def select_k(bits, tb, mode, pbits, ptb, k, out_bits, out_tb):  # pragma: no cover
+def select_k(bits, tb, mode, pbits, ptb, npre, k, out_bits, out_tb):  # pragma: no cover
     # One block per row: radix select of the k-th smallest (hi, lo) key, 8 bits a pass.
     row = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
-    length = pbits.shape[1] + bits.shape[1]
+    length = npre + bits.shape[1]
     hist = cuda.shared.array(256, i32)
     st = cuda.shared.array(4, i64)  # prefix hi, prefix lo, still needed, done
     sh_hi = cuda.shared.array(SELECT_K_MAX, i64)
@@ -76,7 +75,7 @@ def select_k(bits, tb, mode, pbits, ptb, k, out_bits, out_tb):  # pragma: no cov
         phi = st[0]
         plo = st[1]
         for j in range(tid, length, nt):
-            hi, lo = _key(bits, tb, mode, pbits, ptb, row, j)
+            hi, lo = _key(bits, tb, mode, pbits, ptb, npre, row, j)
             if p < 4:
                 if (hi >> (shift + 8)) == (phi >> (shift + 8)):
                     cuda.atomic.add(hist, (hi >> shift) & 0xFF, 1)
@@ -125,7 +124,7 @@ def select_k(bits, tb, mode, pbits, ptb, k, out_bits, out_tb):  # pragma: no cov
     # while slots remain: equal keys are the same (score, tie-break), so any of them will do.
     for phase in range(2):
         for j in range(tid, length, nt):
-            hi, lo = _key(bits, tb, mode, pbits, ptb, row, j)
+            hi, lo = _key(bits, tb, mode, pbits, ptb, npre, row, j)
             below = hi < thi or (hi == thi and lo < tlo)
             if below if phase == 0 else (hi == thi and lo == tlo):
                 slot = cuda.atomic.add(st, 2, 1)
@@ -166,8 +165,9 @@ def make_scan(shared: bool) -> Any:
     size = LUT_SHARED_FLOATS if shared else 1  # a constant for the compiler
 
     @cuda.jit
-    def lut_scan(lut, words, base, coarse, pair, rows, valid, nprobe, acc):  # pragma: no cover
-        # block (chunk item g, query slot w); threads over the item's codes.
+    def lut_scan(lut, words, base, coarse, pair, first, length, nprobe, acc):  # pragma: no cover
+        # block (chunk item g, query slot w); threads over the item's codes, stored rows
+        # first[g] onwards, length[g] of them; columns past it are padding (inf).
         g = cuda.blockIdx.x
         w = cuda.blockIdx.y
         tid = cuda.threadIdx.x
@@ -182,11 +182,11 @@ def make_scan(shared: bool) -> Any:
                 table[e] = lut[qi, e // ksub, e % ksub]
             cuda.syncthreads()
         start = coarse[pr]
-        depth = rows.shape[1]
+        depth = acc.shape[2]
         nw = words.shape[1]
         for t in range(tid, depth, nt):
-            r = rows[g, t]
-            if valid[g, t]:
+            if t < length[g]:
+                r = first[g] + t
                 s = start + base[r]
                 for wd in range(nw):
                     word = i64(words[r, wd]) & 0xFFFFFFFF

@@ -7,22 +7,29 @@ logic on tiny inputs and checks it against the array form; CUDA C in a ``RawKern
 only where a GPU is. numba-cuda is in the GPU machines' image and in the ``gpu`` extras; where it
 is missing, the CuPy backend keeps its array forms (and says so in its kernel description).
 
-Three kernels, each with an array-form twin (:func:`reference`) that computes the same output:
+Three kernels (``gpupq/_cuda_kernels.py``), each with an array-form twin here (:data:`REFERENCE`)
+that computes the same output:
 
-- :func:`segment_sums` (k-means centroid sums): rows grouped by label in a fixed order and summed
-  in float32 from the first row to the last, one thread per (label, column). No atomics, so the
-  sums repeat bit for bit run to run, and equal numpy's ``add.at`` in row order.
-- :func:`select_k` (every top-k): per row, a radix select on 64-bit keys (the score's ordered
-  bits above a 32-bit tie-break, as :meth:`Backend.order_key` packs them) built in registers,
-  8 bits a pass with early exit, then the chosen k sorted in shared memory. One launch whatever
-  the row length; no (score, index) pairs in memory, no merge sort.
-- :func:`lut_scan` (the IVF-PQ scan): per (list segment, query) block, m lookups per code in the
-  query's distance table, reading the codes (4 per 32-bit word), not decoded floats.
+- ``segment_sums`` (k-means centroid sums, :meth:`GpuKernels.segment_sums`): rows grouped by
+  label in a fixed order and summed in float32 from the first row to the last, one thread per
+  (label, column). No atomics, so the sums repeat bit for bit run to run, and equal numpy's
+  ``add.at`` in row order.
+- ``select_k`` (every top-k, :meth:`GpuKernels.select_k`, and the ground truth's running merge,
+  :meth:`GpuKernels.merge_into`): per row, a radix select on 64-bit keys (the score's ordered bits
+  above a 32-bit tie-break, as :meth:`Backend.order_key` packs them) built in registers, 8 bits a
+  pass with early exit, then the chosen k sorted in shared memory. One launch whatever the row
+  length; no (score, index) pairs in memory, no merge sort.
+- ``lut_scan`` (the IVF-PQ scan, :meth:`GpuKernels.lut_scan`): per (list segment, query) block,
+  m lookups per code in the query's distance table, reading the codes (4 per 32-bit word), not
+  decoded floats.
 
 Modes: ``cuda`` (a real GPU), ``simulator`` (numba's simulator: arrays are host memory) and
 ``reference`` (the array-form twin run on the host views: what CI's stand-in CuPy uses for whole
 estimates, as the simulator runs one Python thread per GPU thread). ``GPUPQ_GPU_KERNELS=off``
-turns the kernels off on a GPU.
+turns the kernels off on a GPU. What CI checks and what it cannot: the simulator runs each
+kernel's logic (tests/test_gpukernels.py); numba-cuda's real compiler types and compiles each one
+without a device (benchmarks/compile_kernels.py); races in shared memory need a GPU
+(``compute-sanitizer --tool racecheck`` in benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -53,11 +60,14 @@ def _ref_select_k(
     mode: int,
     pbits: np.ndarray,
     ptb: np.ndarray,
+    npre: int,
     k: int,
     out_bits: np.ndarray,
     out_tb: np.ndarray,
 ) -> None:
     n, length = bits.shape
+    pbits = np.broadcast_to(pbits[:, :npre], (n, npre))  # (1, 1) stand-ins when nothing is kept
+    ptb = np.broadcast_to(ptb[:, :npre], (n, npre))
     lo = {0: lambda: np.broadcast_to(np.arange(length), (n, length)), 1: lambda: np.broadcast_to(tb[0], (n, length))}
     low = np.concatenate([ptb, lo[mode]() if mode in lo else tb], axis=1).astype(np.int64) & 0xFFFFFFFF
     b = np.concatenate([pbits, bits], axis=1).astype(np.int64)
@@ -74,12 +84,15 @@ def _ref_lut_scan(
     base: np.ndarray,
     coarse: np.ndarray,
     pair: np.ndarray,
-    rows: np.ndarray,
-    valid: np.ndarray,
+    first: np.ndarray,
+    length: np.ndarray,
     nprobe: int,
     acc: np.ndarray,
 ) -> None:
     m = lut.shape[1]
+    col = np.arange(acc.shape[2])
+    valid = col < length[:, None]
+    rows = np.where(valid, first[:, None] + col, 0)
     codes = words.view(np.uint8)[:, :m][rows]  # (G, depth, m)
     q = pair // nprobe  # (G, width)
     # as the kernel adds: coarse + base first, then the lookups in j order, all in float32
@@ -154,15 +167,16 @@ class GpuKernels:
         for m in (4, 36):  # the shared-memory table (m·ksub <= LUT_SHARED_FLOATS) and the cached one
             lut = xp.zeros((2, m, 256), dtype=f32)
             words = xp.zeros((4, m // 4), dtype=xp.uint32)
-            rows = xp.zeros((1, 2), dtype=i64)
-            valid = xp.ones((1, 2), dtype=xp.bool_)
             pair = xp.zeros((1, 1), dtype=i64)  # C-contiguous, as the scan plan's arrays are
-            self.lut_scan(lut, words, xp.zeros(4, dtype=f32), xp.zeros(2, dtype=f32), pair, rows, valid, 1)
+            first, length = xp.zeros(1, dtype=i64), xp.ones(1, dtype=i64)
+            self.lut_scan(lut, words, xp.zeros(4, dtype=f32), xp.zeros(2, dtype=f32), pair, first, length, 2, 1)
 
     def segment_sums(self, x: Any, labels: Any, nrows: int) -> Any:
         """Rows of x: (n, d) float32 summed by labels: (n,) int64 in [0, nrows) ->
         (nrows, d) float32, each sum in row order in float32 (numpy's ``add.at``, bit for bit)."""
         xp = self.xp
+        if x.shape[0] == 0:
+            return xp.zeros((nrows, x.shape[1]), dtype=xp.float32)
         order = xp.argsort(labels, kind="stable")
         starts = xp.searchsorted(xp.take(labels, order), xp.arange(nrows + 1, dtype=xp.int64))
         out = xp.empty((nrows, x.shape[1]), dtype=xp.float32)
@@ -180,14 +194,15 @@ class GpuKernels:
         kk = min(k, length)
         bits = xp.ascontiguousarray(d, dtype=xp.float32).view(xp.int32)
         if tiebreak is None:
-            mode, tb = 0, xp.zeros((1, 1), dtype=xp.int64)
+            mode, tb = 0, xp.empty((1, 1), dtype=xp.int64)  # never read: ties by column
         elif tiebreak.ndim == 1 or tiebreak.strides[0] == 0:  # one row of ids for every row
             mode, tb = 1, xp.ascontiguousarray(tiebreak.reshape(-1, length)[:1], dtype=xp.int64)
         else:
             mode, tb = 2, xp.ascontiguousarray(tiebreak, dtype=xp.int64)
         out_bits = xp.empty((n, kk), dtype=xp.int32)
         out_tb = xp.empty((n, kk), dtype=xp.int64)
-        none_kept = (xp.empty((n, 0), dtype=xp.int32), xp.empty((n, 0), dtype=xp.int64))
+        # no kept top-k: one-element stand-ins (a zero-size array may have no device pointer)
+        none_kept = (xp.empty((1, 1), dtype=xp.int32), xp.empty((1, 1), dtype=xp.int64), 0)  # never read
         self._launch("select_k", (n,), (bits, tb, mode, *none_kept, kk, out_bits, out_tb))
         return out_bits.view(xp.float32), out_tb
 
@@ -203,24 +218,25 @@ class GpuKernels:
         bits = xp.ascontiguousarray(score, dtype=xp.float32).view(xp.int32)
         tb = xp.ascontiguousarray(ids, dtype=xp.int64).reshape(1, -1)
         kept = best_d.view(xp.int32)
-        self._launch("select_k", (n,), (bits, tb, 1, kept, best_i, k, kept, best_i))
+        self._launch("select_k", (n,), (bits, tb, 1, kept, best_i, k, k, kept, best_i))
 
     def lut_scan(
-        self, lut: Any, words: Any, base: Any, coarse: Any, pair: Any, rows: Any, valid: Any, nprobe: int
+        self, lut: Any, words: Any, base: Any, coarse: Any, pair: Any, first: Any, length: Any, depth: int, nprobe: int
     ) -> Any:
-        """Scores of one scan chunk: ``coarse[pair] + base[rows] + Σ_j lut[pair // nprobe, j,
-        code_j]`` (inf where not ``valid``).
+        """Scores of one scan chunk: ``coarse[pair] + base[r] + Σ_j lut[pair // nprobe, j,
+        code_j of r]`` for the stored rows r = first[g] + t, t < length[g] (inf past it).
 
         lut: (nq + 1, m, ksub) float32 per-query tables; words: (N, m/4) uint32, the codes four
         to a word; base: (N,) float32 per-code terms; coarse: (npairs + 1,) float32; pair:
-        (G, width) int64 query-pair slots; rows: (G, depth) int64 code rows; valid: (G, depth)
-        bool. Returns (G, width, depth) float32.
+        (G, width) int64 query-pair slots; first, length: (G,) int64 each item's rows; depth:
+        the longest item's length. Only these per-item arrays cross from the host, not a row
+        number per code. Returns (G, width, depth) float32.
         """
         xp = self.xp
         g, width = pair.shape
-        acc = xp.empty((g, width, rows.shape[1]), dtype=xp.float32)
+        acc = xp.empty((g, width, depth), dtype=xp.float32)
         shared = int(lut.shape[1] * lut.shape[2] <= LUT_SHARED_FLOATS)
-        args = (lut, words, base, coarse, pair, rows, valid, nprobe, acc)
+        args = (lut, words, base, coarse, pair, first, length, nprobe, acc)
         self._launch("lut_scan", (g, width), args, variant=shared)
         return acc
 

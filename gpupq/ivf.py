@@ -477,10 +477,14 @@ class IVFPQIndex:
         def scan_chunk(bounds: tuple[int, int]) -> None:
             part = plan.chunk(bounds)
             g, width, depth = part.shape
-            pair, rows = be.asarray(part.pair), be.asarray(part.rows)
-            if kernels is not None:
-                acc = kernels.lut_scan(lut, words, base, coarse_ext, pair, rows, be.asarray(part.valid), nprobe)
+            pair = be.asarray(part.pair)
+            if kernels is not None:  # per item, not per code: (G,) first rows and lengths
+                first = be.asarray(part.start)
+                args = (lut, words, base, coarse_ext, pair, first, be.asarray(part.length), depth, nprobe)
+                acc = kernels.lut_scan(*args)
+                rows = None
             else:
+                rows = be.asarray(part.rows)
                 r = xp.take(codebooks_flat, xp.take(self.codes, rows, axis=0) + sub_offset, axis=0)
                 acc = xp.matmul(xp.take(q_ext, pair // nprobe, axis=0), xp.transpose(r.reshape(g, depth, d), (0, 2, 1)))
                 acc += xp.take(coarse_ext, pair)[:, :, None]  # (G, width, depth)
@@ -489,7 +493,12 @@ class IVFPQIndex:
             # ties by position in the list (id order), so the pick is the same at any nprobe
             vals, pos = be.topk_exact(acc.reshape(g * width, depth), k, sort=False)  # sorted once, in the merge
             kk = vals.shape[1]
-            found = xp.take(rows, pos + (xp.arange(g * width, dtype=xp.int64) // width * depth)[:, None])
+            item = xp.arange(g * width, dtype=xp.int64) // width  # (G·width,) each row's item
+            if rows is None:  # a pick's stored row: its item's first row plus its position
+                # (past the item for padding picks, masked below: kept in range for the take)
+                found = xp.minimum(xp.take(first, item)[:, None] + pos, self.codes.shape[0] - 1)
+            else:
+                found = xp.take(rows, pos + (item * depth)[:, None])
             keep, dest = be.asarray(part.keep), be.asarray(part.dest)  # the slots that are not padding
             out_d[dest, :kk] = vals[keep]
             out_i[dest, :kk] = xp.where(xp.isfinite(vals[keep]), xp.take(self.ids, found[keep]), -1)

@@ -14,6 +14,7 @@ Everything here is host numpy (the plan's shapes decide the device arrays' shape
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,20 +29,31 @@ SCAN_DEPTH_PER_QUERY = 8
 @dataclass
 class ChunkPlan:
     """One chunk's index arrays (host): pair (G, width) int64 (query, probe-rank) pair numbers,
-    npairs for a padding slot; rows (G, depth) int64 stored rows, 0 for padding; valid (G, depth)
-    bool, False for padding; keep (s,) int64 the slots that are not padding, in (G·width) order;
-    dest (s,) int64 their pair numbers."""
+    npairs for a padding slot; start, length (G,) int64 each item's first stored row and its
+    number of rows; keep (s,) int64 the slots that are not padding, in (G·width) order; dest (s,)
+    int64 their pair numbers. The per-code arrays :attr:`rows` and :attr:`valid` are made only
+    when asked for (the GPU's table scan derives them from start and length on the device)."""
 
     pair: np.ndarray
-    rows: np.ndarray
-    valid: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
     keep: np.ndarray
     dest: np.ndarray
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(G, width, depth)."""
-        return self.pair.shape[0], self.pair.shape[1], self.rows.shape[1]
+        return self.pair.shape[0], self.pair.shape[1], int(self.length.max())
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """(G, depth) bool, False for padding."""
+        return np.arange(self.shape[2]) < self.length[:, None]
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """(G, depth) int64 stored rows, 0 for padding."""
+        return np.where(self.valid, self.start[:, None] + np.arange(self.shape[2]), 0)
 
 
 @dataclass
@@ -61,16 +73,12 @@ class ScanPlan:
     def chunk(self, bounds: tuple[int, int]) -> ChunkPlan:
         """The index arrays of the chunk of items ``bounds``."""
         sel = slice(*bounds)
-        n_q, n_c = self.width[sel], self.depth[sel]
-        width, depth = int(n_q.max()), int(n_c.max())
-        slot = np.arange(width)
+        n_q = self.width[sel]
+        slot = np.arange(int(n_q.max()))
         order_ext = np.r_[self.order, self.npairs]  # the last entry: the padding pair
         pair = order_ext[np.where(slot < n_q[:, None], self.first[sel][:, None] + slot, len(self.order))]
-        col = np.arange(depth)
-        valid = col < n_c[:, None]
-        rows = np.where(valid, self.start[sel][:, None] + col, 0)
         keep = np.flatnonzero(pair.ravel() < self.npairs)
-        return ChunkPlan(pair, rows, valid, keep, pair.ravel()[keep])
+        return ChunkPlan(pair, self.start[sel], self.depth[sel], keep, pair.ravel()[keep])
 
 
 def plan_scan(probes: np.ndarray, list_sizes: np.ndarray, offsets: np.ndarray, d: int, m: int, budget: int) -> ScanPlan:

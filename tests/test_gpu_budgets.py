@@ -38,7 +38,8 @@ def _index(be, m: int, n: int = 6000) -> IVFPQIndex:
 def test_a_1024_query_search_batch_launches_a_fixed_number_of_kernels_and_syncs_once(gpu):
     """Whatever nprobe and m: the same launches (the coarse selection, one table scan and one
     selection per chunk, the merge), one read back (the probes, which the scan plan needs on the
-    host), and the largest buffer the distance tables (nq + 1, m, ksub) float32."""
+    host), the plan sent over in a few dozen bytes a (query, probe) pair, and the largest buffer
+    the distance tables (nq + 1, m, ksub) float32."""
     q = gpu.asarray(clustered(1024, 32, seed=2))
     seen = {}
     for m in (8, 16):
@@ -48,6 +49,8 @@ def test_a_1024_query_search_batch_launches_a_fixed_number_of_kernels_and_syncs_
                 _, ids, _ = index.search(q, 10, nprobe)
             assert t.syncs == 1
             assert t.d2h_bytes == 1024 * nprobe * 8  # the probes, and nothing else
+            # the plan crosses per (query, probe) pair and per item, not per code scanned
+            assert t.h2d_bytes <= 48 * 1024 * nprobe
             assert t.kernels == {"lut_scan": 1, "select_k": 3}
             assert t.largest <= 1025 * m * 256 * 4
             seen[m, nprobe] = t.launches

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from .kernelsizes import LUT_SHARED_FLOATS, SELECT_K_MAX
+from .kernelsizes import CODE_TILE_WORDS, LUT_SHARED_FLOATS, SELECT_K_MAX
 
-i32, i64, f32 = np.int32, np.int64, np.float32
+i32, i64, f32, u32 = np.int32, np.int64, np.float32, np.uint32
 _HIGH = 1 << 32  # a key half past every real one: padding of the sort
 
 
@@ -166,8 +166,8 @@ def make_scan(shared: bool) -> Any:
 
     @cuda.jit
     def lut_scan(lut, words, base, coarse, pair, first, length, nprobe, acc):  # pragma: no cover
-        # block (chunk item g, query slot w); threads over the item's codes, stored rows
-        # first[g] onwards, length[g] of them; columns past it are padding (inf).
+        # block (chunk item g, query slot w): the item's codes are stored rows first[g] onwards,
+        # length[g] of them, contiguous; columns past them are padding (inf).
         g = cuda.blockIdx.x
         w = cuda.blockIdx.y
         tid = cuda.threadIdx.x
@@ -180,26 +180,35 @@ def make_scan(shared: bool) -> Any:
         if shared:
             for e in range(tid, m * ksub, nt):
                 table[e] = lut[qi, e // ksub, e % ksub]
-            cuda.syncthreads()
+        tile = cuda.shared.array(CODE_TILE_WORDS, u32)
         start = coarse[pr]
         depth = acc.shape[2]
         nw = words.shape[1]
-        for t in range(tid, depth, nt):
-            if t < length[g]:
-                r = first[g] + t
-                s = start + base[r]
-                for wd in range(nw):
-                    word = i64(words[r, wd]) & 0xFFFFFFFF
-                    for byte in range(4):
-                        j = wd * 4 + byte
-                        c = (word >> (8 * byte)) & 0xFF
-                        if shared:
-                            s += table[j * ksub + c]
-                        else:
-                            s += lut[qi, j, c]
-                acc[g, w, t] = s
-            else:
-                acc[g, w, t] = math.inf
+        per = min(nt, CODE_TILE_WORDS // nw)  # rows a tile: one a thread
+        row0 = first[g]
+        rows = length[g]
+        for t0 in range(0, depth, per):  # the same trip count on every thread: barriers are safe
+            cuda.syncthreads()  # the last tile is read (and, the first time, the table written)
+            # the tile's words are contiguous in memory: thread i reads word i, coalesced
+            for e in range(tid, max(0, min(per, rows - t0)) * nw, nt):
+                tile[e] = words[row0 + t0 + e // nw, e % nw]
+            cuda.syncthreads()
+            t = t0 + tid
+            if tid < per and t < depth:
+                if t < rows:
+                    s = start + base[row0 + t]
+                    for wd in range(nw):
+                        word = i64(tile[tid * nw + wd]) & 0xFFFFFFFF
+                        for byte in range(4):
+                            j = wd * 4 + byte
+                            c = (word >> (8 * byte)) & 0xFF
+                            if shared:
+                                s += table[j * ksub + c]
+                            else:
+                                s += lut[qi, j, c]
+                    acc[g, w, t] = s
+                else:
+                    acc[g, w, t] = math.inf
 
     return lut_scan
 

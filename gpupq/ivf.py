@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .kernelsizes import CODE_TILE_WORDS
 from .kmeans import assign, kmeans, sq_norms
 from .memory import PRECOMPUTED_TABLE_MAX_BYTES
 from .opq import OPQ
@@ -439,7 +440,8 @@ class IVFPQIndex:
         be, xp = self.be, self.be.xp
         nq, nprobe = probes.shape
         m, ksub, d = self.pq.m, self.pq.ksub, self.d
-        kernels = getattr(be, "kernels", None) if m % 4 == 0 else None  # the table scan reads 4 codes a word
+        # the table scan reads 4 codes a word, a tile of rows at a time
+        kernels = getattr(be, "kernels", None) if m % 4 == 0 and m // 4 <= CODE_TILE_WORDS else None
         # the tables take m·ksub floats per query: query groups when they outgrow half the budget
         step = max(1, be.work_bytes() // (2 * 4 * m * ksub))
         if kernels is not None and nq > step:

@@ -71,6 +71,7 @@ def test_the_ground_truth_never_reads_back_and_launches_a_fixed_number_per_block
         with fake_cupy.counting() as t:
             exact_knn(gpu, q, chunks, 10, "l2")
         assert t.syncs == 0 and t.d2h_bytes == 0
+        assert t.largest <= gpu.block_bytes()  # score blocks sized to the budget, keys kept in registers
         assert t.kernels["select_k"] == nchunks  # one merge per block: each chunk is one block here
         launches[nchunks] = t.launches
     per_chunk = (launches[6] - launches[3]) / 3

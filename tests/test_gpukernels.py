@@ -182,12 +182,11 @@ def test_lut_scan_scores_a_chunk_as_the_decoded_product_does(kern, metric):
 def test_kernel_search_on_the_stand_in_finds_numpy_s_neighbours(monkeypatch):
     """A whole search through the kernels' own code (simulated) on the stand-in CuPy: probe
     selection, table scan, per-chunk and final selections find what the numpy backend finds."""
-    be = install_fake_cupy(monkeypatch, kernels="simulator")
-    be.kernels.threads = SIM_THREADS
-    assert be.kernels.mode == "simulator"
+    be = install_fake_cupy(monkeypatch)
     nb = NumpyBackend()
     ref, x = _tiny_index(nb)
-    dev, _ = _tiny_index(be)
+    dev, _ = _tiny_index(be)  # trained with the twins: the simulator's k-means would take long
+    be.kernels.mode, be.kernels.threads = "simulator", SIM_THREADS
     q = x[:3] + 0.1
     d_ref, i_ref, _ = ref.search(q, 5, 2)
     d_dev, i_dev, _ = dev.search(be.asarray(q), 5, 2)

@@ -46,6 +46,7 @@ from .refine import DeviceRows, RerankStore, Rows, best_of, rerank, shared_candi
 from .resident import ResidentBase
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
 from .timing import LATENCY_QUERIES, Latency, Runs, one_at_a_time, repeat
+from .transfer import device_chunks
 
 #: A draft build (recommend's first look at a costly build): its PQ trained on 64 points a
 #: centroid for 10 iterations, where FAISS trains on 256 for 25. On 60,000 MiniLM embeddings its
@@ -174,7 +175,9 @@ class Workbench(KeptBuilds):
 
     def _iter_base(self, mark_queries: bool = False) -> Iterator[tuple[np.ndarray, Any]]:
         base = self.base_on_device()
-        return base.iter_base(mark_queries) if base is not None else self.split.iter_base(mark_queries=mark_queries)
+        if base is not None:
+            return base.iter_base(mark_queries)
+        return device_chunks(self.be, self.split.iter_base(mark_queries=mark_queries))  # pinned, double-buffered
 
     def truth(self, k: int, k_max: int | None = None) -> GroundTruth:
         """Exact neighbours of the queries for recall@k, computed once at the largest k asked

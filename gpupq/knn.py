@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .kmeans import score_operands, sq_norms, with_ones
+from .transfer import device_chunks
 
 if TYPE_CHECKING:
     from .backends import Array, Backend
@@ -62,7 +63,7 @@ def exact_knn(
     # is cache-sized, and both kernels select in place.
     per_score = 28 if gpu is None and kernel is None and be.resident_stores else 4
     col_step = max(8 * _BLOCK, be.block_bytes() // (per_score * min(nq, q_step)))
-    for ids, x in base_chunks:
+    for ids, x in device_chunks(be, base_chunks):  # on a GPU: pinned copies, the next while this computes
         x_d, ids_d = be.asarray(x), be.asarray(ids)
         b, d = x_d.shape
         if kernel is None:

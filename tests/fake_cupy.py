@@ -86,6 +86,7 @@ class Tally:
 
     launches: int = 0
     syncs: int = 0
+    copy_waits: int = 0  # the host waiting for a copy's event (not for the compute stream)
     h2d_bytes: int = 0
     d2h_bytes: int = 0
     largest: int = 0  # bytes of the largest buffer made
@@ -204,9 +205,10 @@ class ndarray:  # CuPy's name
             "version": 3,
         }
 
-    def set(self, arr: np.ndarray) -> None:
+    def set(self, arr: np.ndarray, stream: Any = None) -> None:
         if not isinstance(arr, np.ndarray) or arr.shape != self._a.shape:
             raise ValueError("fake cupy: set() takes a host array of the same shape")
+        _h2d(arr.nbytes)
         self._a[...] = arr
 
     # -- attributes
@@ -678,12 +680,40 @@ class _Runtime:
         return {"name": b"fake GPU (numpy)", "totalGlobalMem": _TOTAL}
 
 
+class _Event:
+    def synchronize(self) -> None:
+        if _tally is not None:
+            _tally.copy_waits += 1
+
+
+class _Stream:
+    """cupy.cuda.Stream: work runs in program order here, so events are already done."""
+
+    def __init__(self, null: bool = False, non_blocking: bool = False) -> None:
+        self.non_blocking = non_blocking
+
+    def record(self, event: Any = None) -> _Event:
+        return event or _Event()
+
+    def wait_event(self, event: _Event) -> None:
+        if not isinstance(event, _Event):
+            raise TypeError("fake cupy: wait_event takes an Event")
+
+
+_current_stream = _Stream(null=True)
+
+
 class OutOfMemoryError(MemoryError):
     """cupy.cuda.memory.OutOfMemoryError (CuPy's derives from MemoryError too)."""
 
 
 cuda = types.SimpleNamespace(
-    Device=_Device, runtime=_Runtime, memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError)
+    Device=_Device,
+    runtime=_Runtime,
+    memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
+    Stream=_Stream,
+    Event=_Event,
+    get_current_stream=lambda: _current_stream,
 )
 
 
@@ -710,5 +740,11 @@ def scatter_add(a: ndarray, slices: Any, value: Any) -> None:
     np.add.at(a._a, index, value)
 
 
+def empty_pinned(shape: Any, dtype: Any = float) -> np.ndarray:
+    """cupyx.empty_pinned: a host numpy array (page-locked on a GPU machine)."""
+    return np.empty(shape, dtype=dtype)
+
+
 cupyx = types.ModuleType("cupyx")
 cupyx.scatter_add = scatter_add  # type: ignore[attr-defined]
+cupyx.empty_pinned = empty_pinned  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +43,9 @@ from .metrics import GroundTruth, Recall
 from .points import Built, Curve, PointResult
 from .pq import PQ_NITER
 from .refine import DeviceRows, RerankStore, Rows, best_of, rerank, shared_candidate_scores
-from .resident import ResidentBase
+from .resident import ResidentBase, base_chunks
 from .settings import STORE_TRAIN, Build, Setting, train_sizes
 from .timing import LATENCY_QUERIES, Latency, Runs, one_at_a_time, repeat
-from .transfer import device_chunks
 
 #: A draft build (recommend's first look at a costly build): its PQ trained on 64 points a
 #: centroid for 10 iterations, where FAISS trains on 256 for 25. On 60,000 MiniLM embeddings its
@@ -173,12 +172,6 @@ class Workbench(KeptBuilds):
             self._on_device.append(None if sharded else ResidentBase.load(self.be, self.split))
         return self._on_device[0]
 
-    def _iter_base(self, mark_queries: bool = False) -> Iterator[tuple[np.ndarray, Any]]:
-        base = self.base_on_device()
-        if base is not None:
-            return base.iter_base(mark_queries)
-        return device_chunks(self.be, self.split.iter_base(mark_queries=mark_queries))  # pinned, double-buffered
-
     def truth(self, k: int, k_max: int | None = None) -> GroundTruth:
         """Exact neighbours of the queries for recall@k, computed once at the largest k asked
         (k_max, default k) plus one, which tells whether the k-th is tied."""
@@ -213,7 +206,7 @@ class Workbench(KeptBuilds):
                         return self.ground_truth_fn(qs, ids, min(want, nb), self.index_metric, shard_done)
 
                     def attempt() -> Any:
-                        it = self._iter_base(mark_queries=True)
+                        it = base_chunks(self.be, self.split, self.base_on_device(), mark_queries=True)
                         return exact_knn(self.be, self.queries, it, min(want, nb), self.index_metric, step)[1]
 
                     return self.be.retrying(attempt, "ground truth")
@@ -336,7 +329,7 @@ class Workbench(KeptBuilds):
         def attempt() -> None:
             index.reset()
             nb, done = self.split.n_base, 0
-            for i, (ids, x) in enumerate(self._iter_base()):
+            for i, (ids, x) in enumerate(base_chunks(self.be, self.split, self.base_on_device())):
                 x = self.be.asarray(x)
                 if shared is not None and len(shared) == i:  # the first build of the quantizer
                     # int32 when it holds the lists: the cache is 4 bytes a vector

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .io import Split, chunk_rows
+from .transfer import device_chunks
 
 if TYPE_CHECKING:
     from .backends import Array, Backend
@@ -52,23 +53,17 @@ class ResidentBase:
 
     def iter_base(self, mark_queries: bool = False) -> Iterator[tuple[np.ndarray, Any]]:
         """:meth:`gpupq.io.Split.iter_base` over the resident rows: (ids (b,) int64 on the host,
-        x (b, d) float32 on the device), the same chunks in the same order. Held-out rows are
-        marked -1 (``mark_queries``) or dropped on the device."""
-        n = self.data.shape[0]
-        chunk = chunk_rows(self.data.shape[1])
-        qids = self.split.query_ids
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            x = self.data[start:stop]
-            ids = np.arange(start, stop, dtype=np.int64)
-            lo, hi = np.searchsorted(qids, [start, stop])
-            if hi > lo:
-                if mark_queries:
-                    ids[qids[lo:hi] - start] = -1
-                else:
-                    keep = np.ones(stop - start, dtype=bool)
-                    keep[qids[lo:hi] - start] = False
-                    ids = ids[keep]
-                    x = self.be.xp.take(x, self.be.asarray(np.flatnonzero(keep)), axis=0)
-            if len(ids):
-                yield ids, x
+        x (b, d) float32 on the device), the same chunks in the same order; held-out rows marked
+        -1 (``mark_queries``) or dropped on the device."""
+        return self.split.iter_base(mark_queries=mark_queries, read=lambda start, stop: self.data[start:stop])
+
+
+def base_chunks(
+    be: Backend, split: Split, resident: ResidentBase | None, mark_queries: bool = False
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """The base's chunks as :meth:`gpupq.io.Split.iter_base` gives them, x on the backend: read
+    from the resident copy when there is one, else through pinned, double-buffered copies
+    (:mod:`gpupq.transfer`; as they are on a CPU)."""
+    if resident is not None:
+        return resident.iter_base(mark_queries)
+    return device_chunks(be, split.iter_base(mark_queries=mark_queries))

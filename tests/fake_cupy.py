@@ -50,11 +50,15 @@ work: ``__array_ufunc__ = None`` makes numpy hand them to this class.)
 (every operation that writes a new or existing buffer; views, ``empty`` and host-side work are
 free; gpupq's custom kernels are counted by name, ``tests.helpers.install_fake_cupy``), host
 synchronisations (``get``/``asnumpy``/``item``/``tolist``/``int()``/``float()``/``bool()`` on
-device data, ``Device.synchronize``), bytes copied host to device (``asarray`` of host data, host
-index arrays, host values assigned) and back, and the largest buffer made. Budget tests hold each
-phase to them (tests/test_gpu_budgets.py), so a change that adds a sync in a loop fails CI.
+device data, ``Device.synchronize``, and what CuPy sizes by the data: boolean-mask indexing,
+``nonzero``, ``flatnonzero``, ``argwhere``, ``unique``, ``compress``, ``extract``), the host
+waiting on a copy's event (``copy_waits``), bytes copied host to device (``asarray`` of host
+data, ``set``, host index arrays, host values assigned) and back, and the largest buffer made.
+Budget tests hold each phase to them (tests/test_gpu_budgets.py), so a change that adds a sync in
+a loop fails CI. Streams and events exist (``cuda.Stream``, ``Event``, ``get_current_stream``,
+``cupyx.empty_pinned``) so the double-buffered copies run; work runs in program order here.
 
-Not mimicked: asynchronous execution, streams and memory pools (``free_bytes`` is 0);
+Not mimicked: asynchronous execution, memory pools (``free_bytes`` is 0);
 the undefined result of assigning to duplicate indices (numpy's last-wins here); argpartition's
 full sort on short rows; float summation order (numpy's here, atomics and tree reductions on a
 GPU); every name numpy has is offered, where CuPy lacks a few; dtype promotion is numpy's.
@@ -294,6 +298,8 @@ class ndarray:  # CuPy's name
     # -- indexing
     def __getitem__(self, key: Any) -> ndarray:
         index, _ = _index(key, self._a.shape)
+        if any(isinstance(s, np.ndarray) and s.dtype.kind == "b" and s.ndim > 0 for s in index):
+            _sync()  # CuPy reads the mask's count back to size the result
         return _wrap(_new(self._a[index], self))
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -329,6 +335,8 @@ def _method(name: str) -> Callable[..., Any]:
     def call(self: ndarray, *args: Any, **kwargs: Any) -> Any:
         _refuse_host(f"ndarray.{name}", (args, kwargs))
         result = getattr(self._a, name)(*_unwrap(args), **_unwrap(kwargs))
+        if name == "nonzero":
+            _sync()  # sized by the data: a count read back first
         if name == "fill" and _tally is not None:
             _tally.launch()
         return _wrap(_new(result, (self, args, kwargs)))
@@ -570,6 +578,8 @@ def take_along_axis(a: ndarray, indices: Any, axis: int) -> ndarray:
 
 #: functions that allocate or make views: no kernel runs
 _FREE = frozenset({"empty", "empty_like"})
+#: functions whose output size depends on the data: CuPy reads a count back first
+_SIZED_BY_DATA = frozenset({"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"})
 
 
 def _function(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -578,6 +588,8 @@ def _function(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         result = fn(*_unwrap(args), **_unwrap(kwargs))
         if name in _FREE:  # an allocation or a view: no kernel
             return _wrap(result)
+        if name in _SIZED_BY_DATA:
+            _sync()  # the output's size is read back before it is allocated
         if kwargs.get("out") is not None and _tally is not None:
             _tally.launch()  # written in place
         return _wrap(_new(result, (args, kwargs)))

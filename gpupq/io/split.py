@@ -3,8 +3,9 @@ from a separate file (:func:`with_query_file`), and uniform nested samples of th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -48,20 +49,26 @@ class Split:
         return np.flatnonzero(keep).astype(np.int64)
 
     def iter_base(
-        self, chunk: int | None = None, mark_queries: bool = False, rows: tuple[int, int] | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self,
+        chunk: int | None = None,
+        mark_queries: bool = False,
+        rows: tuple[int, int] | None = None,
+        read: Callable[[int, int], Any] | None = None,
+    ) -> Iterator[tuple[np.ndarray, Any]]:
         """Yield (ids (b,) int64, x (b, d) float32) over the base, in row order, chunked.
 
         mark_queries: leave held-out rows in place with id -1 instead of copying the chunk
         without them (for a consumer that skips id -1, as the exact k-NN does).
         rows: only the dataset rows [first, end) (a shard), chunked from ``first``.
+        read: where rows [start, stop) are read, default the dataset (a copy of it held on a
+        GPU: :class:`gpupq.resident.ResidentBase`); ids stay host arrays either way.
         """
         chunk = chunk or chunk_rows(self.dataset.d)
         qids = self.query_ids
         first, end = rows if rows is not None else (0, self.dataset.n)
         for start in range(first, end, chunk):
             stop = min(end, start + chunk)
-            x = self.dataset.chunk(start, stop)
+            x = self.dataset.chunk(start, stop) if read is None else read(start, stop)
             lo, hi = np.searchsorted(qids, [start, stop])
             ids = np.arange(start, stop, dtype=np.int64)
             if hi > lo:
@@ -70,7 +77,9 @@ class Split:
                 else:
                     keep = np.ones(stop - start, dtype=bool)
                     keep[qids[lo:hi] - start] = False
-                    ids, x = ids[keep], x[keep]
+                    # row numbers, not the mask: a mask on device rows costs CuPy a read-back
+                    rows_kept = np.flatnonzero(keep)
+                    ids, x = ids[rows_kept], x[rows_kept]
             if len(ids):
                 yield ids, x
 

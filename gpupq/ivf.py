@@ -461,10 +461,11 @@ class IVFPQIndex:
         q_ext[:nq] = q * (-2.0 if self.metric == "l2" else -1.0)
         coarse_ext = xp.zeros(npairs + 1, dtype=xp.float32)
         coarse_ext[:npairs] = coarse_score.ravel()
-        codebooks_flat = self.pq.codebooks.reshape(m * ksub, self.pq.dsub)
-        sub_offset = xp.arange(m, dtype=xp.int64) * ksub
         base_terms = self._base_terms() if self.metric == "l2" else None
-        if kernels is not None:
+        if kernels is None:  # the decoded form's flat codebook rows: code c of j is row j·ksub + c
+            codebooks_flat = self.pq.codebooks.reshape(m * ksub, self.pq.dsub)
+            sub_offset = xp.arange(m, dtype=xp.int64) * ksub
+        else:
             # FAISS GPU's and cuVS's form: per query a table lut[j, c] = ⟨q_j, codebook_j[c]⟩
             # (q scaled as above), and per code m lookups in it, reading 1 byte per lookup
             # rather than the decoded residual's d floats. (nq + 1, m, ksub) float32.

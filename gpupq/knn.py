@@ -68,7 +68,8 @@ def exact_knn(
         b, d = x_d.shape
         if kernel is None:
             operands = xp.empty((b, width), dtype=xp.float32)
-            operands[:, d + 1 :] = 0.0
+            if width > d + 1:
+                operands[:, d + 1 :] = 0.0  # the alignment's columns
 
             def fill(rows: slice, x_d: Array = x_d, operands: Array = operands) -> None:
                 operands[rows, : x_d.shape[1] + 1] = score_operands(be, x_d[None, rows], metric)[0]

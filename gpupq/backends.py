@@ -192,29 +192,6 @@ class Backend:
         # fastest of 4, 16 and 32 MB: benchmarks/RESULTS.md, "Measurements behind constants").
         return 16 << 20
 
-    def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
-        """Smallest ``k`` of each row, ascending (in no particular order when ``sort`` is False).
-
-        d: (n, L) float32 (or integer keys, see :meth:`order_key`); among equal values the pick is
-        unspecified (:meth:`topk_exact` fixes it). Returns (values (n, k) float32, indices (n, k) int64); ``k`` is
-        clipped to ``L``.
-        """
-        xp = self.xp
-        n, length = d.shape
-        k = min(k, length)
-        if k < length:
-            part = xp.argpartition(d, k - 1, axis=1)[:, :k]
-            # take on flat indices: far less per-call overhead than take_along_axis
-            vals = xp.take(d, part + (xp.arange(n) * length)[:, None])
-        else:
-            part = xp.broadcast_to(xp.arange(length), (n, length))
-            vals = d
-        if sort and k > 1:
-            order = xp.argsort(vals, axis=1, kind="stable")
-            flat = order + (xp.arange(n) * k)[:, None]
-            part, vals = xp.take(part, flat), xp.take(vals, flat)
-        return vals, part.astype(xp.int64, copy=False)
-
     def order_key(self, values: Array, tiebreak: Array | None = None) -> Array:
         """Keys that order (score, tie-break) lexicographically: (n, L) uint64.
 
@@ -469,11 +446,6 @@ class CupyBackend(Backend):
         # Atomics: the summation order, and so the last bits, vary run to run.
         cupyx.scatter_add(out, labels, values)
         return out
-
-    def topk(self, d: Array, k: int, sort: bool = True) -> tuple[Array, Array]:
-        if self.kernels is not None and d.dtype == self.xp.float32 and min(k, d.shape[1]) <= SELECT_K_MAX:
-            return self.kernels.select_k(d, k)  # ties by column: one of the picks topk allows
-        return super().topk(d, k, sort)
 
     def topk_exact(self, d: Array, k: int, tiebreak: Array | None = None, sort: bool = True) -> tuple[Array, Array]:
         # One launch per call, sorted either way; wide ids (2^32 - 1 or more) and selections

@@ -52,13 +52,11 @@ def _double_buffered(be: Backend, chunks: Iterable[tuple[np.ndarray, Any]]) -> I
         if not isinstance(x, np.ndarray):  # on the device already
             return ids, x, None
         b, n = i % 2, x.shape[0]
+        if copied[b] is not None:
+            copied[b].synchronize()  # the copy of chunk i - 2 out of this pinned buffer is done
         if pinned[b] is None or pinned[b].shape[0] < n or pinned[b].shape[1] != x.shape[1]:
-            if copied[b] is not None:
-                copied[b].synchronize()
             pinned[b] = cupyx.empty_pinned((n, x.shape[1]), dtype=np.float32)
             device[b] = cp.empty((n, x.shape[1]), dtype=cp.float32)
-        elif copied[b] is not None:
-            copied[b].synchronize()  # the copy of chunk i - 2 out of this buffer
         pinned[b][:n] = x
         if consumed[b] is not None:
             copy.wait_event(consumed[b])  # chunk i - 2's work no longer reads this device buffer

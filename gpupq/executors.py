@@ -197,7 +197,8 @@ class DaskExecutor:
             self.client = Client(self._cluster)
         self._held: list[Any] = []
         self.clock = ShardClock()
-        self._baseline: dict[str, int] = {}  # each worker's RSS when the first lists were placed
+        # each worker's share of its process's RSS when the first lists were placed
+        self._baseline: dict[str, int] = {}
         self._lists: dict[str, int] = {}  # bytes of the lists held on each worker (live builds)
 
     def workers(self, backend: str = "numpy") -> list[Worker]:
@@ -212,11 +213,19 @@ class DaskExecutor:
         # as a task, on the thread tasks run on: BLAS keeps a buffer for each thread that calls it
         futures = {a: self.client.submit(_worker_memory, workers=[a], pure=False) for a in info}
         now = dict(zip(futures, self.client.gather(list(futures.values())), strict=True))
+        # workers in one process (processes=False) share its RSS: each holds an equal part of one
+        # reading, or each would count the whole, and a few kB read between their readings would
+        # send every shard to whichever was read first
+        first: dict[int, int] = {}
+        sharing: dict[int, int] = {}
+        for pid, rss, _ in now.values():
+            first.setdefault(pid, rss)
+            sharing[pid] = sharing.get(pid, 0) + 1
         out = []
         for addr, w in sorted(info.items()):
-            rss, available = now.get(addr, (0, 0))
-            base = self._baseline.setdefault(addr, rss)
-            limit = int(w.get("memory_limit") or rss + available)
+            pid, _, available = now.get(addr, (0, 0, 0))
+            base = self._baseline.setdefault(addr, first.get(pid, 0) // sharing.get(pid, 1))
+            limit = int(w.get("memory_limit") or base + available // sharing.get(pid, 1))
             out.append(Worker(addr, limit, base + self._lists.get(addr, 0), int(w.get("nthreads", 1))))
         return out
 
@@ -366,8 +375,8 @@ def _device_free() -> int:
     return CupyBackend().free_memory()
 
 
-def _worker_memory() -> tuple[int, int]:
-    """This process's resident bytes and the host's available bytes (psutil: Dask's dependency),
+def _worker_memory() -> tuple[int, int, int]:
+    """This process's id and resident bytes, and the host's available bytes (psutil: Dask's dependency),
     once what every task loads is loaded: gpupq's modules and BLAS's buffers (a first product)."""
     import psutil
 
@@ -376,7 +385,7 @@ def _worker_memory() -> tuple[int, int]:
     a = np.ones((64, 64), dtype=np.float32)
     a @ a
 
-    return int(psutil.Process().memory_info().rss), int(psutil.virtual_memory().available)
+    return os.getpid(), int(psutil.Process().memory_info().rss), int(psutil.virtual_memory().available)
 
 
 def _task_error(i: int, items: Sequence[Any], exc: BaseException) -> GpupqError:

@@ -116,6 +116,25 @@ def test_dask_shards_live_where_the_planner_put_them(tmp_path):
         assert set(spill.values()) == {False}
 
 
+def test_workers_in_one_process_share_its_memory_not_each_count_it(monkeypatch):
+    """Two workers in one process (processes=False) hold equal parts of one reading of its RSS:
+    read one after the other, the process grew a little between readings, and each counting the
+    whole of its own would put every shard on whichever was read first (a failure CI saw)."""
+    pytest.importorskip("distributed")
+    import os
+
+    from gpupq import executors
+    from gpupq.cluster import DaskExecutor
+
+    grows = iter(range(10**9))
+    monkeypatch.setattr(executors, "_worker_memory", lambda: (os.getpid(), (100 + next(grows)) * MiB, 8 << 30))
+    with DaskExecutor(2, processes=False) as ex:
+        workers = ex.workers()
+        assert [w.held for w in workers] == [workers[0].held] * 2 and 50 * MiB <= workers[0].held <= 51 * MiB
+        shards = [ShardMemory(1000, 16_000, 64_000) for _ in range(6)]
+        assert sorted(place(shards, workers, 0, "IVF16,PQ4x8").where) == sorted([w.name for w in workers] * 3)
+
+
 def test_memory_mapped_inputs_count_the_pages_their_shards_read(tmp_path):
     """A shard read through np.memmap keeps its rows' pages mapped (RSS shows them): counted
     apart from what is refused on; inputs read otherwise, and arrays in memory, map nothing."""

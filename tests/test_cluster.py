@@ -334,8 +334,9 @@ def test_each_shards_seconds_are_timed_where_it_ran(where, request):
     wall = time.perf_counter() - t0
     ex.map(_slow_in_shard, items, delay, stage="ground truth")
     got = ex.clock.stages["ground truth"]
-    for i in range(3):  # two calls summed
-        assert 2 * delay[i] <= got[i] < 2 * delay[i] + 0.03
+    for i in range(3):  # two calls summed; the slack (a busy CI host) stays below what the round
+        # trip to the slowest shard would add to the fastest (2 × 0.06 against 2 × 0.01 + 0.05)
+        assert 2 * delay[i] <= got[i] < 2 * delay[i] + 0.05
     d = ex.clock.describe()["ground truth"]
     assert (d["calls"], d["slowest_shard"]) == (2, 2)
     assert d["slowest_shard_s"] == pytest.approx(got[1])

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -216,16 +217,16 @@ class DaskExecutor:
         # workers in one process (processes=False) share its RSS: each holds an equal part of one
         # reading, or each would count the whole, and a few kB read between their readings would
         # send every shard to whichever was read first
-        first: dict[int, int] = {}
-        sharing: dict[int, int] = {}
-        for pid, rss, _ in now.values():
-            first.setdefault(pid, rss)
-            sharing[pid] = sharing.get(pid, 0) + 1
+        first: dict[str, int] = {}
+        sharing: dict[str, int] = {}
+        for process, rss, _ in now.values():
+            first.setdefault(process, rss)
+            sharing[process] = sharing.get(process, 0) + 1
         out = []
         for addr, w in sorted(info.items()):
-            pid, _, available = now.get(addr, (0, 0, 0))
-            base = self._baseline.setdefault(addr, first.get(pid, 0) // sharing.get(pid, 1))
-            limit = int(w.get("memory_limit") or base + available // sharing.get(pid, 1))
+            process, _, available = now.get(addr, ("", 0, 0))
+            base = self._baseline.setdefault(addr, first.get(process, 0) // sharing.get(process, 1))
+            limit = int(w.get("memory_limit") or base + available // sharing.get(process, 1))
             out.append(Worker(addr, limit, base + self._lists.get(addr, 0), int(w.get("nthreads", 1))))
         return out
 
@@ -375,9 +376,15 @@ def _device_free() -> int:
     return CupyBackend().free_memory()
 
 
-def _worker_memory() -> tuple[int, int, int]:
-    """This process's id and resident bytes, and the host's available bytes (psutil: Dask's dependency),
-    once what every task loads is loaded: gpupq's modules and BLAS's buffers (a first product)."""
+#: with the pid, tells this process from every other on any host (a pid alone repeats across
+#: hosts and containers; this token alone is shared by processes forked after the import)
+_PROCESS = uuid.uuid4().hex
+
+
+def _worker_memory() -> tuple[str, int, int]:
+    """This process (:data:`_PROCESS` and its pid), its resident bytes and the host's available
+    bytes (psutil: Dask's dependency), once what every task loads is loaded: gpupq's modules and
+    BLAS's buffers (a first product)."""
     import psutil
 
     from . import ivf, knn  # noqa: F401  (their imports: numpy's and gpupq's compiled kernels)
@@ -385,7 +392,8 @@ def _worker_memory() -> tuple[int, int, int]:
     a = np.ones((64, 64), dtype=np.float32)
     a @ a
 
-    return os.getpid(), int(psutil.Process().memory_info().rss), int(psutil.virtual_memory().available)
+    rss, available = psutil.Process().memory_info().rss, psutil.virtual_memory().available
+    return f"{_PROCESS}:{os.getpid()}", int(rss), int(available)
 
 
 def _task_error(i: int, items: Sequence[Any], exc: BaseException) -> GpupqError:

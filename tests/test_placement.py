@@ -121,13 +121,11 @@ def test_workers_in_one_process_share_its_memory_not_each_count_it(monkeypatch):
     read one after the other, the process grew a little between readings, and each counting the
     whole of its own would put every shard on whichever was read first (a failure CI saw)."""
     pytest.importorskip("distributed")
-    import os
-
     from gpupq import executors
     from gpupq.cluster import DaskExecutor
 
     grows = iter(range(10**9))
-    monkeypatch.setattr(executors, "_worker_memory", lambda: (os.getpid(), (100 + next(grows)) * MiB, 8 << 30))
+    monkeypatch.setattr(executors, "_worker_memory", lambda: ("one process", (100 + next(grows)) * MiB, 8 << 30))
     with DaskExecutor(2, processes=False) as ex:
         workers = ex.workers()
         assert [w.held for w in workers] == [workers[0].held] * 2 and 50 * MiB <= workers[0].held <= 51 * MiB

@@ -3,6 +3,7 @@ shard holds (byte for byte) and numpy's own peak (tracemalloc), the placement, a
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import numpy as np
@@ -116,21 +117,36 @@ def test_dask_shards_live_where_the_planner_put_them(tmp_path):
         assert set(spill.values()) == {False}
 
 
+# module-level (Dask pickles a task's function; these by reference, so their count is shared)
+_READINGS = itertools.count()
+
+
+def _one_growing_process() -> tuple[str, int, int]:
+    return "one process", (100 + next(_READINGS)) * MiB, 8 << 30
+
+
+def _a_process_each() -> tuple[str, int, int]:
+    return f"process {next(_READINGS)}", 100 * MiB, 8 << 30
+
+
 def test_workers_in_one_process_share_its_memory_not_each_count_it(monkeypatch):
     """Two workers in one process (processes=False) hold equal parts of one reading of its RSS:
     read one after the other, the process grew a little between readings, and each counting the
-    whole of its own would put every shard on whichever was read first (a failure CI saw)."""
+    whole of its own would put every shard on whichever was read first (a failure CI saw).
+    Workers in processes of their own each hold the whole of their own reading."""
     pytest.importorskip("distributed")
     from gpupq import executors
     from gpupq.cluster import DaskExecutor
 
-    grows = iter(range(10**9))
-    monkeypatch.setattr(executors, "_worker_memory", lambda: ("one process", (100 + next(grows)) * MiB, 8 << 30))
+    monkeypatch.setattr(executors, "_worker_memory", _one_growing_process)
     with DaskExecutor(2, processes=False) as ex:
         workers = ex.workers()
         assert [w.held for w in workers] == [workers[0].held] * 2 and 50 * MiB <= workers[0].held <= 51 * MiB
         shards = [ShardMemory(1000, 16_000, 64_000) for _ in range(6)]
         assert sorted(place(shards, workers, 0, "IVF16,PQ4x8").where) == sorted([w.name for w in workers] * 3)
+    monkeypatch.setattr(executors, "_worker_memory", _a_process_each)
+    with DaskExecutor(2, processes=False) as ex:
+        assert [w.held for w in ex.workers()] == [100 * MiB] * 2
 
 
 def test_memory_mapped_inputs_count_the_pages_their_shards_read(tmp_path):

@@ -16,7 +16,7 @@ from .helpers import _session
 def test_every_nprobe_and_depth_from_one_scan_equals_separate_searches(backend):
     """The one-scan prefix and the one-ranking re-rank give the ids a search at that nprobe and
     depth gives, on every backend's scan strategy, ties included (m=4 codes collide often)."""
-    _ds, _cfg, session = _session(backend, n=4000, d=16)
+    _ds, _cfg, session = _session(backend, n=5000, d=16)
     bench = session.bench
     build = Build(nlist=32, m=4)
     ps = [1, 3, 8, 32]
@@ -169,16 +169,21 @@ def test_host_holds_a_store_that_fits_as_a_deployment_would(numpy_backend, monke
 def test_builds_sharing_their_lists_are_the_builds_made_alone(backend, monkeypatch):
     """With ``share_lists`` (recommend), each vector's list is assigned once per coarse quantizer,
     not once per build: the codebooks, codes and lists are bit for bit those of builds that
-    assign their own, OPQ (a quantizer per m) and drafts included."""
+    assign their own, OPQ (a quantizer per m) and drafts included. PQ samples capped at 16 points
+    a centroid (FAISS: 256) so that at this size nbits 6 trains on a prefix of nbits 8's sample:
+    the lists known for a smaller sample are assigned again for a larger one (6 before 8), and a
+    larger one's are cut for a smaller one (8 before 6)."""
+    from gpupq import settings
     from gpupq.ivf import IVFPQIndex
 
-    builds = [Build(32, 4, 8), Build(32, 8, 6), Build(32, 4, 8, opq=True), Build(32, 8, 8, opq=True)]
+    monkeypatch.setattr(settings, "MAX_POINTS_PER_CENTROID", 16)
+    builds = [Build(32, 8, 6), Build(32, 4, 8), Build(32, 4, 6), Build(32, 4, 8, opq=True), Build(32, 8, 8, opq=True)]
     calls = []
     real = IVFPQIndex.coarse_assign
     monkeypatch.setattr(IVFPQIndex, "coarse_assign", lambda self, x: calls.append(x.shape[0]) or real(self, x))
     made = {}
     for share in (False, True):
-        _ds, _cfg, session = _session(backend, n=5000, d=16)
+        _ds, _cfg, session = _session(backend, n=2500, d=16)
         with session:
             bench = session.bench
             bench.share_lists = share
@@ -190,10 +195,13 @@ def test_builds_sharing_their_lists_are_the_builds_made_alone(backend, monkeypat
                         backend.to_numpy(a) for a in (index.pq.codebooks, index.codes, index.ids, index.offsets)
                     ]
             assigned = sum(calls)
-        if share:  # the base and the sample once per quantizer (3: one plain, two rotated)
-            assert assigned <= 3 * 2 * session.split.n_base
-        else:  # every build and draft: 8 of them
-            assert assigned >= 8 * session.split.n_base
+        n_base = session.split.n_base
+        assert n_base < 16 * 256  # nbits 8's sample: all of the base; nbits 6's: its first 1,024
+        if share:  # the base once per quantizer (3: one plain, two rotated), and their samples: the
+            # plain one's twice (1,024 for nbits 6, then all for nbits 8), the rotated ones' once
+            assert assigned == 3 * n_base + (16 * 64 + n_base) + 2 * n_base, assigned
+        else:  # every build and draft: 10 of them
+            assert assigned >= 10 * n_base
     for (share, b, draft), arrays in made.items():
         if share:
             for got, want in zip(arrays, made[(False, b, draft)], strict=True):

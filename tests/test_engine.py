@@ -16,7 +16,7 @@ from .helpers import _session
 def test_every_nprobe_and_depth_from_one_scan_equals_separate_searches(backend):
     """The one-scan prefix and the one-ranking re-rank give the ids a search at that nprobe and
     depth gives, on every backend's scan strategy, ties included (m=4 codes collide often)."""
-    _ds, _cfg, session = _session(backend, n=5000, d=16)
+    _ds, _cfg, session = _session(backend, n=4000, d=16)
     bench = session.bench
     build = Build(nlist=32, m=4)
     ps = [1, 3, 8, 32]
